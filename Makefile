@@ -1,0 +1,32 @@
+# The two commands: `make demo` and `make test`. Both build .venv from the pinned files on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# plugins/ is on sys.path for every Airflow component; the demo, tests and benchmarks see the same.
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+
+.PHONY: demo test bench lint install clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m sandbox.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check dags plugins sandbox tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,94 @@
+"""## Daily maintenance
+
+Health checks of the SoleMate platform, every day at 02:00 UTC: application endpoint and ALB
+targets, ECS services, RDS, ElastiCache, business metrics and service KPIs.
+
+* Each check records its findings; a **P1/P2** finding fails its task and alerts Slack.
+* Metric windows end at the run's logical date (cron *trigger* timetable, zero-length data
+  interval) and reach back the look-back configured per check, so backfills measure their own day.
+* `report` always runs: it writes `report.json` / `report.md` to the reports bucket, marks findings
+  new / ongoing / resolved against the previous run and posts one digest to Slack.
+* Configuration: `include/config/platform.yaml` (or the file named by `MAINTENANCE_CONFIG`).
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, dag
+from solemate_maintenance.config import load_config
+from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.operators.application import ApplicationHealthOperator
+from solemate_maintenance.operators.business import BusinessMetricsOperator
+from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
+from solemate_maintenance.operators.elasticache import ElastiCacheHealthOperator
+from solemate_maintenance.operators.kpi import KpiOperator
+from solemate_maintenance.operators.rds import RdsHealthOperator
+from solemate_maintenance.operators.report import FailRunOnCheckFailureOperator, PublishReportOperator
+
+config = load_config()
+resources, checks = config.resources, config.checks
+
+
+@dag(
+    dag_id="daily_maintenance",
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["maintenance", "daily", config.environment],
+    doc_md=__doc__,
+    default_args=maintenance_defaults(config),
+)
+def daily_maintenance():
+    health_checks = [
+        ApplicationHealthOperator(
+            task_id="application_health",
+            endpoint=str(resources.alb.health_endpoint),
+            load_balancer_name=resources.alb.name,
+            timeout_seconds=checks.application.timeout_seconds,
+            latency_ms=checks.application.latency_ms,
+        ),
+        EcsServiceHealthOperator(
+            task_id="ecs_services",
+            cluster=resources.ecs.cluster,
+            services=resources.ecs.services,
+            thresholds=checks.ecs,
+        ),
+        RdsHealthOperator(
+            task_id="rds_health",
+            db_instance_identifier=resources.rds.instance_id,
+            db_conn_id=resources.rds.db_conn_id,
+            thresholds=checks.rds,
+        ),
+        ElastiCacheHealthOperator(
+            task_id="elasticache_health",
+            cache_cluster_id=resources.elasticache.cluster_id,
+            thresholds=checks.elasticache,
+        ),
+        BusinessMetricsOperator(
+            task_id="business_metrics",
+            namespace=resources.business_metrics_namespace,
+            thresholds=checks.business,
+        ),
+        KpiOperator(
+            task_id="performance_kpis",
+            load_balancer_name=resources.alb.name,
+            kpis=config.kpis,
+            thresholds=checks.kpis,
+        ),
+    ]
+    report = PublishReportOperator(
+        task_id="report",
+        bucket=config.reports.bucket,
+        prefix=config.reports.prefix,
+        environment=config.environment,
+        alerts=config.alerts,
+    )
+    health_checks >> report
+    [*health_checks, report] >> FailRunOnCheckFailureOperator(task_id="fail_run_if_checks_failed")
+
+
+dag = daily_maintenance()
+
+if __name__ == "__main__":
+    dag.test()

@@ -1,0 +1,1 @@
+"""SoleMate maintenance: operators, hooks and notifiers behind the maintenance DAGs."""

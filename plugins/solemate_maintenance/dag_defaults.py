@@ -1,0 +1,25 @@
+"""What every maintenance DAG shares: default_args and the end-of-run wiring."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from solemate_maintenance.config import PlatformConfig
+from solemate_maintenance.notifiers.slack import failure_notifier
+
+
+def maintenance_defaults(config: PlatformConfig, *, execution_timeout: timedelta = timedelta(minutes=20)
+                         ) -> dict[str, Any]:
+    """default_args: retries with backoff for transient AWS errors, a timeout, final-failure alerts."""
+    return {
+        "owner": "platform-ops",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+        "execution_timeout": execution_timeout,
+        "aws_conn_id": "aws_default",
+        "region_name": config.regions.primary,
+        "on_failure_callback": failure_notifier(config.alerts, config.environment),
+    }

@@ -1,0 +1,130 @@
+"""ECS service health: task counts, deployments, CPU and memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+
+from solemate_maintenance.config import EcsCheck, EcsService
+from solemate_maintenance.findings import Finding, Measurement, Severity, Status, threshold_finding
+from solemate_maintenance.hooks.cloudwatch import MetricQuery
+from solemate_maintenance.operators.base import MaintenanceCheckOperator
+from solemate_maintenance.window import TimeWindow
+
+
+class EcsServiceHealthOperator(MaintenanceCheckOperator):
+    """Check each ECS service of a cluster.
+
+    No running task is P1; fewer running than desired (or than the configured minimum) is P2;
+    a failed deployment in the look-back is P2; lingering pending tasks and a service scaled to its
+    maximum are P3; CPU/memory above thresholds are P3 (warning) or P2 (critical).
+
+    :param cluster: ECS cluster name or ARN.
+    :param services: services to check, with their scaling bounds.
+    :param thresholds: the `checks.ecs` section of the platform config.
+    """
+
+    template_fields = (*MaintenanceCheckOperator.template_fields, "cluster")
+
+    def __init__(self, *, cluster: str, services: Sequence[EcsService], thresholds: EcsCheck | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+        self.services = list(services)
+        self.thresholds = thresholds or EcsCheck()
+
+    @cached_property
+    def hook(self) -> EcsHook:
+        return EcsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        window = TimeWindow.ending_at_run(context, self.thresholds.lookback_minutes)
+        names = [s.name for s in self.services]
+        response = self.hook.conn.describe_services(cluster=self.cluster, services=names)
+        described = {s["serviceName"]: s for s in response["services"]}
+        present = [s for s in self.services if s.name in described and described[s.name]["status"] == "ACTIVE"]
+        for spec in self.services:
+            if spec not in present:
+                yield Finding(check="ecs.service", resource=f"{self.cluster}/{spec.name}",
+                              status=Status.CRITICAL, severity=Severity.P1,
+                              summary="service not found or not active in the cluster",
+                              details={"failures": [f for f in response.get("failures", [])
+                                                    if spec.name in f.get("arn", "")]})
+                continue
+            yield from self._service_findings(spec, described[spec.name], window)
+        yield from self._utilization_findings(present, window)
+
+    def _service_findings(self, spec: EcsService, service: dict, window: TimeWindow) -> Iterable[Finding]:
+        resource = f"{self.cluster}/{spec.name}"
+        running, desired, pending = service["runningCount"], service["desiredCount"], service["pendingCount"]
+        counts = {
+            "running_tasks": Measurement(value=running, unit="tasks", critical=max(desired, spec.min_tasks),
+                                         bad_when="below"),
+            "desired_tasks": Measurement(value=desired, unit="tasks"),
+            "pending_tasks": Measurement(value=pending, unit="tasks",
+                                         warning=self.thresholds.pending_tasks_warning, bad_when="above"),
+        }
+        if running == 0 and desired > 0:
+            status, severity, summary = Status.CRITICAL, Severity.P1, f"no running tasks (desired {desired})"
+        elif running < desired or running < spec.min_tasks:
+            status, severity = Status.CRITICAL, Severity.P2
+            summary = f"{running} running of {desired} desired (minimum {spec.min_tasks})"
+        else:
+            status, severity, summary = Status.OK, None, f"{running} of {desired} tasks running"
+        yield Finding(check="ecs.task_count", resource=resource, status=status, severity=severity,
+                      summary=summary, metrics=counts)
+
+        if pending >= self.thresholds.pending_tasks_warning:
+            yield Finding(check="ecs.pending_tasks", resource=resource, status=Status.WARNING,
+                          severity=Severity.P3, summary=f"{pending} task(s) pending placement",
+                          metrics={"pending_tasks": counts["pending_tasks"]})
+        if desired >= spec.max_tasks:
+            yield Finding(check="ecs.scaling_ceiling", resource=resource, status=Status.WARNING,
+                          severity=Severity.P3,
+                          summary=f"desired count {desired} is at the scaling maximum {spec.max_tasks}",
+                          metrics={"desired_tasks": Measurement(value=desired, unit="tasks",
+                                                                warning=spec.max_tasks, bad_when="above")})
+
+        since = window.end - timedelta(hours=self.thresholds.deployment_failure_lookback_hours)
+        failed = [
+            d for d in service.get("deployments", [])
+            if d.get("rolloutState") == "FAILED" and since <= d.get("updatedAt", window.end) <= window.end
+        ]
+        yield Finding(
+            check="ecs.deployments", resource=resource,
+            status=Status.CRITICAL if failed else Status.OK,
+            severity=Severity.P2 if failed else None,
+            summary=(f"{len(failed)} failed deployment(s) in the last "
+                     f"{self.thresholds.deployment_failure_lookback_hours} h") if failed
+            else "no failed deployment",
+            details={"failed_deployments": [
+                {"id": d["id"], "reason": d.get("rolloutStateReason", ""), "task_definition": d.get("taskDefinition")}
+                for d in failed
+            ]},
+        )
+
+    def _utilization_findings(self, services: list[EcsService], window: TimeWindow) -> Iterable[Finding]:
+        metrics = {"cpu_utilization": ("CPUUtilization", self.thresholds.cpu_percent),
+                   "memory_utilization": ("MemoryUtilization", self.thresholds.memory_percent)}
+        queries = [
+            MetricQuery(id=f"{key}_{i}", namespace="AWS/ECS", metric=name, stat="Average",
+                        period=self.thresholds.period_seconds,
+                        dimensions={"ClusterName": self.cluster, "ServiceName": spec.name})
+            for i, spec in enumerate(services)
+            for key, (name, _) in metrics.items()
+        ]
+        if not queries:
+            return
+        series = self.metrics_hook.get_metric_data(queries, window)
+        for i, spec in enumerate(services):
+            for key, (name, threshold) in metrics.items():
+                yield threshold_finding(
+                    check=f"ecs.{key}", resource=f"{self.cluster}/{spec.name}",
+                    label=f"peak {self.thresholds.period_seconds // 60}-min {name}",
+                    metric=f"{key}_percent", value=series[f"{key}_{i}"].reduce("max"), unit="%", threshold=threshold,
+                    warning_severity=Severity.P3, critical_severity=Severity.P2,
+                )

@@ -1,0 +1,107 @@
+"""`make demo`: run daily_maintenance end to end on the sandbox and show what happened.
+
+Starts the sandbox, seeds a platform with a few deliberate problems, runs
+``airflow dags test daily_maintenance <date>`` in a separate process (exactly as an engineer would),
+then prints the findings, the Slack messages the sink received and where the report is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sandbox.world import DEMO_PROBLEMS, PROBLEMS, Sandbox, sandbox_env_for_subprocess
+
+SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
+
+
+def last_schedule_before(moment: datetime) -> datetime:
+    """The most recent 02:00 UTC: the logical date a scheduled run of today would carry."""
+    anchor = moment.astimezone(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
+    return anchor if anchor <= moment else anchor - timedelta(days=1)
+
+
+def run_airflow(args: list[str], env: dict[str, str], log_path: Path) -> int:
+    with log_path.open("a") as log:
+        return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, check=False).returncode
+
+
+def print_table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", default=",".join(sorted(DEMO_PROBLEMS)),
+                        help=f"comma-separated, from: {', '.join(sorted(PROBLEMS))}; empty for a healthy world")
+    parser.add_argument("--keep", type=Path, help="copy the report and Slack payloads into this folder")
+    args = parser.parse_args(argv)
+    problems = frozenset(p for p in args.problems.split(",") if p)
+
+    started = time.monotonic()
+    logical_date = last_schedule_before(datetime.now(timezone.utc))
+    with tempfile.TemporaryDirectory(prefix="solemate-airflow-") as home, Sandbox() as sandbox:
+        home_path = Path(home)
+        env = sandbox_env_for_subprocess(sandbox, home_path)
+        log_path = home_path / "airflow.log"
+        print(f"Sandbox up in {time.monotonic() - started:.0f} s (moto {sandbox.endpoint_url}, "
+              f"Slack sink {sandbox.slack.url}, PostgreSQL {sandbox.postgres.socket_dir})")
+        sandbox.seed(logical_date, problems)
+        print("Injected problems: " + (", ".join(f"{p} ({PROBLEMS[p]})" for p in sorted(problems)) or "none"))
+        if run_airflow(["db", "migrate"], env, log_path) != 0:
+            print(log_path.read_text()[-3000:])
+            return 1
+        print(f"Running: airflow dags test daily_maintenance {logical_date.isoformat()}")
+        run_airflow(["dags", "test", "daily_maintenance", logical_date.isoformat()], env, log_path)
+
+        s3 = sandbox.client("s3")
+        bucket, prefix = sandbox.config.reports.bucket, sandbox.config.reports.prefix
+        latest_key = f"{prefix}/daily_maintenance/latest.json"
+        try:
+            report = json.loads(s3.get_object(Bucket=bucket, Key=latest_key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            print("No report was written. Last lines of the Airflow log:")
+            print(log_path.read_text()[-5000:])
+            return 1
+
+        print(f"\nRun {report['run_id']} ({report['run_type']}), logical date {report['logical_date']}")
+        print("Task states: " + ", ".join(f"{t}={s}" for t, s in report["task_states"].items()))
+        rows = [[f["severity"] or "ok", f["status"], f["lifecycle"] or "", f["check"], f["resource"], f["summary"]]
+                for f in sorted(report["findings"], key=lambda f: (SEVERITY_ORDER[f["severity"]], f["check"]))]
+        print()
+        print_table(rows, ["sev", "status", "since", "check", "resource", "summary"])
+        print("\nTotals: " + json.dumps(report["totals"]["status"]) + "  " + json.dumps(report["totals"]["severity"]))
+
+        messages = sandbox.slack.messages()
+        print(f"\nSlack messages received by the sink: {len(messages)}")
+        for message in messages:
+            payload = message["payload"]
+            color = payload.get("attachments", [{}])[0].get("color", "")
+            print(f"  [{color}] {payload.get('text')}")
+        print(f"\nReport: {report['report_uri']} (and report.md beside it; {latest_key})")
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for name in ("report.json", "report.md"):
+                key = f"{prefix}/daily_maintenance/{report['run_id']}/{name}"
+                (args.keep / name).write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            (args.keep / "slack.jsonl").write_text("\n".join(json.dumps(m) for m in messages) + "\n")
+            (args.keep / "airflow.log").write_text(log_path.read_text())
+            print(f"Copies in {args.keep}/")
+        print(f"Airflow run log: kept only with --keep. Demo took {time.monotonic() - started:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Synthetic CloudWatch metrics for every metric the checks read: a healthy week, or a broken one."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+STEP = timedelta(minutes=5)
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Names:
+    cluster: str
+    service: str
+    db_instance: str
+    cache_cluster: str
+    alb_dimension: str  # app/<name>/<id>
+    business_namespace: str
+
+
+def _daily(ts: datetime, low: float, high: float) -> float:
+    """A smooth day curve: quiet at night UTC, busy in the evening."""
+    phase = (ts.hour * 60 + ts.minute) / 1440 * 2 * math.pi
+    return low + (high - low) * (0.5 - 0.5 * math.cos(phase - math.pi / 3))
+
+
+def generate(names: Names, start: datetime, end: datetime, problems: frozenset[str], anchor: datetime,
+             seed: int = 7) -> Iterator[tuple[str, dict]]:
+    """Yield (namespace, MetricData entry) pairs every 5 minutes from start to end.
+
+    Problems distort the data only shortly before `anchor` (the run's logical date), like an
+    incident would: 3 hours for resource metrics, the whole day for the ALB latency KPI.
+    """
+    rng = random.Random(seed)
+    ts = start
+    while ts < end:
+        recent = anchor - timedelta(hours=3) <= ts < anchor
+        today = anchor - timedelta(days=1) <= ts < anchor
+        jitter = rng.uniform
+        ecs = {"ClusterName": names.cluster, "ServiceName": names.service}
+        yield from _entries("AWS/ECS", ecs, ts, {
+            "CPUUtilization": _daily(ts, 20, 45) + jitter(-3, 3),
+            "MemoryUtilization": 50 + jitter(-4, 4),
+        })
+        cpu = 92 + jitter(0, 4) if "rds_high_cpu" in problems and recent else _daily(ts, 15, 40) + jitter(-3, 3)
+        yield from _entries("AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, ts, {
+            "CPUUtilization": cpu,
+            "DatabaseConnections": round(_daily(ts, 60, 180) + jitter(-10, 10)),
+            "ReadLatency": 0.002 + jitter(0, 0.001),
+            "WriteLatency": 0.003 + jitter(0, 0.001),
+            "FreeStorageSpace": 60 * GIB - (ts - start).total_seconds() * 1000,
+        })
+        hits = _daily(ts, 3000, 12000)
+        yield from _entries("AWS/ElastiCache", {"CacheClusterId": names.cache_cluster}, ts, {
+            "EngineCPUUtilization": _daily(ts, 8, 25) + jitter(-2, 2),
+            "DatabaseMemoryUsagePercentage": 45 + jitter(-2, 2),
+            "CacheHits": round(hits),
+            "CacheMisses": round(hits * 0.04),
+            "Evictions": 0,
+        })
+        payments = 88 + jitter(0, 2) if "payment_failures" in problems and recent else 99.4 + jitter(0, 0.5)
+        yield from _entries(names.business_namespace, {}, ts, {
+            "PaymentSuccessRate": payments,
+            "OrdersPerMinute": _daily(ts, 15, 60) * (1 + jitter(-0.05, 0.05)),
+            "CartAbandonmentRate": 68 + jitter(-3, 3),
+        })
+        alb = {"LoadBalancer": names.alb_dimension}
+        requests = round(_daily(ts, 2000, 9000))
+        yield from _entries("AWS/ApplicationELB", alb, ts, {
+            "RequestCount": requests,
+            "HTTPCode_Target_5XX_Count": round(requests * 0.0002),
+            "HTTPCode_ELB_5XX_Count": 0,
+        })
+        slow = 3.0 if "slow_responses" in problems and today else 1.0
+        # Raw samples, so that CloudWatch-style percentiles have a distribution to work on.
+        samples = [rng.lognormvariate(math.log(0.12), 0.45) * slow for _ in range(20)]
+        yield "AWS/ApplicationELB", {"MetricName": "TargetResponseTime", "Timestamp": ts,
+                                     "Dimensions": _dims(alb), "Values": samples, "Unit": "Seconds"}
+        ts += STEP
+
+
+def _dims(dimensions: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Name": k, "Value": v} for k, v in dimensions.items()]
+
+
+def _entries(namespace: str, dimensions: dict[str, str], ts: datetime,
+             values: dict[str, float]) -> Iterator[tuple[str, dict]]:
+    for name, value in values.items():
+        yield namespace, {"MetricName": name, "Timestamp": ts, "Dimensions": _dims(dimensions), "Value": value}

@@ -1,0 +1,129 @@
+"""Small real HTTP servers on loopback: the Slack webhook sink and the application health endpoint."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Server:
+    """A ThreadingHTTPServer on a free loopback port, served from a daemon thread."""
+
+    handler: type[BaseHTTPRequestHandler]
+
+    def start(self) -> _Server:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=type(self).__name__, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class _SlackHandler(_Quiet):
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        sink: SlackSink = self.server.owner  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        mode = sink.mode
+        if mode == "slow":
+            time.sleep(sink.slow_seconds)
+        if mode == "error":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"internal_error")
+            return
+        sink.record(self.path, body)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+class SlackSink(_Server):
+    """Records every webhook payload as a JSON line: {"path": ..., "payload": {...}}.
+
+    ``mode``: ``ok`` (200), ``error`` (500), ``slow`` (sleeps ``slow_seconds`` first). A refused
+    connection is tested by stopping the sink, or pointing the connection at a closed port.
+    The file lives in the sandbox's temp dir so a separate ``airflow dags test`` process can be
+    checked from the outside.
+    """
+
+    handler = _SlackHandler
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.mode = "ok"
+        self.slow_seconds = 3.0
+        self._lock = threading.Lock()
+        log_path.touch()
+
+    def record(self, path: str, body: bytes) -> None:
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError:
+            payload = {"raw": body.decode("utf-8", "replace")}
+        with self._lock, self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"path": path, "payload": payload}) + "\n")
+
+    def messages(self) -> list[dict]:
+        with self._lock:
+            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.log_path.write_text("")
+
+
+class _HealthHandler(_Quiet):
+    def do_GET(self) -> None:  # noqa: N802
+        server: HealthEndpoint = self.server.owner  # type: ignore[attr-defined]
+        if self.path.split("?")[0] != "/health":
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = json.dumps({"status": "ok" if server.status < 400 else "degraded"}).encode()
+        self.send_response(server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class HealthEndpoint(_Server):
+    """The application's ``/health``; set ``status`` to make it unhealthy."""
+
+    handler = _HealthHandler
+
+    def __init__(self) -> None:
+        self.status = 200
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.url}/health"
