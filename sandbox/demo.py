@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sandbox.world import DEMO_PROBLEMS, PROBLEMS, Sandbox, sandbox_env_for_subprocess
@@ -23,7 +23,7 @@ SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
 
 def last_schedule_before(moment: datetime) -> datetime:
     """The most recent 02:00 UTC: the logical date a scheduled run of today would carry."""
-    anchor = moment.astimezone(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
+    anchor = moment.astimezone(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
     return anchor if anchor <= moment else anchor - timedelta(days=1)
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = frozenset(p for p in args.problems.split(",") if p)
 
     started = time.monotonic()
-    logical_date = last_schedule_before(datetime.now(timezone.utc))
+    logical_date = last_schedule_before(datetime.now(UTC))
     with tempfile.TemporaryDirectory(prefix="solemate-airflow-") as home, Sandbox() as sandbox:
         home_path = Path(home)
         env = sandbox_env_for_subprocess(sandbox, home_path)

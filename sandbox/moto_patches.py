@@ -13,7 +13,7 @@ import math
 import operator
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.cloudwatch.exceptions import ValidationError
@@ -51,7 +51,7 @@ def _statistic(stat: str) -> Callable[[list[float]], float]:
 
 def _utc(value: datetime) -> datetime:
     # moto keeps whatever it was given: naive UTC from HTTP requests, aware from direct calls.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _samples(datum: Any) -> list[float]:

@@ -16,33 +16,20 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import yaml
-from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
-
-from sandbox import metrics, moto_patches
-from sandbox.postgres import EmbeddedPostgres
-from sandbox.servers import HealthEndpoint, SlackSink, free_port
 from solemate_maintenance.config import DEFAULT_CONFIG_PATH, PlatformConfig
 
-# Problems the sandbox can inject. Metric problems show in the 3 hours before the run's anchor.
-PROBLEMS = {
-    "ecs_under_desired": "ECS service runs 1 task of 2 desired (P2)",
-    "rds_high_cpu": "RDS CPU above 90 % (P2)",
-    "slow_responses": "ALB P95/P99 response time 3x slower all day (P3)",
-    "payment_failures": "payment success rate near 88 % (P1)",
-    "endpoint_down": "health endpoint answers 503 (P1)",
-    "unhealthy_target": "one ALB target unhealthy (P2)",
-}
-DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"})
-SNS_TOPIC = "solemate-p1"
+from sandbox import moto_patches
+from sandbox.platform import SNS_TOPIC, Platform
+from sandbox.postgres import EmbeddedPostgres
+from sandbox.servers import HealthEndpoint, SlackSink, free_port
 
 
 class Sandbox:
@@ -53,7 +40,7 @@ class Sandbox:
         self.slack_critical = slack_critical
         self.workdir = Path(tempfile.mkdtemp(prefix="solemate-sandbox-"))
         self._started: list[Any] = []
-        self.problems: frozenset[str] = frozenset()
+        self.platform: Platform | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -135,90 +122,18 @@ class Sandbox:
     # -- the platform --------------------------------------------------------------------------
     def seed(self, anchor: datetime, problems: frozenset[str] | set[str] = frozenset()) -> None:
         """Create the platform (once), then metrics for the 8 days up to `anchor`, with `problems`."""
-        unknown = set(problems) - PROBLEMS.keys()
-        if unknown:
-            raise ValueError(f"unknown sandbox problems: {sorted(unknown)}; known: {sorted(PROBLEMS)}")
-        if not hasattr(self, "alb_dimension"):
-            self._create_platform()
-        self.problems = frozenset(problems)
-        self._apply_state_problems()
-        self._write_metrics(anchor)
+        if self.platform is None:
+            self.platform = Platform(self.config, self.client, self.health)
+            self.platform.create()
+        self.platform.seed(anchor, problems)
 
-    def _create_platform(self) -> None:
-        res = self.config.resources
-        ec2, elb = self.client("ec2"), self.client("elbv2")
-        vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["VpcId"] == vpc][:2]
-        image = ec2.describe_images()["Images"][0]["ImageId"]
-        self.instances = [i["InstanceId"] for i in ec2.run_instances(
-            ImageId=image, MinCount=2, MaxCount=2, InstanceType="t3.medium", SubnetId=subnets[0])["Instances"]]
-        lb = elb.create_load_balancer(Name=res.alb.name, Subnets=subnets, Type="application")["LoadBalancers"][0]
-        self.alb_dimension = lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
-        tg = elb.create_target_group(Name="solemate-backend", Protocol="HTTP", Port=8080, VpcId=vpc,
-                                     TargetType="instance", HealthCheckPath="/health")["TargetGroups"][0]
-        elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": i} for i in self.instances])
-        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
-                            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}])
+    @property
+    def alb_dimension(self) -> str:
+        return self.platform.alb_dimension
 
-        ecs = self.client("ecs")
-        ecs.create_cluster(clusterName=res.ecs.cluster)
-        ecs.register_task_definition(family="solemate-backend", containerDefinitions=[
-            {"name": "backend", "image": "solemate/backend:1.0", "memory": 1024, "cpu": 512}])
-        for service in res.ecs.services:
-            ecs.create_service(cluster=res.ecs.cluster, serviceName=service.name, taskDefinition="solemate-backend",
-                               desiredCount=service.min_tasks, launchType="FARGATE")
-
-        self.db_master_password = secrets.token_urlsafe(16)
-        self.client("rds").create_db_instance(
-            DBInstanceIdentifier=res.rds.instance_id, Engine="postgres", EngineVersion="16.4",
-            DBInstanceClass="db.r6g.large", AllocatedStorage=100, MasterUsername="solemate_admin",
-            MasterUserPassword=self.db_master_password, BackupRetentionPeriod=7, MultiAZ=True,
-            Tags=[{"Key": "environment", "Value": self.config.environment}])
-        self.client("elasticache").create_cache_cluster(
-            CacheClusterId=res.elasticache.cluster_id, Engine="redis", CacheNodeType="cache.r6g.large",
-            NumCacheNodes=1)
-        logs = self.client("logs")
-        logs.create_log_group(logGroupName=res.logs.application_log_group)
-        logs.put_retention_policy(logGroupName=res.logs.application_log_group,
-                                  retentionInDays=self.config.log_retention.application_days)
-        self.client("s3").create_bucket(Bucket=self.config.reports.bucket)
-        self.client("sns").create_topic(Name=SNS_TOPIC)
-
-    def _ecs_service(self, name: str) -> Any:
-        backend = get_backend("ecs")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
-        return backend.services[f"{self.config.resources.ecs.cluster}:{name}"]
-
-    def _apply_state_problems(self) -> None:
-        """Set resource states moto cannot reach by itself (it runs no tasks and fails no health check)."""
-        for spec in self.config.resources.ecs.services:
-            service = self._ecs_service(spec.name)
-            running = service.desired_count - 1 if "ecs_under_desired" in self.problems else service.desired_count
-            service.running_count, service.pending_count = running, 0
-            for deployment in service.deployments:
-                deployment.update(runningCount=running, pendingCount=0, rolloutState="COMPLETED")
-        ec2 = self.client("ec2")
-        if "unhealthy_target" in self.problems:
-            ec2.stop_instances(InstanceIds=self.instances[:1])
-        else:
-            ec2.start_instances(InstanceIds=self.instances[:1])
-        self.health.status = 503 if "endpoint_down" in self.problems else 200
-
-    def _write_metrics(self, anchor: datetime) -> None:
-        # Replace, not append: every seed describes the world as it is for this anchor.
-        cloudwatch_backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
-        cloudwatch_backend.metric_data = []
-        names = metrics.Names(
-            cluster=self.config.resources.ecs.cluster, service=self.config.resources.ecs.services[0].name,
-            db_instance=self.config.resources.rds.instance_id,
-            cache_cluster=self.config.resources.elasticache.cluster_id, alb_dimension=self.alb_dimension,
-            business_namespace=self.config.resources.business_metrics_namespace)
-        by_namespace: dict[str, list[dict]] = defaultdict(list)
-        start = anchor - timedelta(days=8)
-        for namespace, entry in metrics.generate(names, start, anchor + timedelta(minutes=5), self.problems, anchor):
-            by_namespace[namespace].append(entry)
-        # Straight into the backend: a week of 5-minute data over HTTP would take ~15 s per seed.
-        for namespace, entries in by_namespace.items():
-            cloudwatch_backend.put_metric_data(namespace, entries)
+    @property
+    def db_master_password(self) -> str:
+        return self.platform.db_master_password
 
 
 def sandbox_env_for_subprocess(sandbox: Sandbox, airflow_home: Path) -> dict[str, str]:

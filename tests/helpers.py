@@ -1,0 +1,43 @@
+"""Small pieces the tests share: a task context for calling operators directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any
+
+ANCHOR = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class RecordingTaskInstance:
+    """Stands in for the task instance when an operator's execute() is called directly.
+
+    It only records XCom pushes: AWS and the databases the operators talk to are real (moto,
+    embedded PostgreSQL).
+    """
+
+    task_id: str = "check"
+    dag_id: str = "daily_maintenance"
+    run_id: str = "scheduled__2026-11-20T02:00:00+00:00"
+    try_number: int = 1
+    max_tries: int = 2
+    start_date: datetime = ANCHOR
+    log_url: str = "http://localhost:8080/dags/daily_maintenance/runs/x/tasks/check?try_number=1"
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def make_context(anchor: datetime = ANCHOR, **ti_fields: Any) -> dict[str, Any]:
+    ti = RecordingTaskInstance(**ti_fields)
+    dag_run = SimpleNamespace(run_type="scheduled", run_after=anchor, logical_date=anchor, run_id=ti.run_id)
+    return {"ti": ti, "dag_run": dag_run, "logical_date": anchor, "data_interval_start": anchor,
+            "data_interval_end": anchor}
+
+
+def findings_of(context: dict[str, Any]) -> dict[str, dict]:
+    """The findings an operator pushed, keyed by check name."""
+    return {f["check"]: f for f in context["ti"].pushed["findings"]}

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.cloudwatch.models import CloudWatchBackend
+
+from sandbox.platform import Platform
+from sandbox.servers import HealthEndpoint
+from solemate_maintenance.config import load_config
+from solemate_maintenance.findings import Status
+from tests.helpers import ANCHOR
+
+
+@pytest.fixture
+def config():
+    return load_config()
+
+
+@pytest.fixture
+def health() -> Iterator[HealthEndpoint]:
+    server = HealthEndpoint().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def platform(config, health) -> Iterator[Platform]:
+    """The SoleMate platform in moto (mock_aws), healthy, metrics up to ANCHOR."""
+    with mock_aws():
+        world = Platform(config, lambda service: boto3.client(service, region_name=config.regions.primary), health)
+        world.create()
+        world.seed(ANCHOR)
+        yield world
+
+
+class Throttling(Exception):
+    pass
+
+
+@pytest.fixture
+def throttle_cloudwatch(monkeypatch) -> dict[str, int]:
+    """Make GetMetricData answer 'Throttling' (HTTP 400, as AWS does) to its first two calls."""
+    from moto.cloudwatch.exceptions import CloudWatchException
+
+    class ThrottlingException(CloudWatchException):
+        code = "Throttling"
+
+    calls = {"count": 0}
+    patched = CloudWatchBackend.get_metric_data
+
+    def flaky(self, *args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] <= 2:
+            raise ThrottlingException("Rate exceeded")
+        return patched(self, *args, **kwargs)
+
+    monkeypatch.setattr(CloudWatchBackend, "get_metric_data", flaky)
+    return calls
+
+
+def statuses(findings: dict[str, dict]) -> dict[str, str]:
+    return {check: f["status"] for check, f in findings.items()}
+
+
+def problems(findings: dict[str, dict]) -> dict[str, str]:
+    return {check: f["severity"] for check, f in findings.items() if f["status"] != Status.OK.value}
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server with the SoleMate schema."""
+    from sandbox.postgres import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg")).start()
+    yield server
+    server.stop()

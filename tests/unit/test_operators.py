@@ -1,0 +1,326 @@
+"""Each check operator against the platform in moto: healthy, each failure mode, missing resource,
+throttling. The HTTP health endpoint and PostgreSQL are real servers."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto.backends import get_backend
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from solemate_maintenance.findings import ChecksFailedError
+from solemate_maintenance.operators.application import ApplicationHealthOperator
+from solemate_maintenance.operators.business import BusinessMetricsOperator
+from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
+from solemate_maintenance.operators.elasticache import ElastiCacheHealthOperator
+from solemate_maintenance.operators.kpi import KpiOperator
+from solemate_maintenance.operators.rds import RdsHealthOperator
+from tests.helpers import ANCHOR, findings_of, make_context
+from tests.unit.conftest import problems
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run(operator):
+    """Execute like Airflow would; return (findings by check, exception or None)."""
+    context = make_context(task_id=operator.task_id)
+    try:
+        operator.execute(context)
+        error = None
+    except ChecksFailedError as exc:
+        error = exc
+    return findings_of(context), error
+
+
+# -- application ---------------------------------------------------------------------------------
+def application(config, health, **overrides):
+    args = dict(task_id="application_health", endpoint=health.health_url, load_balancer_name=config.resources.alb.name,
+                timeout_seconds=2, latency_ms=config.checks.application.latency_ms)
+    return ApplicationHealthOperator(**{**args, **overrides})
+
+
+def test_application_healthy(platform, config, health):
+    findings, error = run(application(config, health))
+    assert error is None
+    assert findings["application.endpoint"]["status"] == "ok"
+    assert findings["application.endpoint"]["details"]["status_code"] == 200
+    assert findings["application.alb_targets"]["summary"] == "2 of 2 targets healthy"
+
+
+def test_application_non_2xx_is_p1(platform, config, health):
+    health.status = 503
+    findings, error = run(application(config, health))
+    assert problems(findings) == {"application.endpoint": "P1"}
+    assert "HTTP 503" in findings["application.endpoint"]["summary"]
+    assert error is not None and "HTTP 503" in str(error)
+
+
+def test_application_unreachable_is_p1(platform, config, health):
+    from sandbox.servers import free_port
+
+    findings, error = run(application(config, health, endpoint=f"http://127.0.0.1:{free_port()}/health"))
+    assert findings["application.endpoint"]["severity"] == "P1"
+    assert "unreachable (ConnectionError)" in findings["application.endpoint"]["summary"]
+    assert error is not None
+
+
+def test_application_unhealthy_target_is_p2(platform, config, health):
+    platform.seed(ANCHOR, {"unhealthy_target"})
+    findings, error = run(application(config, health))
+    assert problems(findings) == {"application.alb_targets": "P2"}
+    assert findings["application.alb_targets"]["summary"] == "1 of 2 targets not healthy"
+
+
+def test_application_missing_load_balancer_is_a_finding(platform, config, health):
+    findings, error = run(application(config, health, load_balancer_name="no-such-alb"))
+    assert findings["application.alb_targets"]["summary"] == "load balancer not found"
+    assert findings["application.alb_targets"]["severity"] == "P1"
+
+
+# -- ECS ------------------------------------------------------------------------------------------
+def ecs(config, **overrides):
+    args = dict(task_id="ecs_services", cluster=config.resources.ecs.cluster, services=config.resources.ecs.services,
+                thresholds=config.checks.ecs)
+    return EcsServiceHealthOperator(**{**args, **overrides})
+
+
+def test_ecs_healthy(platform, config):
+    findings, error = run(ecs(config))
+    assert error is None and problems(findings) == {}
+    assert findings["ecs.task_count"]["metrics"]["running_tasks"]["value"] == 2
+    assert findings["ecs.cpu_utilization"]["metrics"]["cpu_utilization_percent"]["critical"] == 80
+
+
+def test_ecs_under_desired_is_p2(platform, config):
+    platform.seed(ANCHOR, {"ecs_under_desired"})
+    findings, error = run(ecs(config))
+    assert problems(findings) == {"ecs.task_count": "P2"}
+    assert findings["ecs.task_count"]["summary"] == "1 running of 2 desired (minimum 2)"
+    assert isinstance(error, ChecksFailedError)
+
+
+def test_ecs_no_running_task_is_p1(platform, config):
+    service = platform._ecs_service("solemate-backend")
+    service.running_count = 0
+    findings, _ = run(ecs(config))
+    assert findings["ecs.task_count"]["severity"] == "P1"
+
+
+def test_ecs_failed_deployment_pending_tasks_and_ceiling(platform, config):
+    service = platform._ecs_service("solemate-backend")
+    service.pending_count = 3
+    service.deployments[0].update(rolloutState="FAILED", rolloutStateReason="tasks failed to start",
+                                  updatedAt=ANCHOR.replace(hour=1))
+    tight = [config.resources.ecs.services[0].model_copy(update={"max_tasks": 2})]
+    findings, error = run(ecs(config, services=tight))
+    assert problems(findings) == {"ecs.deployments": "P2", "ecs.pending_tasks": "P3", "ecs.scaling_ceiling": "P3"}
+    assert findings["ecs.deployments"]["details"]["failed_deployments"][0]["reason"] == "tasks failed to start"
+
+
+def test_ecs_deployment_failure_after_the_window_is_ignored(platform, config):
+    service = platform._ecs_service("solemate-backend")
+    service.deployments[0].update(rolloutState="FAILED", updatedAt=ANCHOR.replace(day=ANCHOR.day + 1))
+    findings, _ = run(ecs(config))
+    assert findings["ecs.deployments"]["status"] == "ok"
+
+
+def test_ecs_missing_service_is_a_finding(platform, config):
+    ghost = config.resources.ecs.services[0].model_copy(update={"name": "ghost"})
+    findings, error = run(ecs(config, services=[ghost]))
+    assert findings["ecs.service"]["resource"] == "production-cluster/ghost"
+    assert findings["ecs.service"]["severity"] == "P1"
+
+
+def test_ecs_high_cpu_from_cloudwatch(platform, config):
+    high = config.checks.ecs.model_copy(update={"cpu_percent": config.checks.ecs.cpu_percent.model_copy(
+        update={"warning": 10, "critical": 95})})
+    findings, error = run(ecs(config, thresholds=high))
+    assert problems(findings) == {"ecs.cpu_utilization": "P3"}
+    assert error is None  # P3 reports but does not fail
+
+
+def test_ecs_retries_through_throttling(platform, config, throttle_cloudwatch):
+    findings, error = run(ecs(config))
+    assert throttle_cloudwatch["count"] == 3  # two throttled, then answered
+    assert findings["ecs.cpu_utilization"]["metrics"]["cpu_utilization_percent"]["value"] > 0
+
+
+# -- RDS ------------------------------------------------------------------------------------------
+def rds(config, **overrides):
+    args = dict(task_id="rds_health", db_instance_identifier=config.resources.rds.instance_id, db_conn_id=None,
+                thresholds=config.checks.rds)
+    return RdsHealthOperator(**{**args, **overrides})
+
+
+def test_rds_healthy(platform, config):
+    findings, error = run(rds(config))
+    assert error is None and problems(findings) == {}
+    assert findings["rds.read_latency"]["metrics"]["read_latency_ms"]["unit"] == "ms"
+    assert 2 <= findings["rds.read_latency"]["metrics"]["read_latency_ms"]["value"] <= 3
+    assert 55 < findings["rds.free_storage"]["metrics"]["free_storage_gb"]["value"] < 61
+
+
+def test_rds_high_cpu_is_p2(platform, config):
+    platform.seed(ANCHOR, {"rds_high_cpu"})
+    findings, error = run(rds(config))
+    assert problems(findings) == {"rds.cpu_utilization": "P2"}
+    assert findings["rds.cpu_utilization"]["metrics"]["cpu_percent"]["value"] >= 92
+
+
+def test_rds_not_available_is_p1(platform, config):
+    boto3.client("rds", region_name="us-east-1").stop_db_instance(DBInstanceIdentifier="production-postgres")
+    findings, error = run(rds(config))
+    assert findings["rds.status"]["severity"] == "P1"
+    assert "'stopped'" in findings["rds.status"]["summary"]
+
+
+def test_rds_missing_instance_is_a_finding(platform, config):
+    findings, error = run(rds(config, db_instance_identifier="gone"))
+    assert list(findings) == ["rds.status"]
+    assert findings["rds.status"]["summary"] == "DB instance not found"
+
+
+def test_rds_low_storage_warns(platform, config):
+    low = config.checks.rds.model_copy(update={"free_storage_gb": config.checks.rds.free_storage_gb.model_copy(
+        update={"warning": 100, "critical": 5})})
+    findings, _ = run(rds(config, thresholds=low))
+    assert problems(findings) == {"rds.free_storage": "P3"}
+
+
+def test_rds_without_metrics_reports_no_data(platform, config):
+    get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID]["us-east-1"].metric_data = []
+    findings, error = run(rds(config))
+    assert findings["rds.cpu_utilization"]["summary"] == "max CPUUtilization: no data in the window"
+    assert findings["rds.cpu_utilization"]["severity"] == "P3"
+
+
+def test_rds_round_trip_against_real_postgres(platform, config, postgres, monkeypatch):
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_PLATFORM_DB", json.dumps(postgres.connection))
+    findings, error = run(rds(config, db_conn_id="platform_db"))
+    assert findings["rds.query"]["status"] == "ok"
+    assert findings["rds.query"]["metrics"]["query_latency_ms"]["value"] > 0
+
+
+def test_rds_round_trip_failure_is_p1_without_the_password(platform, config, postgres, monkeypatch):
+    import json
+
+    wrong = {**postgres.connection, "password": "not-the-password-123"}
+    monkeypatch.setenv("AIRFLOW_CONN_PLATFORM_DB", json.dumps(wrong))
+    findings, error = run(rds(config, db_conn_id="platform_db"))
+    assert findings["rds.query"]["severity"] == "P1"
+    assert "password authentication failed" in findings["rds.query"]["details"]["error"]
+    assert "not-the-password-123" not in json.dumps(findings)
+
+
+def test_rds_round_trip_skipped_without_connection(platform, config):
+    findings, _ = run(rds(config, db_conn_id="platform_db_not_defined"))
+    assert "rds.query" not in findings
+
+
+# -- ElastiCache ----------------------------------------------------------------------------------
+def cache(config, **overrides):
+    args = dict(task_id="elasticache_health", cache_cluster_id=config.resources.elasticache.cluster_id,
+                thresholds=config.checks.elasticache)
+    return ElastiCacheHealthOperator(**{**args, **overrides})
+
+
+def test_elasticache_healthy(platform, config):
+    findings, error = run(cache(config))
+    assert error is None and problems(findings) == {}
+    assert 95 < findings["elasticache.hit_ratio"]["metrics"]["hit_ratio_percent"]["value"] < 97
+
+
+def test_elasticache_low_hit_ratio_and_evictions(platform, config):
+    strict = config.checks.elasticache.model_copy(update={
+        "hit_ratio_percent": config.checks.elasticache.hit_ratio_percent.model_copy(
+            update={"warning": 99, "critical": 97}),
+        "evictions": config.checks.elasticache.evictions.model_copy(update={"warning": 0, "critical": 10}),
+    })
+    findings, error = run(cache(config, thresholds=strict))
+    assert problems(findings) == {"elasticache.hit_ratio": "P3", "elasticache.evictions": "P4"}
+    assert error is None
+
+
+def test_elasticache_missing_cluster_is_p2(platform, config):
+    findings, error = run(cache(config, cache_cluster_id="nope"))
+    assert findings["elasticache.status"]["severity"] == "P2"
+    assert isinstance(error, ChecksFailedError)
+
+
+# -- business -------------------------------------------------------------------------------------
+def business(config, **overrides):
+    args = dict(task_id="business_metrics", namespace=config.resources.business_metrics_namespace,
+                thresholds=config.checks.business)
+    return BusinessMetricsOperator(**{**args, **overrides})
+
+
+def test_business_healthy(platform, config):
+    findings, error = run(business(config))
+    assert error is None and problems(findings) == {}
+    orders = findings["business.orders_per_minute"]["metrics"]
+    assert orders["orders_per_minute_week_ago"]["value"] > 0
+
+
+def test_business_payment_failures_are_p1(platform, config):
+    platform.seed(ANCHOR, {"payment_failures"})
+    findings, error = run(business(config))
+    assert problems(findings) == {"business.payment_success_rate": "P1"}
+    assert "P1" in str(error)
+
+
+def test_business_orders_drop_against_last_week(platform, config):
+    backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    for datum in backend.metric_data:
+        if datum.name == "OrdersPerMinute" and datum.timestamp >= ANCHOR.replace(hour=0):
+            datum.value *= 0.3
+    findings, error = run(business(config))
+    assert problems(findings) == {"business.orders_per_minute": "P2"}
+    assert findings["business.orders_per_minute"]["metrics"]["drop_percent"]["value"] == pytest.approx(70, abs=1)
+
+
+# -- KPIs -----------------------------------------------------------------------------------------
+def kpis(config, **overrides):
+    args = dict(task_id="performance_kpis", load_balancer_name=config.resources.alb.name, kpis=config.kpis,
+                thresholds=config.checks.kpis)
+    return KpiOperator(**{**args, **overrides})
+
+
+def test_kpis_healthy_uses_percentiles_and_metric_math(platform, config):
+    findings, error = run(kpis(config))
+    assert error is None and problems(findings) == {}
+    p95 = findings["kpi.response_time_p95"]["metrics"]["response_time_p95_ms"]["value"]
+    p99 = findings["kpi.response_time_p99"]["metrics"]["response_time_p99_ms"]["value"]
+    assert 150 < p95 < p99 < 500
+    assert findings["kpi.error_rate"]["metrics"]["error_rate_percent"]["value"] == pytest.approx(0.02, abs=0.01)
+
+
+def test_kpis_slow_responses_are_p3(platform, config):
+    platform.seed(ANCHOR, {"slow_responses"})
+    findings, error = run(kpis(config))
+    assert problems(findings) == {"kpi.response_time_p95": "P3", "kpi.response_time_p99": "P3"}
+    assert error is None
+
+
+def test_kpis_high_error_rate_is_p2(platform, config):
+    backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    for datum in backend.metric_data:
+        if datum.name == "HTTPCode_ELB_5XX_Count" and datum.timestamp >= ANCHOR.replace(day=19):
+            datum.value = 600
+    findings, error = run(kpis(config))
+    assert problems(findings)["kpi.error_rate"] == "P2"
+    assert problems(findings)["kpi.availability"] == "P3"
+
+
+def test_kpis_missing_load_balancer(platform, config):
+    findings, error = run(kpis(config, load_balancer_name="other"))
+    assert findings["kpi.load_balancer"]["severity"] == "P1"
+
+
+def test_window_follows_the_logical_date(platform, config):
+    """A backfilled run measures its own day: before the incident, the same check is green."""
+    platform.seed(ANCHOR, {"rds_high_cpu"})
+    earlier = make_context(anchor=ANCHOR.replace(day=18), task_id="rds_health")
+    rds(config).execute(earlier)
+    assert all(f["status"] == "ok" for f in earlier["ti"].pushed["findings"])
