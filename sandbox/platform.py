@@ -56,7 +56,8 @@ class Platform:
         ec2, elb = self._client("ec2"), self._client("elbv2")
         vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
         subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["VpcId"] == vpc][:2]
-        image = ec2.describe_images()["Images"][0]["ImageId"]
+        # Any AMI id will do for moto; listing its catalogue would cost seconds in every test.
+        image = "ami-12c6146b"
         self.instances = [i["InstanceId"] for i in ec2.run_instances(
             ImageId=image, MinCount=2, MaxCount=2, InstanceType="t3.medium", SubnetId=subnets[0])["Instances"]]
         lb = elb.create_load_balancer(Name=res.alb.name, Subnets=subnets, Type="application")["LoadBalancers"][0]
