@@ -70,13 +70,14 @@ def _metric_stat(query: dict, data: dict, start: datetime, end: datetime) -> dic
     unit = stat.get("Unit")
     buckets: dict[int, list[float]] = defaultdict(list)
     for datum in data.get((metric["Namespace"], metric["MetricName"]), []):
-        if not start <= _utc(datum.timestamp) < end:
+        stamp = _utc(datum.timestamp)
+        if not start <= stamp < end:
             continue
         if sorted((d.name, d.value) for d in datum.dimensions) != wanted_dims:
             continue
         if unit and datum.unit != unit:
             continue
-        buckets[int((datum.timestamp - start) / period)].extend(_samples(datum))
+        buckets[int((stamp - start) / period)].extend(_samples(datum))
     reduce = _statistic(stat["Stat"])
     return {start + index * period: reduce(values) for index, values in sorted(buckets.items())}
 
