@@ -1,0 +1,102 @@
+"""Every DAG imports cleanly, follows the house rules, and does no network work at import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "daily_maintenance" in dagbag.dags
+
+
+@pytest.mark.parametrize("dag_id", ["daily_maintenance"])
+def test_dag_follows_conventions(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.tags and "maintenance" in dag.tags
+    assert dag.doc_md and dag.doc_md.lstrip().startswith("## ")
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.start_date.tzinfo is not None and dag.start_date.year == 2026
+    for task in dag.tasks:
+        assert task.owner == "platform-ops", task.task_id
+        assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=2), task.task_id
+        if task.task_id != "fail_run_if_checks_failed":  # the watcher must not retry or alert
+            assert task.retries >= 2, task.task_id
+            assert task.on_failure_callback, task.task_id
+
+
+def test_all_dags_in_the_folder_are_checked(dagbag):
+    parametrized = {"daily_maintenance"}
+    assert set(dagbag.dag_ids) == parametrized, "add new DAGs to test_dag_follows_conventions"
+
+
+def test_report_and_watcher_wiring(dagbag):
+    dag = dagbag.dags["daily_maintenance"]
+    checks = {t.task_id for t in dag.tasks} - {"report", "fail_run_if_checks_failed"}
+    assert dag.get_task("report").upstream_task_ids == checks
+    assert dag.get_task("report").trigger_rule == "all_done"
+    watcher = dag.get_task("fail_run_if_checks_failed")
+    assert watcher.upstream_task_ids == checks | {"report"}
+    assert watcher.trigger_rule == "one_failed" and watcher.retries == 0 and not watcher.on_failure_callback
+
+
+_NO_NETWORK = """
+import socket, sys, runpy
+class Blocked(Exception): pass
+def refuse(*args, **kwargs):
+    raise Blocked(f"network access at DAG import: {args!r}")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+runpy.run_path(sys.argv[1], run_name="dag_import_check")
+print("imported-without-network")
+"""
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+def test_dag_import_opens_no_socket(dag_file):
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}"}
+    result = subprocess.run([sys.executable, "-c", _NO_NETWORK, str(dag_file)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported-without-network" in result.stdout
+
+
+def test_network_guard_really_blocks():
+    """The guard above would catch a DAG that connects at import."""
+    script = _NO_NETWORK.replace("runpy.run_path(sys.argv[1], run_name=\"dag_import_check\")",
+                                 "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "network access at DAG import" in result.stderr
+
+
+def test_airflow_cli_lists_the_dag_without_import_errors(airflow_db):
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}"}
+
+    def airflow(*args):
+        return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    assert airflow("dags", "reserialize").returncode == 0
+    listed = airflow("dags", "list")
+    assert "daily_maintenance" in listed.stdout
+    errors = airflow("dags", "list-import-errors")
+    assert errors.returncode == 0 and "No data found" in errors.stdout + errors.stderr
