@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-ANCHOR = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+ANCHOR = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 
 
 @dataclass

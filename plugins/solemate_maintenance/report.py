@@ -124,7 +124,8 @@ def render_markdown(report: RunReport) -> str:
     lines += ["", "## Passed checks", ""]
     lines += [f"- {f.check} `{f.resource}`: {f.summary}" for f in report.findings if f.status is Status.OK]
     if report.alert_deliveries:
-        lines += ["", "## Alert deliveries", "", "| kind | task | channel | delivered | error |", "|---|---|---|---|---|"]
+        lines += ["", "## Alert deliveries", "",
+                  "| kind | task | channel | delivered | error |", "|---|---|---|---|---|"]
         lines += [f"| {d.kind} | {d.task_id or '—'} | {d.channel} | {'yes' if d.ok else 'NO'} | "
                   f"{_cell(d.error or '')} |" for d in report.alert_deliveries]
     return "\n".join(lines) + "\n"

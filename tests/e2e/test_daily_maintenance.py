@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ CHECK_TASKS = {"application_health", "ecs_services", "rds_health", "elasticache_
 
 
 def day(n: int) -> datetime:
-    return datetime(2026, 11, n, 2, 0, tzinfo=timezone.utc)
+    return datetime(2026, 11, n, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
-
 from solemate_maintenance.config import Lower, Upper, load_config
 from solemate_maintenance.findings import ChecksFailedError, Finding, Severity, Status, classify, threshold_finding
-from solemate_maintenance.report import Lifecycle, ReportedFinding, RunReport, digest_message, mark_lifecycle
-from solemate_maintenance.report import render_markdown, totals
+from solemate_maintenance.report import (
+    Lifecycle,
+    ReportedFinding,
+    RunReport,
+    digest_message,
+    mark_lifecycle,
+    render_markdown,
+    totals,
+)
 
 
 @pytest.mark.parametrize(("value", "expected"), [(10, Status.OK), (70, Status.WARNING), (79.9, Status.WARNING),

@@ -1,0 +1,101 @@
+"""`make bench`: the speed and memory targets, measured (not asserted in tests).
+
+* DAG parse time: the DAG processor re-parses every file often; a slow file delays scheduling.
+  Cold = a fresh interpreter with airflow.sdk already imported (what a parsing process pays for
+  our own and the providers' modules); warm = re-parsing in the same process.
+* Sandbox start and seed: the demo and the end-to-end tests pay it.
+* GetMetricData over a week of 5-minute data in the sandbox: what every check's query costs there.
+* Peak memory (max RSS) of the parse.
+Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {
+    "dag_parse_cold_s": 5.0,
+    "dag_parse_warm_ms": 200.0,
+    "dag_parse_max_rss_mb": 600.0,
+    "sandbox_start_s": 10.0,
+    "sandbox_seed_s": 15.0,
+    "get_metric_data_week_ms": 1500.0,
+}
+
+_PARSE = """
+import json, resource, runpy, sys, time
+import airflow.sdk  # the processor has this loaded already
+start = time.perf_counter()
+runpy.run_path(sys.argv[1])
+cold = time.perf_counter() - start
+warm = []
+for _ in range(5):
+    start = time.perf_counter()
+    runpy.run_path(sys.argv[1])
+    warm.append(time.perf_counter() - start)
+print(json.dumps({"cold": cold, "warm": min(warm),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def dag_parse() -> dict[str, float]:
+    results = {"dag_parse_cold_s": 0.0, "dag_parse_warm_ms": 0.0, "dag_parse_max_rss_mb": 0.0}
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}"}
+    for dag_file in sorted((REPO / "dags").glob("*.py")):
+        out = subprocess.run([sys.executable, "-c", _PARSE, str(dag_file)], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip().splitlines()[-1]
+        measured = json.loads(out)
+        print(f"  {dag_file.name}: cold {measured['cold']:.2f} s, warm {measured['warm'] * 1000:.0f} ms, "
+              f"max RSS {measured['rss_mb']:.0f} MB")
+        results["dag_parse_cold_s"] = max(results["dag_parse_cold_s"], measured["cold"])
+        results["dag_parse_warm_ms"] = max(results["dag_parse_warm_ms"], measured["warm"] * 1000)
+        results["dag_parse_max_rss_mb"] = max(results["dag_parse_max_rss_mb"], measured["rss_mb"])
+    return results
+
+
+def sandbox() -> dict[str, float]:
+    from sandbox.world import Sandbox
+
+    anchor = datetime(2026, 11, 20, 2, tzinfo=timezone.utc)
+    start = time.perf_counter()
+    with Sandbox() as world:
+        started = time.perf_counter() - start
+        start = time.perf_counter()
+        world.seed(anchor, frozenset())
+        seeded = time.perf_counter() - start
+        client = world.client("cloudwatch")
+        queries = [{"Id": f"q{i}", "MetricStat": {"Metric": {"Namespace": "AWS/RDS", "MetricName": name,
+                    "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "production-postgres"}]},
+                    "Period": 300, "Stat": "Average"}}
+                   for i, name in enumerate(["CPUUtilization", "DatabaseConnections", "ReadLatency"])]
+        timings = []
+        for _ in range(3):
+            start = time.perf_counter()
+            client.get_metric_data(MetricDataQueries=queries, StartTime=anchor - timedelta(days=7), EndTime=anchor)
+            timings.append(time.perf_counter() - start)
+    return {"sandbox_start_s": started, "sandbox_seed_s": seeded, "get_metric_data_week_ms": min(timings) * 1000}
+
+
+def main() -> int:
+    print("DAG parsing:")
+    results = dag_parse()
+    print("Sandbox:")
+    results.update(sandbox())
+    missed = 0
+    print(f"\n{'measure':<26}{'value':>10}{'target':>10}")
+    for name, value in results.items():
+        ok = value <= TARGETS[name]
+        missed += not ok
+        print(f"{name:<26}{value:>10.2f}{TARGETS[name]:>10.2f}  {'ok' if ok else 'MISSED'}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
