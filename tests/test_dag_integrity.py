@@ -40,6 +40,8 @@ def test_dag_follows_conventions(dagbag, dag_id):
         if task.task_id != "fail_run_if_checks_failed":  # the watcher must not retry or alert
             assert task.retries >= 2, task.task_id
             assert task.on_failure_callback, task.task_id
+        # Retries stay quiet: Airflow calls on_failure_callback only after the last try.
+        assert not task.on_retry_callback, task.task_id
 
 
 def test_all_dags_in_the_folder_are_checked(dagbag):
