@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def dag_parse() -> dict[str, float]:
 def sandbox() -> dict[str, float]:
     from sandbox.world import Sandbox
 
-    anchor = datetime(2026, 11, 20, 2, tzinfo=timezone.utc)
+    anchor = datetime(2026, 11, 20, 2, tzinfo=UTC)
     start = time.perf_counter()
     with Sandbox() as world:
         started = time.perf_counter() - start

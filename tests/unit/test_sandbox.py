@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psutil
 import pytest
@@ -38,4 +38,4 @@ def test_sandbox_lifecycle_leaves_nothing_behind():
 def test_unknown_problem_is_refused_before_anything_changes():
     with Sandbox() as world:
         with pytest.raises(ValueError, match="unknown sandbox problems: \\['typo'\\]"):
-            world.seed(datetime(2026, 11, 20, 2, tzinfo=timezone.utc), {"typo"})
+            world.seed(datetime(2026, 11, 20, 2, tzinfo=UTC), {"typo"})
