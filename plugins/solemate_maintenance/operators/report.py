@@ -68,7 +68,12 @@ class PublishReportOperator(BaseOperator):
     def _read_report(self, key: str) -> RunReport | None:
         if not self.s3.check_for_key(key, bucket_name=self.bucket):
             return None
-        return RunReport.model_validate_json(self.s3.read_key(key, bucket_name=self.bucket))
+        try:
+            return RunReport.model_validate_json(self.s3.read_key(key, bucket_name=self.bucket))
+        except ValueError as exc:
+            # An unreadable old report must not cost us today's: compare with nothing instead.
+            self.log.warning("Ignoring unreadable report s3://%s/%s: %s", self.bucket, key, exc)
+            return None
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti, dag_run = context["ti"], context["dag_run"]
