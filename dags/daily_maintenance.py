@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag
+
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
 from solemate_maintenance.operators.application import ApplicationHealthOperator

@@ -13,10 +13,10 @@ from typing import Any
 
 from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
-from solemate_maintenance.config import PlatformConfig
 
 from sandbox import metrics
 from sandbox.servers import HealthEndpoint
+from solemate_maintenance.config import PlatformConfig
 
 # Problems the sandbox can inject. Metric problems show in the 3 hours before the run's anchor.
 PROBLEMS = {

@@ -24,12 +24,12 @@ import boto3
 import yaml
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
-from solemate_maintenance.config import DEFAULT_CONFIG_PATH, PlatformConfig
 
 from sandbox import moto_patches
 from sandbox.platform import SNS_TOPIC, Platform
 from sandbox.postgres import EmbeddedPostgres
 from sandbox.servers import HealthEndpoint, SlackSink, free_port
+from solemate_maintenance.config import DEFAULT_CONFIG_PATH, PlatformConfig
 
 
 class Sandbox:

@@ -6,11 +6,11 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.cloudwatch.models import CloudWatchBackend
-from solemate_maintenance.config import load_config
-from solemate_maintenance.findings import Status
 
 from sandbox.platform import Platform
 from sandbox.servers import HealthEndpoint
+from solemate_maintenance.config import load_config
+from solemate_maintenance.findings import Status
 from tests.helpers import ANCHOR
 
 

@@ -9,11 +9,11 @@ import pytest
 from moto import mock_aws
 from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
+
+from sandbox.servers import SlackSink, free_port
 from solemate_maintenance.config import load_config
 from solemate_maintenance.findings import ChecksFailedError, Finding, Severity, Status
 from solemate_maintenance.notifiers.slack import MaintenanceFailureNotifier, send_slack, slack_channel_for
-
-from sandbox.servers import SlackSink, free_port
 from tests.helpers import make_context
 
 TOKEN = "T0TESTTEST/B0TESTTEST/" + "x1y2z3" * 4

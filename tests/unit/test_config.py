@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from solemate_maintenance.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
 
 SHIPPED = DEFAULT_CONFIG_PATH.read_text()

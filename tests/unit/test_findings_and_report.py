@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from solemate_maintenance.config import Lower, Upper, load_config
 from solemate_maintenance.findings import ChecksFailedError, Finding, Severity, Status, classify, threshold_finding
 from solemate_maintenance.report import (

@@ -7,6 +7,7 @@ import boto3
 import pytest
 from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
+
 from solemate_maintenance.findings import ChecksFailedError
 from solemate_maintenance.operators.application import ApplicationHealthOperator
 from solemate_maintenance.operators.business import BusinessMetricsOperator
@@ -14,7 +15,6 @@ from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
 from solemate_maintenance.operators.elasticache import ElastiCacheHealthOperator
 from solemate_maintenance.operators.kpi import KpiOperator
 from solemate_maintenance.operators.rds import RdsHealthOperator
-
 from tests.helpers import ANCHOR, findings_of, make_context
 from tests.unit.conftest import problems
 
