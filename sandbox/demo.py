@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             payload = message["payload"]
             color = payload.get("attachments", [{}])[0].get("color", "")
             print(f"  [{color}] {payload.get('text')}")
+        for mail in sandbox.smtp.messages():
+            subject = next((line for line in mail["data"].splitlines() if line.startswith("Subject:")), "")
+            print(f"E-mail to {', '.join(mail['to'])}: {subject}")
         print(f"\nReport: {report['report_uri']} (and report.md beside it; {latest_key})")
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)

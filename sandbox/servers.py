@@ -1,9 +1,10 @@
-"""Small real HTTP servers on loopback: the Slack webhook sink and the application health endpoint."""
+"""Small real servers on loopback: the Slack webhook sink, the SMTP sink and the health endpoint."""
 
 from __future__ import annotations
 
 import json
 import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -127,3 +128,75 @@ class HealthEndpoint(_Server):
     @property
     def health_url(self) -> str:
         return f"{self.url}/health"
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP for smtplib: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT. No TLS, no AUTH."""
+
+    def reply(self, line: str) -> None:
+        self.wfile.write((line + "\r\n").encode())
+
+    def handle(self) -> None:
+        sink: SmtpSink = self.server.owner  # type: ignore[attr-defined]
+        envelope: dict[str, Any] = {"from": None, "to": []}
+        self.reply("220 sandbox SMTP sink")
+        while line := self.rfile.readline():
+            command = line.decode("utf-8", "replace").strip()
+            verb = command.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                self.reply("250-sandbox")
+                self.reply("250 8BITMIME")
+            elif verb in ("HELO", "NOOP", "RSET"):
+                self.reply("250 OK")
+            elif verb == "MAIL":
+                envelope = {"from": command.split(":", 1)[1].strip(" <>"), "to": []}
+                self.reply("250 OK")
+            elif verb == "RCPT":
+                envelope["to"].append(command.split(":", 1)[1].strip(" <>"))
+                self.reply("250 OK")
+            elif verb == "DATA":
+                self.reply("354 End data with <CR><LF>.<CR><LF>")
+                body = []
+                while (data := self.rfile.readline()) not in (b".\r\n", b""):
+                    body.append(data.decode("utf-8", "replace"))
+                sink.record({**envelope, "data": "".join(body)})
+                self.reply("250 OK queued")
+            elif verb == "QUIT":
+                self.reply("221 Bye")
+                return
+            else:
+                self.reply("502 Command not implemented")
+
+
+class _SmtpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class SmtpSink(_Server):
+    """A real SMTP server on loopback that records every message as a JSON line."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self._lock = threading.Lock()
+        log_path.touch()
+
+    def start(self) -> SmtpSink:
+        self.httpd = _SmtpServer(("127.0.0.1", 0), _SmtpHandler)
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="SmtpSink", daemon=True)
+        self.thread.start()
+        return self
+
+    def record(self, message: dict) -> None:
+        with self._lock, self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(message) + "\n")
+
+    def messages(self) -> list[dict]:
+        with self._lock:
+            return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.log_path.write_text("")

@@ -28,7 +28,7 @@ from moto.server import ThreadedMotoServer
 from sandbox import moto_patches
 from sandbox.platform import SNS_TOPIC, Platform
 from sandbox.postgres import EmbeddedPostgres
-from sandbox.servers import HealthEndpoint, SlackSink, free_port
+from sandbox.servers import HealthEndpoint, SlackSink, SmtpSink, free_port
 from solemate_maintenance.config import DEFAULT_CONFIG_PATH, PlatformConfig
 
 
@@ -55,6 +55,8 @@ class Sandbox:
             self._started.append(self.slack)
             self.health = HealthEndpoint().start()
             self._started.append(self.health)
+            self.smtp = SmtpSink(self.workdir / "mail.jsonl").start()
+            self._started.append(self.smtp)
             self.postgres = EmbeddedPostgres(self.workdir).start()
             self._started.append(self.postgres)
             self.slack_token = "T0SANDBOX/B0SANDBOX/" + secrets.token_hex(12)
@@ -97,6 +99,9 @@ class Sandbox:
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": region}}),
             "AIRFLOW_CONN_PLATFORM_DB": json.dumps(self.postgres.connection),
             "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack),
+            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
+                "conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp.port,
+                "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "maintenance@solemate.example"}}),
         }
         if self.slack_critical:
             critical = {**slack, "host": f"{self.slack.url}/critical"}
@@ -110,6 +115,7 @@ class Sandbox:
     def _write_config(self) -> Path:
         raw = yaml.safe_load(self.base_config_path.read_text())
         raw["resources"]["alb"]["health_endpoint"] = self.health.health_url
+        raw["alerts"]["digest_email"] = ["platform-ops@solemate.example"]
         raw["alerts"]["sns_topic_arn"] = f"arn:aws:sns:{raw['regions']['primary']}:{DEFAULT_ACCOUNT_ID}:{SNS_TOPIC}"
         path = self.workdir / "platform.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False))

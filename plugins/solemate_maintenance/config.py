@@ -225,7 +225,9 @@ class Alerts(_Strict):
     slack_critical_conn_id: str = "slack_critical"
     slack_timeout_seconds: int = Field(default=10, gt=0, le=60)
     sns_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$")
-    digest_email: list[str] = []
+    # The run digest also goes to these addresses through the SMTP connection, when any are listed.
+    digest_email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+    smtp_conn_id: str = "smtp_default"
     severities: dict[SeverityName, SeverityPolicy]
 
     @field_validator("severities")

@@ -24,7 +24,7 @@ _PATTERNS = [
     (
         re.compile(
             r"(?P<keep>(?i:password|passwd|secret|token|api[_-]?key|aws_secret_access_key)"
-            r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"
+            r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}<>]+"
         ),
         r"\g<keep>" + REPLACEMENT,
     ),

@@ -7,6 +7,7 @@ The scenarios run in order, one logical date each, so each run compares with the
 
 from __future__ import annotations
 
+import email
 import json
 import os
 from datetime import UTC, datetime
@@ -74,12 +75,14 @@ def run_daily(sandbox: Sandbox, capfd, logical_date: datetime, problems=frozense
     capfd.readouterr()
     sandbox.seed(logical_date, problems)
     sandbox.slack.clear()
+    sandbox.smtp.clear()
     sandbox.slack.mode = slack_mode
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
     dag_run = bag.dags["daily_maintenance"].test(logical_date=logical_date)
     sandbox.slack.mode = "ok"
     outcome = Outcome(sandbox, dag_run, sandbox.slack.messages())
+    outcome.mails = sandbox.smtp.messages()
     out, err = capfd.readouterr()
     outcome.printed = out + err
     assert "Task instance state updated" in outcome.printed  # the task logs were captured for the scan
@@ -101,6 +104,9 @@ def test_healthy_world(sandbox, history, capfd):
     assert outcome.failure_alerts() == []
     [digest] = outcome.digests()
     assert "daily_maintenance passed" in digest["payload"]["text"]
+    [mail] = outcome.mails  # the daily summary by e-mail, through the SMTP provider
+    assert mail["to"] == sandbox.config.alerts.digest_email
+    assert "Subject: production: daily_maintenance passed" in mail["data"]
     report = outcome.report
     assert report["logical_date"] == "2026-11-10T02:00:00+00:00"
     assert report["data_interval_end"] == "2026-11-10T02:00:00+00:00"
@@ -146,6 +152,7 @@ def test_broken_world_fails_the_right_tasks_and_alerts(sandbox, history, capfd):
     assert deliveries[("business_metrics", "slack:slack_critical")] is True
     assert deliveries[("business_metrics", "sns")] is True
     assert deliveries[("report", "slack:slack_alerts")] is True
+    assert deliveries[("report", "email")] is True
     assert "| P1 | critical | new | business.payment_success_rate |" in outcome.markdown
 
 
@@ -171,10 +178,11 @@ def test_slack_down_keeps_the_real_outcome(sandbox, history, capfd):
     assert outcome.state == "failed"
     assert outcome.failed() == {"rds_health", "fail_run_if_checks_failed"}
     assert outcome.messages == []
-    deliveries = {(d["task_id"], d["kind"]): d for d in outcome.report["alert_deliveries"]}
-    assert deliveries[("rds_health", "failure")]["ok"] is False
-    assert "500" in deliveries[("rds_health", "failure")]["error"]
-    assert deliveries[("report", "digest")]["ok"] is False
+    deliveries = {(d["task_id"], d["channel"]): d for d in outcome.report["alert_deliveries"]}
+    assert deliveries[("rds_health", "slack:slack_alerts")]["ok"] is False
+    assert "500" in deliveries[("rds_health", "slack:slack_alerts")]["error"]
+    assert deliveries[("report", "slack:slack_alerts")]["ok"] is False
+    assert deliveries[("report", "email")]["ok"] is True  # one channel down does not take the others
     assert "| digest | report | slack:slack_alerts | NO |" in outcome.markdown
 
 
@@ -188,6 +196,11 @@ def test_backfill_measures_its_own_day_and_keeps_latest(sandbox, history, capfd)
     assert outcome.latest["run_id"] == history["slack_down"].run_id  # an older run never rolls latest back
 
 
+def _decoded(raw: str) -> str:
+    message = email.message_from_string(raw)
+    return "".join(p.get_payload(decode=True).decode() for p in message.walk() if not p.is_multipart())
+
+
 def test_no_secret_in_anything_the_runs_printed_sent_or_wrote(sandbox, history):
     s3 = sandbox.client("s3")
     bucket = sandbox.config.reports.bucket
@@ -195,6 +208,7 @@ def test_no_secret_in_anything_the_runs_printed_sent_or_wrote(sandbox, history):
                       for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
     # What was sent is the payloads; the request path *is* the webhook address, Slack's side of it.
     sent = json.dumps([m["payload"] for o in history.values() for m in o.messages])
+    sent += "".join(_decoded(m["data"]) for o in history.values() for m in o.mails)
     printed = "".join(o.printed for o in history.values())
     assert written and sent != "[]" and len(history) == 6
     for secret in sandbox.secrets():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import json
 
 import boto3
@@ -116,3 +117,35 @@ def test_notifier_survives_slack_down(sink, alerts):
     MaintenanceFailureNotifier(alerts=alerts, environment="production").notify(context)  # must not raise
     [delivery] = context["ti"].pushed["alert_deliveries"]
     assert delivery["ok"] is False and "500" in delivery["error"]
+
+
+def test_digest_email_through_the_smtp_provider(alerts, tmp_path, monkeypatch):
+    from sandbox.servers import SmtpSink
+    from solemate_maintenance.notifiers.slack import send_email
+
+    smtp = SmtpSink(tmp_path / "mail.jsonl").start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "ops@solemate.example"}}))
+        delivery = send_email(kind="digest", to=["a@solemate.example"], subject="production: daily passed",
+                              html="<pre>report token=abcdef1234567</pre>", alerts=alerts, context=make_context())
+        [mail] = smtp.messages()
+    finally:
+        smtp.stop()
+    assert delivery.ok is True and delivery.channel == "email"
+    assert mail["from"] == "ops@solemate.example" and mail["to"] == ["a@solemate.example"]
+    message = email.message_from_string(mail["data"])
+    assert message["Subject"] == "production: daily passed"
+    body = "".join(part.get_payload(decode=True).decode() for part in message.walk() if not part.is_multipart())
+    assert "<pre>report token=***</pre>" in body  # decoded: the MIME body is base64
+
+
+def test_email_server_down_is_recorded(alerts, monkeypatch):
+    from solemate_maintenance.notifiers.slack import send_email
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(
+        {"conn_type": "smtp", "host": "127.0.0.1", "port": free_port(), "extra": {"disable_tls": True}}))
+    delivery = send_email(kind="digest", to=["a@solemate.example"], subject="s", html="h", alerts=alerts,
+                          context=make_context())
+    assert delivery.ok is False and delivery.error

@@ -1,6 +1,7 @@
-"""Slack (and SNS for P1) alerts for maintenance runs.
+"""Slack (SNS for P1, e-mail for digests) alerts for maintenance runs.
 
-Delivery goes through the providers' notifiers: ``SlackWebhookNotifier`` and ``SnsNotifier``. They
+Delivery goes through the providers' notifiers: ``SlackWebhookNotifier``, ``SnsNotifier`` and
+``SmtpNotifier``. They
 are built fresh per message and called through ``notify()`` directly, so exception text that
 happens to contain ``{{ }}`` is sent as it is instead of being rendered as a template.
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.timezone import utcnow
@@ -36,7 +38,7 @@ SEVERITY_EMOJI = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":l
 
 class Delivery(BaseModel):
     kind: str  # "failure" or "digest"
-    channel: str  # "slack:<conn_id>" or "sns"
+    channel: str  # "slack:<conn_id>", "sns" or "email"
     ok: bool
     error: str | None = None
     task_id: str | None = None
@@ -86,6 +88,18 @@ def send_sns(*, kind: str, topic_arn: str, subject: str, message: str, aws_conn_
         log.warning("SNS %s alert not delivered: %s", kind, error)
         return Delivery(kind=kind, channel="sns", ok=False, error=error)
     return Delivery(kind=kind, channel="sns", ok=True)
+
+
+def send_email(*, kind: str, to: list[str], subject: str, html: str, alerts: Alerts, context: Any) -> Delivery:
+    channel = "email"
+    try:
+        SmtpNotifier(to=to, subject=scrub(subject), html_content=scrub(html),
+                     smtp_conn_id=alerts.smtp_conn_id).notify(context)
+    except Exception as exc:
+        error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
+        log.warning("E-mail %s not delivered: %s", kind, error)
+        return Delivery(kind=kind, channel=channel, ok=False, error=error)
+    return Delivery(kind=kind, channel=channel, ok=True)
 
 
 def _run_type(dag_run: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from functools import cached_property
@@ -13,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from solemate_maintenance.config import Alerts
 from solemate_maintenance.findings import Severity, Status
-from solemate_maintenance.notifiers.slack import ALERT_DELIVERIES_XCOM_KEY, Delivery, send_slack
+from solemate_maintenance.notifiers.slack import ALERT_DELIVERIES_XCOM_KEY, Delivery, send_email, send_slack
 from solemate_maintenance.operators.base import FINDINGS_XCOM_KEY
 from solemate_maintenance.redaction import scrub
 from solemate_maintenance.report import (
@@ -37,7 +38,7 @@ class PublishReportOperator(BaseOperator):
 
     Writes ``s3://<bucket>/<prefix>/<dag_id>/<run_id>/report.json`` and ``report.md``, updates
     ``<prefix>/<dag_id>/latest.json`` unless a newer run already did (backfills do not roll it back),
-    and sends one Slack digest. Runs whatever happened upstream (``ALL_DONE``).
+    and sends one digest to Slack (and by e-mail to ``alerts.digest_email``). Runs whatever happened upstream (``ALL_DONE``).
 
     :param bucket: S3 bucket for reports.
     :param prefix: key prefix inside the bucket.
@@ -106,6 +107,11 @@ class PublishReportOperator(BaseOperator):
         digest = send_slack(kind="digest", conn_id=self.alerts.slack_conn_id, text=title,
                             attachments=attachments, alerts=self.alerts, context=context)
         report.alert_deliveries.append(digest.model_copy(update={"task_id": self.task_id}))
+        if self.alerts.digest_email:
+            email = send_email(kind="digest", to=self.alerts.digest_email, subject=title.split(" ", 1)[1],
+                               html=f"<pre>{html.escape(render_markdown(report))}</pre>", alerts=self.alerts,
+                               context=context)
+            report.alert_deliveries.append(email.model_copy(update={"task_id": self.task_id}))
         self._publish(report, report_key)
         self.log.info("Report: %s (%s)", report.report_uri, json.dumps(report.totals["status"]))
         return {"report_uri": report.report_uri, "totals": report.totals, "failed_tasks": report.failed_tasks}
