@@ -38,7 +38,8 @@ class PublishReportOperator(BaseOperator):
 
     Writes ``s3://<bucket>/<prefix>/<dag_id>/<run_id>/report.json`` and ``report.md``, updates
     ``<prefix>/<dag_id>/latest.json`` unless a newer run already did (backfills do not roll it back),
-    and sends one digest to Slack (and by e-mail to ``alerts.digest_email``). Runs whatever happened upstream (``ALL_DONE``).
+    and sends one digest to Slack (and by e-mail to ``alerts.digest_email``). Runs whatever happened
+    upstream (``ALL_DONE``).
 
     :param bucket: S3 bucket for reports.
     :param prefix: key prefix inside the bucket.
