@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.backends import get_backend
@@ -89,6 +89,15 @@ class Platform:
         logs.create_log_group(logGroupName=res.logs.application_log_group)
         logs.put_retention_policy(logGroupName=res.logs.application_log_group,
                                   retentionInDays=self.config.log_retention.application_days)
+        logs.create_log_stream(logGroupName=res.logs.application_log_group, logStreamName="backend/1")
+        logs.put_log_events(logGroupName=res.logs.application_log_group, logStreamName="backend/1", logEvents=[
+            {"timestamp": int(datetime.now(UTC).timestamp() * 1000) + i, "message": message}
+            for i, message in enumerate([
+                '{"level": "info", "msg": "GET /health 200", "latency_ms": 4}',
+                '{"level": "info", "msg": "POST /api/orders 201", "latency_ms": 87}',
+                '{"level": "warning", "msg": "login failed", "user": "customer17@example.com"}',
+                '{"level": "error", "msg": "payment provider timeout", "order_id": 4411}',
+            ])])
         self._client("s3").create_bucket(Bucket=self.config.reports.bucket)
         self._client("sns").create_topic(Name=SNS_TOPIC)
 

@@ -6,6 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.cloudwatch.models import CloudWatchBackend
+from moto.core.exceptions import ServiceException
 
 from sandbox.platform import Platform
 from sandbox.servers import HealthEndpoint
@@ -36,29 +37,29 @@ def platform(config, health) -> Iterator[Platform]:
         yield world
 
 
-class Throttling(Exception):
-    pass
+def throttle(monkeypatch, backend_cls: type, method: str, times: int = 2) -> dict[str, int]:
+    """Make a moto backend answer 'Throttling' (HTTP 400, as AWS does) to its first `times` calls.
+
+    botocore sees a real throttling response and retries it; the operator must end up with data.
+    """
+    calls = {"count": 0}
+    original = getattr(backend_cls, method)
+    # moto finds the service's error shapes from the exception's module (moto.<service>....).
+    throttling = type("Throttling", (ServiceException,), {"code": "Throttling", "__module__": backend_cls.__module__})
+
+    def flaky(self, *args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] <= times:
+            raise throttling("Rate exceeded")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(backend_cls, method, flaky)
+    return calls
 
 
 @pytest.fixture
 def throttle_cloudwatch(monkeypatch) -> dict[str, int]:
-    """Make GetMetricData answer 'Throttling' (HTTP 400, as AWS does) to its first two calls."""
-    from moto.cloudwatch.exceptions import CloudWatchException
-
-    class ThrottlingException(CloudWatchException):
-        code = "Throttling"
-
-    calls = {"count": 0}
-    patched = CloudWatchBackend.get_metric_data
-
-    def flaky(self, *args, **kwargs):
-        calls["count"] += 1
-        if calls["count"] <= 2:
-            raise ThrottlingException("Rate exceeded")
-        return patched(self, *args, **kwargs)
-
-    monkeypatch.setattr(CloudWatchBackend, "get_metric_data", flaky)
-    return calls
+    return throttle(monkeypatch, CloudWatchBackend, "get_metric_data")
 
 
 def statuses(findings: dict[str, dict]) -> dict[str, str]:

@@ -324,3 +324,30 @@ def test_window_follows_the_logical_date(platform, config):
     earlier = make_context(anchor=ANCHOR.replace(day=18), task_id="rds_health")
     rds(config).execute(earlier)
     assert all(f["status"] == "ok" for f in earlier["ti"].pushed["findings"])
+
+
+# -- throttling, for every check ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("build", "backend", "method"),
+    [
+        pytest.param(lambda c, h: application(c, h), "moto.elbv2.models.ELBv2Backend", "describe_target_health",
+                     id="application"),
+        pytest.param(lambda c, h: ecs(c), "moto.ecs.models.EC2ContainerServiceBackend", "describe_services", id="ecs"),
+        pytest.param(lambda c, h: rds(c), "moto.rds.models.RDSBackend", "describe_db_instances", id="rds"),
+        pytest.param(lambda c, h: cache(c), "moto.elasticache.models.ElastiCacheBackend", "describe_cache_clusters",
+                     id="elasticache"),
+        pytest.param(lambda c, h: business(c), "moto.cloudwatch.models.CloudWatchBackend", "get_metric_data",
+                     id="business"),
+        pytest.param(lambda c, h: kpis(c), "moto.cloudwatch.models.CloudWatchBackend", "get_metric_data", id="kpis"),
+    ],
+)
+def test_every_check_retries_through_throttling(platform, config, health, monkeypatch, build, backend, method):
+    import importlib
+
+    from tests.unit.conftest import throttle
+
+    module, cls = backend.rsplit(".", 1)
+    calls = throttle(monkeypatch, getattr(importlib.import_module(module), cls), method)
+    findings, error = run(build(config, health))
+    assert calls["count"] >= 3  # two throttled answers, then real ones
+    assert error is None and problems(findings) == {}
