@@ -16,7 +16,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sandbox.world import DEMO_PROBLEMS, PROBLEMS, Sandbox, sandbox_env_for_subprocess
+from sandbox.platform import DEMO_PROBLEMS, PROBLEMS
+from sandbox.world import Sandbox, sandbox_env_for_subprocess
 
 SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
 

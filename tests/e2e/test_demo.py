@@ -1,0 +1,33 @@
+"""`make demo` is an acceptance point: run it as a person would and read what it prints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_prints_findings_alerts_and_report(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MAINTENANCE"))}
+    env["PYTHONPATH"] = f"{REPO / 'plugins'}{os.pathsep}{REPO}"
+    result = subprocess.run([sys.executable, "-m", "sandbox.demo", "--keep", str(tmp_path)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=540)
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "Running: airflow dags test daily_maintenance" in out
+    assert "P2   critical  new    ecs.task_count" in out
+    assert "P2   critical  new    rds.cpu_utilization" in out
+    assert "[P2] production: daily_maintenance.rds_health failed" in out
+    assert ":large_orange_circle: production: daily_maintenance failed" in out
+    assert "E-mail to platform-ops@solemate.example" in out
+    assert "Report: s3://solemate-maintenance-reports/reports/daily_maintenance/" in out
+    assert (tmp_path / "report.md").read_text().startswith("# daily_maintenance — production")
+    finished = [line for line in (tmp_path / "airflow.log").read_text().splitlines() if "DagRun Finished" in line]
+    assert len(finished) == 1 and "state=failed," in finished[0]  # the run itself ended failed
