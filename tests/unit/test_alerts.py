@@ -56,7 +56,7 @@ def test_failure_message_carries_what_on_call_needs(sink, alerts):
     assert payload["attachments"][0]["color"] == alerts.severities["P2"].color
     text = blocks_text(payload)
     for expected in ("*Environment*\\nproduction", "*DAG*\\ndaily_maintenance", "*Task*\\nrds_health",
-                     "*Run id*\\nscheduled__2026-11-20T02:00:00+00:00", "*Run type*\\nscheduled", "*Try*\\n3 of 3",
+                     "*Run id*\\nscheduled__2026-11-20T02:00:00+00:00", "*Run type*\\nscheduled", "*Try*\\n3 of 3 (final: not retried)",
                      "*Duration*", "ChecksFailedError: 1 failing finding(s), worst P2",
                      "max CPUUtilization 95 %", context["ti"].log_url):
         assert expected in text, expected
@@ -71,7 +71,7 @@ def test_crash_without_findings_is_p2_with_trimmed_scrubbed_error(sink, alerts):
     payload = sink.messages()[0]["payload"]
     assert payload["text"].startswith("[P2]")
     assert "RuntimeError: boom" in blocks_text(payload)
-    assert len(blocks_text(payload)) < 4000
+    assert "*Try*\\n1 of 3\"" in blocks_text(payload)  # an error that did use its retries    assert len(blocks_text(payload)) < 4000
     assert "pw-in-url" not in json.dumps(payload)
 
 

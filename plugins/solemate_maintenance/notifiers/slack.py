@@ -20,7 +20,7 @@ from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.timezone import utcnow
 from pydantic import BaseModel
 
@@ -140,7 +140,8 @@ def failure_message(context: Any, alerts: Alerts, environment: str, now: datetim
         "Task": ti.task_id,
         "Run id": ti.run_id,
         "Run type": _run_type(dag_run),
-        "Try": f"{ti.try_number} of {max_tries + 1}" if max_tries is not None else str(ti.try_number),
+        "Try": (f"{ti.try_number} of {max_tries + 1}" if max_tries is not None else str(ti.try_number))
+        + (" (final: not retried)" if isinstance(exception, AirflowFailException) else ""),
         "Duration": _duration(getattr(ti, "start_date", None), now),
         "Severity": f"{severity} - {alerts.severities[severity.value].description}",
     }
