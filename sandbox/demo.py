@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"\nRun {report['run_id']} ({report['run_type']}), logical date {report['logical_date']}")
         print("Task states: " + ", ".join(f"{t}={s}" for t, s in report["task_states"].items()))
+        finished = [line for line in log_path.read_text().splitlines() if "DagRun Finished" in line]
+        if finished:
+            state = finished[-1].split("state=", 1)[1].split(",", 1)[0]
+            print(f"DAG run state: {state} (failed whenever a check found a P1/P2 problem)")
         rows = [[f["severity"] or "ok", f["status"], f["lifecycle"] or "", f["check"], f["resource"], f["summary"]]
                 for f in sorted(report["findings"], key=lambda f: (SEVERITY_ORDER[f["severity"]], f["check"]))]
         print()
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  [{color}] {payload.get('text')}")
         for mail in sandbox.smtp.messages():
             subject = next((line for line in mail["data"].splitlines() if line.startswith("Subject:")), "")
-            print(f"E-mail to {', '.join(mail['to'])}: {subject}")
+            print(f"E-mail to {', '.join(mail['to'])}: {subject.removeprefix('Subject: ')}")
         print(f"\nReport: {report['report_uri']} (and report.md beside it; {latest_key})")
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ def test_demo_prints_findings_alerts_and_report(tmp_path):
     assert "P2   critical  new    rds.cpu_utilization" in out
     assert "[P2] production: daily_maintenance.rds_health failed" in out
     assert ":large_orange_circle: production: daily_maintenance failed" in out
-    assert "E-mail to platform-ops@solemate.example" in out
+    assert "E-mail to platform-ops@solemate.example: production: daily_maintenance failed" in out
+    assert "DAG run state: failed" in out
     assert "Report: s3://solemate-maintenance-reports/reports/daily_maintenance/" in out
     assert (tmp_path / "report.md").read_text().startswith("# daily_maintenance — production")
     finished = [line for line in (tmp_path / "airflow.log").read_text().splitlines() if "DagRun Finished" in line]
