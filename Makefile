@@ -17,7 +17,7 @@ $(STAMP): requirements.txt constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m sandbox.demo
+	$(BIN)/python -m sandbox.demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
