@@ -89,3 +89,19 @@ def test_older_run_does_not_roll_latest_back(s3):
                anchor=ANCHOR.replace(day=ANCHOR.day - 3))
     assert read(s3, "reports/daily_maintenance/latest.json")["run_id"] == "newer"
     assert s3.get_object(Bucket=BUCKET, Key="reports/daily_maintenance/older/report.md")["Body"].read()
+
+
+def test_no_digest_when_the_report_cannot_be_written(s3, tmp_path, monkeypatch):
+    """If S3 fails the task fails (and retries); the digest waits for a report it can link to."""
+    from sandbox.servers import SlackSink
+
+    sink = SlackSink(tmp_path / "slack.jsonl").start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_ALERTS", json.dumps(
+            {"conn_type": "slackwebhook", "host": f"{sink.url}/services", "password": "T0/B0/x"}))
+        s3.delete_bucket(Bucket=BUCKET)
+        with pytest.raises(Exception, match="NoSuchBucket"):
+            run_report({("t", "findings"): [finding("a")]}, {"t": "failed"}, run_id="r1")
+        assert sink.messages() == []
+    finally:
+        sink.stop()

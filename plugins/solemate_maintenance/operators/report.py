@@ -104,6 +104,8 @@ class PublishReportOperator(BaseOperator):
             alert_deliveries=deliveries,
             report_uri=f"s3://{self.bucket}/{report_key}",
         )
+        # Publish before notifying: if S3 fails, the retry must not have sent a digest already.
+        self._publish(report, report_key)
         title, attachments = digest_message(report, {k: v.color for k, v in self.alerts.severities.items()})
         digest = send_slack(kind="digest", conn_id=self.alerts.slack_conn_id, text=title,
                             attachments=attachments, alerts=self.alerts, context=context)
@@ -113,7 +115,7 @@ class PublishReportOperator(BaseOperator):
                                html=f"<pre>{html.escape(render_markdown(report))}</pre>", alerts=self.alerts,
                                context=context)
             report.alert_deliveries.append(email.model_copy(update={"task_id": self.task_id}))
-        self._publish(report, report_key)
+        self._publish(report, report_key)  # again, now with the digest deliveries
         self.log.info("Report: %s (%s)", report.report_uri, json.dumps(report.totals["status"]))
         return {"report_uri": report.report_uri, "totals": report.totals, "failed_tasks": report.failed_tasks}
 
