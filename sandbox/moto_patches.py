@@ -19,8 +19,6 @@ from typing import Any
 from moto.cloudwatch.exceptions import ValidationError
 from moto.cloudwatch.models import CloudWatchBackend, MetricAggregatedDatum
 
-_ORIGINAL = CloudWatchBackend.get_metric_data
-
 
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile, as CloudWatch reports for raw samples."""
@@ -196,7 +194,3 @@ def get_metric_data(self: CloudWatchBackend, queries: list[dict[str, Any]], star
 def apply() -> None:
     """Install the patches (idempotent). The sandbox and the tests call this before using moto."""
     CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
-
-
-def remove() -> None:
-    CloudWatchBackend.get_metric_data = _ORIGINAL  # type: ignore[method-assign]
