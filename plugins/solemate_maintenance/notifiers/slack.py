@@ -12,7 +12,7 @@ attempt is returned as a :class:`Delivery` so the run report can show what reach
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,47 +59,36 @@ def slack_channel_for(severity: Severity | str | None, alerts: Alerts) -> str:
     return alerts.slack_conn_id
 
 
+def _deliver(kind: str, channel: str, notifier: Callable[[], BaseNotifier], context: Any) -> Delivery:
+    """Send through a provider notifier; a channel that is down is logged and returned, never raised."""
+    try:
+        notifier().notify(context)
+    except Exception as exc:  # a channel being down must not mask the run's real outcome
+        error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
+        log.warning("%s alert via %s not delivered: %s", kind, channel, error)
+        return Delivery(kind=kind, channel=channel, ok=False, error=error)
+    log.info("%s alert delivered via %s", kind, channel)
+    return Delivery(kind=kind, channel=channel, ok=True)
+
+
 def send_slack(*, kind: str, conn_id: str, text: str, attachments: list[dict], alerts: Alerts,
                context: Any) -> Delivery:
-    channel = f"slack:{conn_id}"
-    try:
-        SlackWebhookNotifier(
-            slack_webhook_conn_id=conn_id,
-            text=scrub(text),
-            attachments=scrub(attachments),
-            timeout=alerts.slack_timeout_seconds,
-        ).notify(context)
-    except Exception as exc:  # Slack down must not mask the run's real outcome
-        error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
-        log.warning("Slack %s alert via %s not delivered: %s", kind, conn_id, error)
-        return Delivery(kind=kind, channel=channel, ok=False, error=error)
-    log.info("Slack %s alert delivered via %s", kind, conn_id)
-    return Delivery(kind=kind, channel=channel, ok=True)
+    return _deliver(kind, f"slack:{conn_id}", lambda: SlackWebhookNotifier(
+        slack_webhook_conn_id=conn_id, text=scrub(text), attachments=scrub(attachments),
+        timeout=alerts.slack_timeout_seconds), context)
 
 
 def send_sns(*, kind: str, topic_arn: str, subject: str, message: str, aws_conn_id: str | None,
              context: Any) -> Delivery:
-    try:
-        # SNS subjects are limited to 100 characters.
-        SnsNotifier(aws_conn_id=aws_conn_id, target_arn=topic_arn, subject=trim(scrub(subject), 100),
-                    message=scrub(message)).notify(context)
-    except Exception as exc:
-        error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
-        log.warning("SNS %s alert not delivered: %s", kind, error)
-        return Delivery(kind=kind, channel="sns", ok=False, error=error)
-    return Delivery(kind=kind, channel="sns", ok=True)
+    # SNS subjects are limited to 100 characters.
+    return _deliver(kind, "sns", lambda: SnsNotifier(
+        aws_conn_id=aws_conn_id, target_arn=topic_arn, subject=trim(scrub(subject), 100),
+        message=scrub(message)), context)
 
 
 def send_email(*, kind: str, to: list[str], subject: str, html: str, alerts: Alerts, context: Any) -> Delivery:
-    channel = "email"
-    try:
-        SmtpNotifier(to=to, subject=scrub(subject), html_content=scrub(html),
-                     smtp_conn_id=alerts.smtp_conn_id).notify(context)
-    except Exception as exc:
-        error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
-        log.warning("E-mail %s not delivered: %s", kind, error)
-        return Delivery(kind=kind, channel=channel, ok=False, error=error)
-    return Delivery(kind=kind, channel=channel, ok=True)
+    return _deliver(kind, "email", lambda: SmtpNotifier(
+        to=to, subject=scrub(subject), html_content=scrub(html), smtp_conn_id=alerts.smtp_conn_id), context)
 
 
 def _run_type(dag_run: Any) -> str:
