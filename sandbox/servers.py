@@ -19,13 +19,14 @@ def free_port() -> int:
 
 
 class _Server:
-    """A ThreadingHTTPServer on a free loopback port, served from a daemon thread."""
+    """A threading socket server on a free loopback port, served from a daemon thread."""
 
-    handler: type[BaseHTTPRequestHandler]
+    handler: type[socketserver.BaseRequestHandler]
+    server_class: type[socketserver.TCPServer] = ThreadingHTTPServer
 
     def start(self) -> _Server:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
-        self.httpd.daemon_threads = True
+        self.httpd = self.server_class(("127.0.0.1", 0), self.handler)
+        self.httpd.daemon_threads = True  # type: ignore[attr-defined]
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=type(self).__name__, daemon=True)
@@ -40,6 +41,28 @@ class _Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class _JsonLines:
+    """What a sink received, one JSON object per line in a file (readable from another process)."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self._lock = threading.Lock()
+        log_path.touch()
+
+    def append(self, record: dict) -> None:
+        with self._lock, self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def messages(self) -> list[dict]:
+        with self._lock:
+            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.log_path.write_text("")
 
 
 class _Quiet(BaseHTTPRequestHandler):
@@ -66,7 +89,7 @@ class _SlackHandler(_Quiet):
         self.wfile.write(b"ok")
 
 
-class SlackSink(_Server):
+class SlackSink(_Server, _JsonLines):
     """Records every webhook payload as a JSON line: {"path": ..., "payload": {...}}.
 
     ``mode``: ``ok`` (200), ``error`` (500), ``slow`` (sleeps ``slow_seconds`` first). A refused
@@ -78,28 +101,16 @@ class SlackSink(_Server):
     handler = _SlackHandler
 
     def __init__(self, log_path: Path):
-        self.log_path = log_path
+        super().__init__(log_path)
         self.mode = "ok"
         self.slow_seconds = 3.0
-        self._lock = threading.Lock()
-        log_path.touch()
 
     def record(self, path: str, body: bytes) -> None:
         try:
             payload = json.loads(body)
         except json.JSONDecodeError:
             payload = {"raw": body.decode("utf-8", "replace")}
-        with self._lock, self.log_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"path": path, "payload": payload}) + "\n")
-
-    def messages(self) -> list[dict]:
-        with self._lock:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.log_path.write_text("")
+        self.append({"path": path, "payload": payload})
 
 
 class _HealthHandler(_Quiet):
@@ -159,7 +170,7 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
                 body = []
                 while (data := self.rfile.readline()) not in (b".\r\n", b""):
                     body.append(data.decode("utf-8", "replace"))
-                sink.record({**envelope, "data": "".join(body)})
+                sink.append({**envelope, "data": "".join(body)})
                 self.reply("250 OK queued")
             elif verb == "QUIT":
                 self.reply("221 Bye")
@@ -169,34 +180,11 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
 
 
 class _SmtpServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
     allow_reuse_address = True
 
 
-class SmtpSink(_Server):
+class SmtpSink(_Server, _JsonLines):
     """A real SMTP server on loopback that records every message as a JSON line."""
 
-    def __init__(self, log_path: Path):
-        self.log_path = log_path
-        self._lock = threading.Lock()
-        log_path.touch()
-
-    def start(self) -> SmtpSink:
-        self.httpd = _SmtpServer(("127.0.0.1", 0), _SmtpHandler)
-        self.httpd.owner = self  # type: ignore[attr-defined]
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="SmtpSink", daemon=True)
-        self.thread.start()
-        return self
-
-    def record(self, message: dict) -> None:
-        with self._lock, self.log_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(message) + "\n")
-
-    def messages(self) -> list[dict]:
-        with self._lock:
-            return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.log_path.write_text("")
+    handler = _SmtpHandler
+    server_class = _SmtpServer
