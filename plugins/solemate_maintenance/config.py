@@ -1,15 +1,18 @@
 """The platform configuration: a typed schema and its loader.
 
 The DAG files load the config at parse time so that a broken file becomes one clear import error
-in the Airflow UI (file, key path, reason), instead of a task failing at 2 a.m.
+in the Airflow UI (file, key path, reason), instead of a task failing at 2 a.m. Nothing is coerced:
+`yes` is not a number, `.nan` is not a threshold, a key written twice is an error, not "last wins".
 """
 
 from __future__ import annotations
 
+import json
 import os
+import unicodedata
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,6 +26,12 @@ from pydantic import (
 )
 
 CONFIG_ENV_VAR = "MAINTENANCE_CONFIG"
+# A platform description is a few kilobytes; anything near this is a mistake (and would stall the
+# DAG processor past its import timeout before any error could be shown).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_NESTING = 20
+MAX_ERRORS_SHOWN = 5
+MAX_MESSAGE_CHARS = 2000
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "config" / "platform.yaml"
 
 Percent = Annotated[float, Field(ge=0, le=100)]
@@ -37,19 +46,29 @@ class ConfigError(Exception):
 
 class _Strict(BaseModel):
     # Unknown keys are typos until proven otherwise: a misspelt threshold must not silently fall back
-    # to its default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # to its default. Strict types: YAML's `yes` must not become 1 minute, "5" must not become 5, and a
+    # NaN threshold (which no value ever crosses) is refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+@cache
 def _known_regions() -> frozenset[str]:
-    # botocore ships the endpoint data; reading it needs no network.
-    import botocore.session
+    # botocore ships the endpoint data; read the file directly: building a botocore session costs
+    # ~0.3 s of CPU, paid by the DAG processor on every parse of every DAG file.
+    import importlib.util
 
-    session = botocore.session.get_session()
-    regions: set[str] = set()
-    for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return frozenset(regions)
+    spec = importlib.util.find_spec("botocore")
+    data_dir = Path(spec.origin).parent / "data" if spec and spec.origin else None
+    for name in ("endpoints.json", "endpoints.json.gz"):
+        if data_dir and (data_dir / name).exists():
+            raw = (data_dir / name).read_bytes()
+            if name.endswith(".gz"):
+                import gzip
+
+                raw = gzip.decompress(raw)
+            partitions = json.loads(raw)["partitions"]
+            return frozenset(region for partition in partitions for region in partition["regions"])
+    return frozenset()  # no endpoint data: do not block the config on it
 
 
 class Regions(_Strict):
@@ -59,7 +78,8 @@ class Regions(_Strict):
     @field_validator("primary", "dr")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in _known_regions():
+        known = _known_regions()
+        if known and value not in known:
             raise ValueError(f"unknown AWS region {value!r}")
         return value
 
@@ -121,6 +141,15 @@ class EcsService(_Strict):
 class EcsResources(_Strict):
     cluster: str
     services: list[EcsService] = Field(min_length=1)
+
+    @field_validator("services")
+    @classmethod
+    def _unique_names(cls, value: list[EcsService]) -> list[EcsService]:
+        names = [service.name for service in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"service names must be unique; listed more than once: {', '.join(duplicates)}")
+        return value
 
 
 class AlbResources(_Strict):
@@ -219,6 +248,16 @@ class SeverityPolicy(_Strict):
     color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
 
 
+# The operations guide's severity model. A config overrides only what differs, e.g.
+# `severities: {P1: {color: "#ff0000"}}`.
+DEFAULT_SEVERITIES: dict[str, dict[str, str]] = {
+    "P1": {"description": "Critical: application unavailable, payment failures, database outage", "color": "#d00000"},
+    "P2": {"description": "High: utilization > 80 %, error rate > 5 %, partial degradation", "color": "#ff8c00"},
+    "P3": {"description": "Medium: performance degradation, capacity warnings", "color": "#f2c744"},
+    "P4": {"description": "Low: housekeeping, informational", "color": "#439fe0"},
+}
+
+
 class Alerts(_Strict):
     slack_conn_id: str = "slack_alerts"
     # P1 goes here when the connection exists, else to slack_conn_id.
@@ -228,20 +267,35 @@ class Alerts(_Strict):
     # The run digest also goes to these addresses through the SMTP connection, when any are listed.
     digest_email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
     smtp_conn_id: str = "smtp_default"
-    severities: dict[SeverityName, SeverityPolicy]
+    # Paging (SNS) is for runs that check the present: a run whose logical date is older than this
+    # (a backfill, a re-run of a past day) reports and posts to Slack but does not page.
+    page_max_age_hours: float = Field(default=6, gt=0, le=24 * 7)
+    # Upper bound on the time one task spends delivering alerts (each Slack message times out after
+    # slack_timeout_seconds; a stalled channel must not multiply the run's time).
+    delivery_budget_seconds: int = Field(default=60, gt=0, le=600)
+    severities: dict[SeverityName, SeverityPolicy] = Field(
+        default_factory=lambda: {k: SeverityPolicy(**v) for k, v in DEFAULT_SEVERITIES.items()})
 
-    @field_validator("severities")
+    @field_validator("severities", mode="before")
     @classmethod
-    def _all_levels(cls, value: dict[str, SeverityPolicy]) -> dict[str, SeverityPolicy]:
-        missing = {"P1", "P2", "P3", "P4"} - value.keys()
-        if missing:
-            raise ValueError(f"missing severity levels: {', '.join(sorted(missing))}")
-        return value
+    def _merge_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        merged: dict[Any, Any] = {level: dict(policy) for level, policy in DEFAULT_SEVERITIES.items()}
+        for level, policy in value.items():
+            if level in merged and isinstance(policy, dict):
+                merged[level].update(policy)
+            else:
+                merged[level] = policy  # unknown level or wrong type: let validation name it
+        return merged
 
 
 class Reports(_Strict):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     prefix: str = "reports"
+    # A run's report compares with the previous logical date's; when that run is still going (a
+    # concurrent backfill), the report waits for it this long, then says the comparison was impossible.
+    previous_report_wait_minutes: int = Field(default=60, ge=0, le=24 * 60)
 
 
 # Sections the weekly, monthly and DR DAGs read. They are part of the schema now so that those DAGs
@@ -294,19 +348,34 @@ def config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
 
 
+def _shown(key: Any) -> str:
+    """A key as text; invisible or look-alike characters escaped so that two keys never print alike."""
+    text = str(key)
+    if all(ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Zs") or ch == " " for ch in text) \
+            and text.isascii():
+        return text
+    return ascii(text)
+
+
 def _key_path(location: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for part in location:
         if isinstance(part, int):
             parts.append(f"[{part}]")
         else:
-            parts.append(("." if parts else "") + str(part))
+            parts.append(("." if parts else "") + _shown(part))
     return "".join(parts) or "(top level)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _describe(error: ValidationError) -> str:
     reasons = []
-    for item in error.errors(include_url=False):
+    items = error.errors(include_url=False)
+    for item in items[:MAX_ERRORS_SHOWN]:
         loc = tuple(item["loc"])
         reason = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
@@ -316,47 +385,152 @@ def _describe(error: ValidationError) -> str:
         elif (
             "input" in item
             and not isinstance(item["input"], dict | list)
-            and repr(item["input"]) not in reason
+            and _short(item["input"]) not in reason
         ):
-            reason = f"{reason} (got {item['input']!r})"
+            reason = f"{reason} (got {_short(item['input'])})"
         reasons.append(f"{_key_path(loc)}: {reason}")
+    if len(items) > MAX_ERRORS_SHOWN:
+        reasons.append(f"… and {len(items) - MAX_ERRORS_SHOWN} more errors")
     return "; ".join(reasons)
 
 
-def parse_config(text: str, source: str) -> PlatformConfig:
-    """Validate config text. Raises ConfigError with `source: key.path: reason` on one line."""
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and names the key path of any value it cannot build."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, path: tuple = ()) -> dict:
+    # Keys written in this mapping must be unique; keys brought in by a `<<:` merge may be overridden.
+    explicit = {id(key_node) for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"}
+    loader.flatten_mapping(node)
+    result: dict[Any, Any] = {}
+    seen: set[Any] = set()
+    for key_node, value_node in node.value:
+        key = _construct(loader, key_node, path)
+        if isinstance(key, list | dict):
+            raise _YamlProblem(path, "a key must be a plain value", key_node)
+        if id(key_node) in explicit:
+            if key in seen:
+                raise _YamlProblem((*path, key), f"duplicate key (also at line {_first_line(node, key, loader)}); "
+                                   "remove one: YAML would silently keep the last", key_node)
+            seen.add(key)
+        result[key] = _construct(loader, value_node, (*path, key))
+    return result
+
+
+def _first_line(node: yaml.MappingNode, key: Any, loader: _StrictLoader) -> int:
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and loader.construct_object(key_node) == key:
+            return key_node.start_mark.line + 1
+    return 0
+
+
+def _construct(loader: _StrictLoader, node: yaml.Node, path: tuple) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return _construct_mapping(loader, node, path)
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(loader, item, (*path, index)) for index, item in enumerate(node.value)]
     try:
-        raw = yaml.safe_load(text)
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        if "digits" in reason:
+            reason = "number too large"
+        raise _YamlProblem(path, f"cannot read value: {reason}", node) from None
+
+
+class _YamlProblem(Exception):
+    def __init__(self, path: tuple, reason: str, node: yaml.Node) -> None:
+        super().__init__(reason)
+        self.path, self.reason, self.node = path, reason, node
+
+
+def _max_nesting(text: str) -> tuple[int, int]:
+    """Deepest nesting of collections and the line it reaches; the token scan does not recurse."""
+    depth = deepest = line = 0
+    openers = (yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken, yaml.BlockMappingStartToken,
+               yaml.BlockSequenceStartToken)
+    closers = (yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken, yaml.BlockEndToken)
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, openers):
+            depth += 1
+            if depth > deepest:
+                deepest, line = depth, token.start_mark.line + 1
+                if deepest > MAX_NESTING:
+                    break
+        elif isinstance(token, closers):
+            depth -= 1
+    return deepest, line
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    try:
+        depth, line = _max_nesting(text)
+        if depth > MAX_NESTING:
+            raise ConfigError(f"{source}: (YAML structure) line {line}: nested more than {MAX_NESTING} levels deep")
+        loader = _StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            return None if node is None else _construct(loader, node, ())
+        finally:
+            loader.dispose()
+    except _YamlProblem as problem:
+        mark = problem.node.start_mark
+        raise ConfigError(f"{source}: {_key_path(problem.path)}: {problem.reason} "
+                          f"(line {mark.line + 1}, column {mark.column + 1})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}: (YAML syntax) {where}{problem}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: (top level): expected a mapping of keys, got {type(raw).__name__}")
+
+
+def _one_line(message: str) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def parse_config(text: str, source: str) -> PlatformConfig:
+    """Validate config text. Raises ConfigError with `source: key.path: reason` on one line."""
     try:
-        return PlatformConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from None
+        raw = _load_yaml(text, source)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: (top level): expected a mapping of keys, got {type(raw).__name__}")
+        try:
+            return PlatformConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_describe(exc)}") from None
+    except ConfigError as exc:
+        raise ConfigError(_one_line(str(exc))) from None
 
 
 def load_config(path: Path | str | None = None) -> PlatformConfig:
     """Read and validate the platform config (MAINTENANCE_CONFIG, else the shipped file)."""
     resolved = Path(path) if path else config_path()
-    return _load_cached(resolved.resolve(), _mtime(resolved))
+    return _load_cached(resolved.resolve(), *_stamp(resolved))
 
 
-def _mtime(path: Path) -> float:
+def _stamp(path: Path) -> tuple[float, int]:
     try:
-        return path.stat().st_mtime
+        stat = path.stat()
     except OSError:
-        return -1.0
+        return -1.0, -1
+    return stat.st_mtime, stat.st_size
 
 
 @cache
-def _load_cached(path: Path, _mtime_key: float) -> PlatformConfig:
+def _load_cached(path: Path, _mtime_key: float, size: int) -> PlatformConfig:
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: (file) is {size:,} bytes; a platform config is at most "
+                          f"{MAX_CONFIG_BYTES:,} bytes (wrong file?)")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: (file) cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path}: (file encoding) line {line}, column {column}: byte 0x{data[exc.start]:02x} "
+                          "is not UTF-8; save the file as UTF-8") from None
     return parse_config(text, str(path))

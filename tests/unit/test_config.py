@@ -54,8 +54,9 @@ def edited(path: tuple, value) -> str:
                      id="thresholds-inverted"),
         pytest.param(edited(("regions", "dr"), "us-weast-2"),
                      "platform.yaml: regions.dr: unknown AWS region 'us-weast-2'", id="unknown-region"),
-        pytest.param(edited(("alerts", "severities"), {"P1": {"description": "x", "color": "#ff0000"}}),
-                     "platform.yaml: alerts.severities: missing severity levels: P2, P3, P4", id="missing-severity"),
+        pytest.param(edited(("alerts", "severities"), {"P5": {"description": "x", "color": "#ff0000"}}),
+                     "platform.yaml: alerts.severities.P5.[key]: Input should be 'P1', 'P2', 'P3' or 'P4'",
+                     id="unknown-severity"),
     ],
 )
 def test_config_errors_are_one_clear_line(text, expected):
@@ -109,3 +110,96 @@ def test_broken_config_is_one_import_error_line_in_airflow(tmp_path):
     last_line = errors[0].strip().splitlines()[-1]
     assert last_line == (f"solemate_maintenance.config.ConfigError: {broken}: checks.rds.cpu_percent.critical: "
                          "Input should be less than or equal to 100 (got 150)")
+
+
+def _write(tmp_path, data: bytes) -> Path:
+    path = tmp_path / "platform.yaml"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes: yes"),
+                     "platform.yaml: checks.rds.lookback_minutes: Input should be a valid integer (got True)",
+                     id="bool-is-not-a-number"),
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes: '60'"),
+                     "platform.yaml: checks.rds.lookback_minutes: Input should be a valid integer (got '60')",
+                     id="string-is-not-a-number"),
+        pytest.param(edited(("checks", "rds", "cpu_percent"), {"warning": 70, "critical": float("nan")}),
+                     "platform.yaml: checks.rds.cpu_percent.critical: Input should be a finite number",
+                     id="nan-threshold"),
+        pytest.param(edited(("checks", "rds", "connections"), {"warning": 400, "critical": float("inf")}),
+                     "platform.yaml: checks.rds.connections.critical: Input should be a finite number",
+                     id="inf-threshold"),
+        pytest.param(SHIPPED + "reports:\n  bucket: somebody-elses-bucket\n",
+                     "platform.yaml: reports: duplicate key (also at line", id="duplicate-top-level-key"),
+        pytest.param(SHIPPED.replace("  prefix: reports\n", "  prefix: reports\n  bucket: other-bucket\n"),
+                     "platform.yaml: reports.bucket: duplicate key (also at line", id="duplicate-nested-key"),
+        pytest.param(edited(("resources", "ecs", "services"), [{"name": "web", "min_tasks": 1, "max_tasks": 2},
+                                                             {"name": "web", "min_tasks": 2, "max_tasks": 4}]),
+                     "platform.yaml: resources.ecs.services: service names must be unique; listed more than once: web",
+                     id="duplicate-service-names"),
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes: " + "9" * 5000),
+                     "platform.yaml: checks.rds.lookback_minutes: cannot read value: number too large (line",
+                     id="5000-digit-integer"),
+        pytest.param("a: " + "[" * 5000 + "]" * 5000 + "\n",
+                     "platform.yaml: (YAML structure) line 1: nested more than 20 levels deep", id="deep-nesting"),
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes\u200b: 60"),
+                     "platform.yaml: checks.rds.'lookback_minutes\\u200b': unknown key (misspelt?)",
+                     id="invisible-character-in-key"),
+        pytest.param(edited(("alerts", "severities"), {"P1": {"colour": "#ff0000"}}),
+                     "platform.yaml: alerts.severities.P1.colour: unknown key (misspelt?)", id="severity-typo"),
+    ],
+)
+def test_input_that_used_to_pass_or_crash_is_one_clear_line(text, expected):
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(text, "platform.yaml")
+    message = str(excinfo.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message and len(message) <= 2000
+
+
+def test_non_utf8_byte_names_file_line_and_byte(tmp_path):
+    path = _write(tmp_path, SHIPPED.replace("environment: production", "environment: pr\xe9d", 1).encode("latin-1"))
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert str(excinfo.value) == (f"{path}: (file encoding) line 4, column 16: byte 0xe9 is not UTF-8; "
+                                  "save the file as UTF-8")
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path):
+    path = _write(tmp_path, SHIPPED.encode() + b"#" * (2 * 1024 * 1024))
+    with pytest.raises(ConfigError, match=r"platform\.yaml: \(file\) is 2,10\d,\d{3} bytes; a platform config is at most"):
+        load_config(path)
+
+
+def test_thousands_of_errors_make_one_short_line():
+    services = [{"name": f"s{i}", "min_tasks": "x", "max_tasks": "y"} for i in range(10_000)]
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(edited(("resources", "ecs", "services"), services), "platform.yaml")
+    message = str(excinfo.value)
+    assert message.startswith("platform.yaml: resources.ecs.services[0].min_tasks: Input should be a valid integer")
+    assert "… and 19995 more errors" in message and len(message) < 2000 and "\n" not in message
+
+
+def test_severities_default_to_the_guide_and_override_per_field():
+    raw = yaml.safe_load(SHIPPED)
+    raw["alerts"].pop("severities", None)
+    assert parse_config(yaml.safe_dump(raw), "x").alerts.severities["P1"].color == "#d00000"
+    raw["alerts"]["severities"] = {"P1": {"color": "#ff0000"}}
+    severities = parse_config(yaml.safe_dump(raw), "x").alerts.severities
+    assert severities["P1"].color == "#ff0000"
+    assert severities["P1"].description.startswith("Critical")  # kept from the default
+    assert severities["P4"].color == "#439fe0"
+
+
+def test_yaml_anchors_and_merge_keys_still_work():
+    text = SHIPPED.replace("  rds:\n    lookback_minutes: 60\n    cpu_percent: {warning: 70, critical: 80}",
+                           "  rds:\n    lookback_minutes: 60\n    cpu_percent: &cpu {warning: 60, critical: 80}")
+    text = text.replace("  elasticache:\n    lookback_minutes: 60\n    cpu_percent: {warning: 70, critical: 80}",
+                        "  elasticache:\n    lookback_minutes: 60\n    cpu_percent: {<<: *cpu, warning: 65}")
+    config = parse_config(text, "x")
+    assert config.checks.rds.cpu_percent.warning == 60
+    assert (config.checks.elasticache.cpu_percent.warning, config.checks.elasticache.cpu_percent.critical) == (65, 80)
