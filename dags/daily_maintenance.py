@@ -6,8 +6,11 @@ targets, ECS services, RDS, ElastiCache, business metrics and service KPIs.
 * Each check records its findings; a **P1/P2** finding fails its task and alerts Slack.
 * Metric windows end at the run's logical date (cron *trigger* timetable, zero-length data
   interval) and reach back the look-back configured per check, so backfills measure their own day.
-* `report` always runs: it writes `report.json` / `report.md` to the reports bucket, marks findings
-  new / ongoing / resolved against the previous run and posts one digest to Slack.
+* `report` always runs: it writes `report.json` / `report.md` to the reports bucket (also under the
+  checked date), marks findings new / ongoing / resolved against the previous date (waiting for it
+  during a concurrent backfill) and posts one digest to Slack. Every message names the date checked.
+* `run_verdict` fails the run when a check or the report failed, and rebuilds the report after
+  "clear only failed tasks" so it always describes the final state.
 * Configuration: `include/config/platform.yaml` (or the file named by `MAINTENANCE_CONFIG`).
 """
 
@@ -24,7 +27,7 @@ from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
 from solemate_maintenance.operators.elasticache import ElastiCacheHealthOperator
 from solemate_maintenance.operators.kpi import KpiOperator
 from solemate_maintenance.operators.rds import RdsHealthOperator
-from solemate_maintenance.operators.report import FailRunOnCheckFailureOperator, PublishReportOperator
+from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 
 config = load_config()
 resources, checks = config.resources, config.checks
@@ -32,6 +35,7 @@ resources, checks = config.resources, config.checks
 
 @dag(
     dag_id="daily_maintenance",
+    description="Daily health, performance and business checks of the SoleMate platform, with report and alerts",
     schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -78,15 +82,15 @@ def daily_maintenance():
             thresholds=checks.kpis,
         ),
     ]
+    reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
+                 "environment": config.environment, "alerts": config.alerts}
     report = PublishReportOperator(
         task_id="report",
-        bucket=config.reports.bucket,
-        prefix=config.reports.prefix,
-        environment=config.environment,
-        alerts=config.alerts,
+        previous_report_wait_minutes=config.reports.previous_report_wait_minutes,
+        **reporting,
     )
     health_checks >> report
-    [*health_checks, report] >> FailRunOnCheckFailureOperator(task_id="fail_run_if_checks_failed")
+    [*health_checks, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
 
 
 dag = daily_maintenance()

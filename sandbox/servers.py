@@ -74,6 +74,7 @@ class _SlackHandler(_Quiet):
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         sink: SlackSink = self.server.owner  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        sink.attempts += 1
         mode = sink.mode
         if mode == "slow":
             time.sleep(sink.slow_seconds)
@@ -104,6 +105,11 @@ class SlackSink(_Server, _JsonLines):
         super().__init__(log_path)
         self.mode = "ok"
         self.slow_seconds = 3.0
+        self.attempts = 0  # every POST, answered or not (retries show here, not in messages())
+
+    def clear(self) -> None:
+        super().clear()
+        self.attempts = 0
 
     def record(self, path: str, body: bytes) -> None:
         try:

@@ -31,9 +31,16 @@ class RecordingTaskInstance:
         self.pushed[key] = value
 
 
-def make_context(anchor: datetime = ANCHOR, **ti_fields: Any) -> dict[str, Any]:
+def live_anchor() -> datetime:
+    """A logical date checking the present (alerts for it may page)."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def make_context(anchor: datetime = ANCHOR, run_type: str = "scheduled", clear_number: int = 0,
+                 **ti_fields: Any) -> dict[str, Any]:
     ti = RecordingTaskInstance(**ti_fields)
-    dag_run = SimpleNamespace(run_type="scheduled", run_after=anchor, logical_date=anchor, run_id=ti.run_id)
+    dag_run = SimpleNamespace(run_type=run_type, run_after=anchor, logical_date=anchor, run_id=ti.run_id,
+                              clear_number=clear_number, dag_id=ti.dag_id)
     return {"ti": ti, "dag_run": dag_run, "logical_date": anchor, "data_interval_start": anchor,
             "data_interval_end": anchor}
 

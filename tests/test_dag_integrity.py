@@ -32,12 +32,13 @@ def test_dag_follows_conventions(dagbag, dag_id):
     assert dag.tags and "maintenance" in dag.tags
     assert dag.doc_md and dag.doc_md.lstrip().startswith("## ")
     assert dag.catchup is False
+    assert dag.description and len(dag.description) < 200  # the UI's DAG list and Details panel
     assert dag.max_active_runs == 1
     assert dag.start_date.tzinfo is not None and dag.start_date.year == 2026
     for task in dag.tasks:
         assert task.owner == "platform-ops", task.task_id
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=2), task.task_id
-        if task.task_id != "fail_run_if_checks_failed":  # the watcher must not retry or alert
+        if task.task_id != "run_verdict":  # the verdict must not retry or alert
             assert task.retries >= 2, task.task_id
             assert task.on_failure_callback, task.task_id
         # Retries stay quiet: Airflow calls on_failure_callback only after the last try.
@@ -51,12 +52,13 @@ def test_all_dags_in_the_folder_are_checked(dagbag):
 
 def test_report_and_watcher_wiring(dagbag):
     dag = dagbag.dags["daily_maintenance"]
-    checks = {t.task_id for t in dag.tasks} - {"report", "fail_run_if_checks_failed"}
+    checks = {t.task_id for t in dag.tasks} - {"report", "run_verdict"}
     assert dag.get_task("report").upstream_task_ids == checks
     assert dag.get_task("report").trigger_rule == "all_done"
-    watcher = dag.get_task("fail_run_if_checks_failed")
-    assert watcher.upstream_task_ids == checks | {"report"}
-    assert watcher.trigger_rule == "one_failed" and watcher.retries == 0 and not watcher.on_failure_callback
+    verdict = dag.get_task("run_verdict")
+    assert verdict.upstream_task_ids == checks | {"report"}
+    # all_done: it must also run after "clear only failed tasks" re-ran checks, to refresh the report.
+    assert verdict.trigger_rule == "all_done" and verdict.retries == 0 and not verdict.on_failure_callback
 
 
 _NO_NETWORK = """

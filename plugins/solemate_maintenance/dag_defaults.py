@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from solemate_maintenance.config import PlatformConfig
-from solemate_maintenance.notifiers.slack import failure_notifier
+from solemate_maintenance.notifiers.failure import failure_notifier
 
 
 def maintenance_defaults(config: PlatformConfig, *, execution_timeout: timedelta = timedelta(minutes=20)
@@ -21,5 +21,5 @@ def maintenance_defaults(config: PlatformConfig, *, execution_timeout: timedelta
         "execution_timeout": execution_timeout,
         "aws_conn_id": "aws_default",
         "region_name": config.regions.primary,
-        "on_failure_callback": failure_notifier(config.alerts, config.environment),
+        "on_failure_callback": failure_notifier(config),
     }

@@ -15,6 +15,11 @@ class Status(StrEnum):
     OK = "ok"
     WARNING = "warning"
     CRITICAL = "critical"
+    # Not checked, with the reason (e.g. its connection is not configured): never silence.
+    SKIPPED = "skipped"
+
+
+PROBLEM_STATUSES = frozenset({Status.WARNING, Status.CRITICAL})
 
 
 class Severity(StrEnum):
@@ -60,8 +65,12 @@ class Finding(BaseModel):
         return f"{self.check}|{self.resource}"
 
     @property
+    def is_problem(self) -> bool:
+        return self.status in PROBLEM_STATUSES
+
+    @property
     def is_failing(self) -> bool:
-        return self.status is not Status.OK and self.severity in FAILING_SEVERITIES
+        return self.is_problem and self.severity in FAILING_SEVERITIES
 
 
 def classify(value: float | None, threshold: Upper | Lower) -> Status | None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from airflow.sdk.log import redact as airflow_redact
-
 REPLACEMENT = "***"
 
 _PATTERNS = [
@@ -36,6 +34,8 @@ _PATTERNS = [
 def scrub(value: Any) -> Any:
     """Return `value` (str, or nested dict/list of them) with secrets replaced by ***."""
     if isinstance(value, str):
+        from airflow.sdk.log import redact as airflow_redact
+
         text = airflow_redact(value)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)

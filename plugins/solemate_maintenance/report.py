@@ -9,18 +9,22 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from solemate_maintenance.findings import Finding, Severity, Status
-from solemate_maintenance.notifiers.slack import SEVERITY_EMOJI, Delivery
+from solemate_maintenance.notifiers.delivery import Delivery
 
 
 class Lifecycle(StrEnum):
     NEW = "new"
     ONGOING = "ongoing"
     RESOLVED = "resolved"
+    # The previous run could not be compared with (its report is missing or still being written).
+    UNKNOWN = "unknown"
 
 
 class ReportedFinding(Finding):
     task_id: str
-    lifecycle: Lifecycle | None = None  # None for ok findings
+    lifecycle: Lifecycle | None = None  # None for ok and skipped findings
+    # An earlier run for the same logical date already reported (and alerted) this problem.
+    already_alerted_by: str | None = None
 
 
 class RunReport(BaseModel):
@@ -31,47 +35,79 @@ class RunReport(BaseModel):
     data_interval_start: str | None
     data_interval_end: str | None
     environment: str
+    facts: dict[str, Any] = Field(default_factory=dict)
+    checked_label: str = ""
+    windows: dict[str, dict[str, str]] = Field(default_factory=dict)
+    windows_label: str = ""
+    clear_number: int = 0
     task_states: dict[str, str | None]
     findings: list[ReportedFinding]
     resolved: list[ReportedFinding] = Field(default_factory=list)
     previous_run_id: str | None = None
+    # status: compared | first_run | impossible; reason when impossible.
+    comparison: dict[str, Any] = Field(default_factory=dict)
+    earlier_runs_for_date: list[str] = Field(default_factory=list)
     totals: dict[str, dict[str, int]] = Field(default_factory=dict)
     failed_tasks: list[str] = Field(default_factory=list)
+    common_causes: list[dict[str, Any]] = Field(default_factory=list)
     alert_deliveries: list[Delivery] = Field(default_factory=list)
     report_uri: str = ""
+    report_url: str = ""
+    by_date_uri: str = ""
+    airflow_url: str = ""
+    write_error: str | None = None
+    refreshed_after_rerun: bool = False
+    # What the report was built from (task states and findings); a later change means it is stale.
+    fingerprint: str = ""
 
     def problems(self) -> list[ReportedFinding]:
-        return [f for f in self.findings if f.status is not Status.OK]
+        return [f for f in self.findings if f.is_problem]
+
+    def skipped(self) -> list[ReportedFinding]:
+        return [f for f in self.findings if f.status is Status.SKIPPED]
 
     @property
     def worst_severity(self) -> Severity | None:
         return min((f.severity for f in self.problems() if f.severity), default=None)
 
 
-def mark_lifecycle(current: list[ReportedFinding], previous: RunReport | None,
-                   reporting_tasks: set[str]) -> tuple[list[ReportedFinding], list[ReportedFinding]]:
+def mark_lifecycle(current: list[ReportedFinding], previous: RunReport | None, reporting_tasks: set[str], *,
+                   comparable: bool = True) -> tuple[list[ReportedFinding], list[ReportedFinding]]:
     """Mark each problem new or ongoing; list the previous problems that are gone as resolved.
 
     A previous problem counts as resolved only when the task that raised it reported this time: a
-    check that crashed proves nothing about whether the problem went away.
+    check that crashed proves nothing about whether the problem went away. When the previous run
+    exists but its report cannot be read, nothing is new or resolved: every problem is `unknown`.
     """
+    if not comparable:
+        return [f.model_copy(update={"lifecycle": Lifecycle.UNKNOWN if f.is_problem else None})
+                for f in current], []
     before = {f.key: f for f in previous.problems()} if previous else {}
-    now_problem_keys = {f.key for f in current if f.status is not Status.OK}
+    now_problem_keys = {f.key for f in current if f.is_problem}
     marked = [
-        f.model_copy(update={"lifecycle": None if f.status is Status.OK
+        f.model_copy(update={"lifecycle": None if not f.is_problem
                              else Lifecycle.ONGOING if f.key in before else Lifecycle.NEW})
         for f in current
     ]
     resolved = [
-        f.model_copy(update={"lifecycle": Lifecycle.RESOLVED})
+        f.model_copy(update={"lifecycle": Lifecycle.RESOLVED, "already_alerted_by": None})
         for key, f in before.items()
         if key not in now_problem_keys and f.task_id in reporting_tasks
     ]
     return marked, resolved
 
 
+def mark_already_alerted(findings: list[ReportedFinding], earlier: RunReport | None) -> list[ReportedFinding]:
+    """Findings that an earlier run for the same logical date already reported as failing."""
+    if earlier is None:
+        return findings
+    alerted = {f.key: f.already_alerted_by or earlier.run_id for f in earlier.problems() if f.is_failing}
+    return [f.model_copy(update={"already_alerted_by": alerted.get(f.key)}) if f.is_failing else f
+            for f in findings]
+
+
 def totals(findings: list[ReportedFinding], resolved: list[ReportedFinding]) -> dict[str, dict[str, int]]:
-    problems = [f for f in findings if f.status is not Status.OK]
+    problems = [f for f in findings if f.is_problem]
     status = Counter(f.status.value for f in findings)
     severity = Counter(f.severity.value for f in problems if f.severity)
     lifecycle = Counter(f.lifecycle.value for f in problems if f.lifecycle)
@@ -87,74 +123,58 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _count_table(name: str, counts: dict[str, int]) -> list[str]:
+    return [f"| {name} | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|",
+            "| count | " + " | ".join(str(v) for v in counts.values()) + " |", ""]
+
+
 def render_markdown(report: RunReport) -> str:
+    comparison = report.comparison or {}
+    compared = {"compared": f"with `{report.previous_run_id}`", "first_run": "no previous run",
+                "impossible": f"impossible: {comparison.get('reason')}"}.get(comparison.get("status"), "—")
     lines = [
-        f"# {report.dag_id} — {report.environment}",
+        f"# {report.dag_id} — {report.environment} — {report.checked_label}",
         "",
         "| | |", "|---|---|",
+        f"| Checked date | {report.checked_label} ({report.facts.get('logical_date_source', 'logical_date')}) |",
+        f"| Windows | {_cell(report.windows_label)} |",
         f"| Run | `{report.run_id}` ({report.run_type}) |",
-        f"| Logical date | {report.logical_date} |",
-        f"| Data interval | {report.data_interval_start} → {report.data_interval_end} |",
-        f"| Previous run compared | {report.previous_run_id or '—'} |",
+        f"| Run kind | {_cell(report.facts.get('run_kind', 'live'))} |",
+        f"| Paging | {_cell(report.facts.get('paging', ''))} |",
+        f"| Compared | {_cell(compared)} |",
+        f"| Earlier runs for this date | {', '.join(report.earlier_runs_for_date) or 'none'} |",
         f"| Failed tasks | {', '.join(report.failed_tasks) or 'none'} |",
-        "",
-        "## Totals",
-        "",
-        "| status | " + " | ".join(report.totals["status"]) + " |",
-        "|---" * (len(report.totals["status"]) + 1) + "|",
-        "| count | " + " | ".join(str(v) for v in report.totals["status"].values()) + " |",
-        "",
-        "| severity | " + " | ".join(report.totals["severity"]) + " |",
-        "|---" * (len(report.totals["severity"]) + 1) + "|",
-        "| count | " + " | ".join(str(v) for v in report.totals["severity"].values()) + " |",
-        "",
-        "## Problems",
-        "",
     ]
+    if report.refreshed_after_rerun:
+        lines.append("| Note | rebuilt after a re-run of failed tasks; describes the run's final state |")
+    if report.write_error:
+        lines.append(f"| Write error | {_cell(report.write_error)} |")
+    lines += ["", "## Totals", "", *_count_table("status", report.totals["status"]),
+              *_count_table("severity", report.totals["severity"]), "## Problems", ""]
     problems = sorted(report.problems(), key=lambda f: (f.severity or "P9", f.check))
     if problems:
         lines += ["| severity | status | since | check | resource | summary |", "|---|---|---|---|---|---|"]
-        lines += [f"| {f.severity} | {f.status} | {f.lifecycle} | {f.check} | {_cell(f.resource)} | "
-                  f"{_cell(f.summary)} |" for f in problems]
+        lines += [f"| {f.severity} | {f.status} | {f.lifecycle}"
+                  f"{' (already alerted by ' + f.already_alerted_by + ')' if f.already_alerted_by else ''} | "
+                  f"{f.check} | {_cell(f.resource)} | {_cell(f.summary)} |" for f in problems]
     else:
         lines.append("None.")
+    if report.common_causes:
+        lines += ["", "## Common causes", "", "| cause | tasks | what to check |", "|---|---|---|"]
+        lines += [f"| {_cell(c['title'])} | {', '.join(c['tasks'])} | {_cell(c['hint'])} |"
+                  for c in report.common_causes]
     if report.resolved:
         lines += ["", "## Resolved since the previous run", "", "| check | resource | was |", "|---|---|---|"]
         lines += [f"| {f.check} | {_cell(f.resource)} | {f.severity} {_cell(f.summary)} |" for f in report.resolved]
+    if report.skipped():
+        lines += ["", "## Skipped", "", "| check | resource | reason |", "|---|---|---|"]
+        lines += [f"| {f.check} | {_cell(f.resource)} | {_cell(f.summary)} |" for f in report.skipped()]
     lines += ["", "## Passed checks", ""]
     lines += [f"- {f.check} `{f.resource}`: {f.summary}" for f in report.findings if f.status is Status.OK]
     if report.alert_deliveries:
         lines += ["", "## Alert deliveries", "",
                   "| kind | task | channel | delivered | error |", "|---|---|---|---|---|"]
-        lines += [f"| {d.kind} | {d.task_id or '—'} | {d.channel} | {'yes' if d.ok else 'NO'} | "
+        lines += [f"| {d.kind} | {d.task_id or '—'} | {d.channel} | "
+                  f"{'yes' if d.ok else 'NO' if d.outcome == 'failed' else d.outcome.upper()} | "
                   f"{_cell(d.error or '')} |" for d in report.alert_deliveries]
     return "\n".join(lines) + "\n"
-
-
-def digest_message(report: RunReport, colors: dict[str, str], ok_color: str = "#2eb886") -> tuple[
-        str, list[dict]]:
-    """One Slack digest per run: counts, what is new, what was resolved, a link to the report."""
-    worst = report.worst_severity
-    verdict = "failed" if report.failed_tasks else "passed"
-    title = f"{SEVERITY_EMOJI[worst.value if worst else None]} {report.environment}: {report.dag_id} {verdict}"
-    status = report.totals["status"]
-    severity = ", ".join(f"{k}: {v}" for k, v in report.totals["severity"].items() if v) or "none"
-    new = [f for f in report.problems() if f.lifecycle is Lifecycle.NEW]
-    blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-        {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Run*\n{report.run_id} ({report.run_type})"},
-            {"type": "mrkdwn", "text": f"*Findings*\nok {status['ok']}, warning {status['warning']}, "
-                                       f"critical {status['critical']}"},
-            {"type": "mrkdwn", "text": f"*By severity*\n{severity}"},
-            {"type": "mrkdwn", "text": f"*Failed tasks*\n{', '.join(report.failed_tasks) or 'none'}"},
-        ]},
-    ]
-    for heading, items in (("New", new), ("Resolved", report.resolved)):
-        if items:
-            text = "\n".join(f"• *{f.severity}* `{f.resource}` {f.summary}" for f in items[:10])
-            more = f"\n… and {len(items) - 10} more" if len(items) > 10 else ""
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{heading}*\n{text}{more}"}})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Report: {report.report_uri}"}]})
-    color = colors[worst.value] if worst else ok_color
-    return title, [{"color": color, "fallback": title, "blocks": blocks}]

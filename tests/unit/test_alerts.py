@@ -1,9 +1,12 @@
-"""Failure alerts and Slack outages, against a real HTTP webhook sink (and SNS in moto)."""
+"""Failure alerts and Slack outages, against a real HTTP webhook sink (and SNS and S3 in moto)."""
 
 from __future__ import annotations
 
 import email
 import json
+import logging
+import time
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -12,10 +15,12 @@ from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from sandbox.servers import SlackSink, free_port
+from solemate_maintenance.aws_errors import PermanentAwsError, classify
 from solemate_maintenance.config import load_config
 from solemate_maintenance.findings import ChecksFailedError, Finding, Severity, Status
-from solemate_maintenance.notifiers.slack import MaintenanceFailureNotifier, send_slack, slack_channel_for
-from tests.helpers import make_context
+from solemate_maintenance.notifiers.delivery import DeliveryBudget, secret_forms, send_slack, slack_channel_for
+from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, MaintenanceFailureNotifier
+from tests.helpers import ANCHOR, live_anchor, make_context
 
 TOKEN = "T0TESTTEST/B0TESTTEST/" + "x1y2z3" * 4
 
@@ -30,15 +35,25 @@ def sink(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def alerts():
-    config = load_config()
+def config():
+    return load_config()
+
+
+@pytest.fixture
+def alerts(config):
     return config.alerts.model_copy(update={"slack_timeout_seconds": 1})
 
 
-def failed_context(severity=Severity.P2, **ti):
+def notifier(alerts, config=None, **kwargs):
+    return MaintenanceFailureNotifier(alerts=alerts, environment="production",
+                                      reports=config.reports if config else None, region_name="us-east-1", **kwargs)
+
+
+def failed_context(severity=Severity.P2, anchor=None, summary="max CPUUtilization 95 % >= critical threshold 80",
+                   **kwargs):
     findings = [Finding(check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
-                        severity=severity, summary="max CPUUtilization 95 % >= critical threshold 80")]
-    context = make_context(task_id="rds_health", try_number=3, **ti)
+                        severity=severity, summary=summary)]
+    context = make_context(anchor=anchor or live_anchor(), task_id="rds_health", **kwargs)
     context["exception"] = ChecksFailedError(findings)
     return context
 
@@ -48,44 +63,66 @@ def blocks_text(payload: dict) -> str:
 
 
 def test_failure_message_carries_what_on_call_needs(sink, alerts):
-    context = failed_context()
-    MaintenanceFailureNotifier(alerts=alerts, environment="production").notify(context)
+    anchor = live_anchor()
+    context = failed_context(anchor=anchor)
+    notifier(alerts).notify(context)
     [message] = sink.messages()
     payload = message["payload"]
-    assert payload["text"] == "[P2] production: daily_maintenance.rds_health failed"
+    date = anchor.strftime("%Y-%m-%d %H:%M UTC")
+    assert payload["text"] == f"[P2] production: daily_maintenance.rds_health failed — {date}"
     assert payload["attachments"][0]["color"] == alerts.severities["P2"].color
     text = blocks_text(payload)
-    for expected in ("*Environment*\\nproduction", "*DAG*\\ndaily_maintenance", "*Task*\\nrds_health",
-                     "*Run id*\\nscheduled__2026-11-20T02:00:00+00:00", "*Run type*\\nscheduled", "*Try*\\n3 of 3 (final: not retried)",
-                     "*Duration*", "ChecksFailedError: 1 failing finding(s), worst P2",
-                     "max CPUUtilization 95 %", context["ti"].log_url):
+    for expected in (f"*Checked date*\\n{date}", "*Window*\\nlive state at run time", "*Environment*\\nproduction",
+                     "*Task*\\ndaily_maintenance.rds_health", "*Run*\\nscheduled__2026-11-20T02:00:00+00:00 (scheduled)",
+                     "*What happened*\\nfailed on its findings; checks are not retried", "*Duration*",
+                     "ChecksFailedError: 1 failing finding(s), worst P2", "max CPUUtilization 95 %",
+                     context["ti"].log_url):
         assert expected in text, expected
-    assert context["ti"].pushed["alert_deliveries"] == [
-        {"kind": "failure", "channel": "slack:slack_alerts", "ok": True, "error": None, "task_id": "rds_health"}]
+    assert "BACKFILL" not in text and "PAST DATE" not in text and "(final: not retried)" not in text
+    [delivery] = context["ti"].pushed["alert_deliveries"]
+    assert (delivery["channel"], delivery["ok"], delivery["outcome"], delivery["task_id"]) == \
+        ("slack:slack_alerts", True, "delivered", "rds_health")
 
 
-def test_crash_without_findings_is_p2_with_trimmed_scrubbed_error(sink, alerts):
-    context = make_context(task_id="ecs_services")
-    context["exception"] = RuntimeError("boom " + "x" * 2000 + " postgresql://u:pw-in-url@h/db")
-    MaintenanceFailureNotifier(alerts=alerts, environment="production").notify(context)
-    payload = sink.messages()[0]["payload"]
-    assert payload["text"].startswith("[P2]")
-    assert "RuntimeError: boom" in blocks_text(payload)
-    assert "*Try*\\n1 of 3\"" in blocks_text(payload)  # an error that did use its retries    assert len(blocks_text(payload)) < 4000
-    assert "pw-in-url" not in json.dumps(payload)
-
-
-def test_p1_goes_to_the_critical_channel_and_sns(sink, alerts, monkeypatch):
+def test_backfill_of_a_past_day_says_so_and_does_not_page(sink, alerts, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_CRITICAL", json.dumps(
         {"conn_type": "slackwebhook", "host": f"{sink.url}/critical", "password": TOKEN}))
     with mock_aws():
         topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="solemate-p1")["TopicArn"]
-        p1_alerts = alerts.model_copy(update={"sns_topic_arn": topic})
-        context = failed_context(Severity.P1)
-        MaintenanceFailureNotifier(alerts=p1_alerts, environment="production").notify(context)
+        context = failed_context(Severity.P1, anchor=ANCHOR, run_type="backfill")
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic})).notify(context)
+        sent = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
+    assert sent == []  # a backfill never pages
+    [message] = sink.messages()
+    assert message["payload"]["text"] == ("[P1] production: daily_maintenance.rds_health failed — "
+                                          "2026-11-20 02:00 UTC [BACKFILL of a past date]")
+    assert "not paging: a backfill" in blocks_text(message["payload"])
+    sns = [d for d in context["ti"].pushed["alert_deliveries"] if d["channel"] == "sns"]
+    assert sns[0]["outcome"] == "skipped" and "not paging" in sns[0]["error"]
+
+
+def test_manual_rerun_of_a_past_date_does_not_page_either(sink, alerts):
+    with mock_aws():
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="p1")["TopicArn"]
+        context = failed_context(Severity.P1, anchor=live_anchor() - timedelta(days=3), run_type="manual")
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic})).notify(context)
+        assert get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications == []
+    assert "[PAST DATE checked 3 days later]" in sink.messages()[0]["payload"]["text"]
+
+
+def test_live_p1_goes_to_the_critical_channel_and_pages_with_the_finding(sink, alerts, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_CRITICAL", json.dumps(
+        {"conn_type": "slackwebhook", "host": f"{sink.url}/critical", "password": TOKEN}))
+    with mock_aws():
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="solemate-p1")["TopicArn"]
+        context = failed_context(Severity.P1, summary="payment success rate 80 % <= critical threshold 95")
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic})).notify(context)
         sent = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
     assert [m["path"].split("/")[1] for m in sink.messages()] == ["critical"]
-    assert len(sent) == 1 and "[P1] production: daily_maintenance.rds_health failed" in sent[0][1]
+    [(_, message, subject, *_)] = sent
+    assert subject.startswith("[P1] production: daily_maintenance.rds_health failed")
+    assert "[P1] production-postgres: payment success rate 80 % <= critical threshold 95" in message
+    assert "Checked: " + context["logical_date"].strftime("%Y-%m-%d %H:%M UTC") in message
     assert [d["channel"] for d in context["ti"].pushed["alert_deliveries"]] == ["slack:slack_critical", "sns"]
 
 
@@ -95,33 +132,127 @@ def test_p1_falls_back_to_the_default_channel(sink, alerts, monkeypatch):
     assert slack_channel_for(Severity.P2, alerts) == "slack_alerts"
 
 
-@pytest.mark.parametrize("outage", ["refused", "http_500", "timeout"])
-def test_slack_down_is_recorded_not_raised(sink, alerts, outage, monkeypatch, caplog):
+def test_crash_without_findings_is_p2_with_trimmed_scrubbed_error(sink, alerts):
+    context = make_context(anchor=live_anchor(), task_id="ecs_services", try_number=3)
+    context["exception"] = RuntimeError("boom " + "x" * 2000 + " postgresql://u:pw-in-url@h/db")
+    notifier(alerts).notify(context)
+    payload = sink.messages()[0]["payload"]
+    assert payload["text"].startswith("[P2]")
+    assert "RuntimeError: boom" in blocks_text(payload)
+    assert "*What happened*\\nfailed on try 3 of 3 (retried 2\\u00d7, retries exhausted)" in blocks_text(payload)
+    assert len(blocks_text(payload)) < 4000
+    assert "pw-in-url" not in json.dumps(payload)
+
+
+def test_permanent_aws_error_says_it_was_not_retried(sink, alerts):
+    from botocore.exceptions import ClientError
+
+    error = ClientError({"Error": {"Code": "ClusterNotFoundException", "Message": "Cluster not found."}},
+                        "DescribeServices")
+    context = make_context(anchor=live_anchor(), task_id="ecs_services")
+    context["exception"] = PermanentAwsError(classify(error), error)
+    notifier(alerts).notify(context)
+    text = blocks_text(sink.messages()[0]["payload"])
+    assert "failed at once, not retried: AWS resource not found (ClusterNotFoundException)" in text
+    assert "resource name in the platform config may be wrong" in text
+
+
+def test_platform_wide_cause_is_left_to_the_report_not_alerted_per_task(sink, alerts):
+    from botocore.exceptions import NoCredentialsError
+
+    context = make_context(anchor=live_anchor(), task_id="ecs_services")
+    error = NoCredentialsError()
+    context["exception"] = PermanentAwsError(classify(error), error)
+    notifier(alerts).notify(context)
+    assert sink.messages() == []
+    cause = context["ti"].pushed[COMMON_CAUSE_XCOM_KEY]
+    assert cause["key"] == "aws-credentials" and cause["retryable"] is False
+    assert "aws_default" in cause["hint"] and cause["log_url"] == context["ti"].log_url
+
+
+def test_rerun_of_an_alerted_date_is_marked_and_does_not_page_again(sink, alerts, config):
+    from solemate_maintenance.report import ReportedFinding, RunReport
+
+    anchor = live_anchor()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=config.reports.bucket)
+        earlier = RunReport(
+            dag_id="daily_maintenance", run_id="scheduled__first", run_type="scheduled",
+            logical_date=anchor.isoformat(), data_interval_start=None, data_interval_end=None,
+            environment="production", task_states={}, findings=[ReportedFinding(
+                check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
+                severity=Severity.P1, summary="x", task_id="rds_health")])
+        key = f"reports/daily_maintenance/by-logical-date/{anchor:%Y-%m-%dT%H%MZ}/report.json"
+        s3.put_object(Bucket=config.reports.bucket, Key=key, Body=earlier.model_dump_json().encode())
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="p1")["TopicArn"]
+        context = failed_context(Severity.P1, anchor=anchor, run_type="manual")
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic}), config).notify(context)
+        assert get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications == []
+    text = blocks_text(sink.messages()[0]["payload"])
+    assert "Already alerted for" in text and "scheduled__first" in text
+    sns = [d for d in context["ti"].pushed["alert_deliveries"] if d["channel"] == "sns"]
+    assert sns[0]["error"] == "not paged: already paged by scheduled__first"
+
+
+@pytest.mark.parametrize("outage", ["refused", "http_500"])
+def test_channel_down_is_retried_once_then_recorded_not_raised(sink, alerts, outage, monkeypatch, caplog, capfd):
     if outage == "refused":
         monkeypatch.setenv("AIRFLOW_CONN_SLACK_ALERTS", json.dumps(
             {"conn_type": "slackwebhook", "host": f"http://127.0.0.1:{free_port()}/services", "password": TOKEN}))
-    sink.mode = {"http_500": "error", "timeout": "slow"}.get(outage, "ok")
-    sink.slow_seconds = 2.5
-    delivery = send_slack(kind="failure", conn_id="slack_alerts", text="t", attachments=[], alerts=alerts,
-                          context=make_context())
-    assert delivery.ok is False
-    assert delivery.error
+    sink.mode = "error"
+    with caplog.at_level(logging.INFO):
+        delivery = send_slack(kind="failure", conn_id="slack_alerts", text="t", attachments=[], alerts=alerts,
+                              context=make_context())
+    assert (delivery.ok, delivery.outcome) == (False, "failed")
     assert TOKEN.rsplit("/", 1)[1] not in delivery.error
     assert any("not delivered" in r.getMessage() for r in caplog.records)
     assert sink.messages() == []
+    printed = "".join(capfd.readouterr())
+    if outage == "refused":
+        assert "Connection refused" in printed  # the libraries did log the failure...
+    assert all(form not in printed for form in secret_forms(TOKEN))  # ...without the webhook token
+    assert [r.getMessage().split("(attempt ")[1][:6] for r in caplog.records if "not delivered" in r.getMessage()] \
+        == ["1 of 2", "2 of 2"]  # retried once, then given up
+    if outage == "http_500":
+        assert sink.attempts == 2
+
+
+def test_a_stalled_webhook_is_unknown_not_failed_and_not_retried(sink, alerts):
+    sink.mode, sink.slow_seconds = "slow", 2.0
+    delivery = send_slack(kind="digest", conn_id="slack_alerts", text="t", attachments=[], alerts=alerts,
+                          context=make_context())
+    assert (delivery.ok, delivery.outcome) == (False, "unknown")
+    time.sleep(1.5)
+    assert sink.attempts == 1 and len(sink.messages()) == 1  # it did arrive, once
+
+
+def test_delivery_budget_bounds_the_time_a_stalled_channel_costs(sink, alerts):
+    sink.mode, sink.slow_seconds = "slow", 5.0
+    budget = DeliveryBudget(1.5)
+    started = time.monotonic()
+    outcomes = [send_slack(kind="failure", conn_id="slack_alerts", text="t", attachments=[], alerts=alerts,
+                           context=make_context(), budget=budget).outcome for _ in range(4)]
+    assert outcomes == ["unknown", "unknown", "skipped", "skipped"]
+    assert time.monotonic() - started < 3.5
 
 
 def test_notifier_survives_slack_down(sink, alerts):
     sink.mode = "error"
     context = failed_context()
-    MaintenanceFailureNotifier(alerts=alerts, environment="production").notify(context)  # must not raise
+    notifier(alerts).notify(context)  # must not raise
     [delivery] = context["ti"].pushed["alert_deliveries"]
     assert delivery["ok"] is False and "500" in delivery["error"]
 
 
+def test_secret_forms_cover_encodings():
+    forms = secret_forms("p@ss/w0rd+x")
+    assert {"p@ss/w0rd+x", "p%40ss%2Fw0rd%2Bx", "p%40ss/w0rd%2Bx", "cEBzcy93MHJkK3g=", "w0rd+x"} <= forms
+
+
 def test_digest_email_through_the_smtp_provider(alerts, tmp_path, monkeypatch):
     from sandbox.servers import SmtpSink
-    from solemate_maintenance.notifiers.slack import send_email
+    from solemate_maintenance.notifiers.delivery import send_email
 
     smtp = SmtpSink(tmp_path / "mail.jsonl").start()
     try:
@@ -142,7 +273,7 @@ def test_digest_email_through_the_smtp_provider(alerts, tmp_path, monkeypatch):
 
 
 def test_email_server_down_is_recorded(alerts, monkeypatch):
-    from solemate_maintenance.notifiers.slack import send_email
+    from solemate_maintenance.notifiers.delivery import send_email
 
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(
         {"conn_type": "smtp", "host": "127.0.0.1", "port": free_port(), "extra": {"disable_tls": True}}))

@@ -6,11 +6,11 @@ import pytest
 
 from solemate_maintenance.config import Lower, Upper, load_config
 from solemate_maintenance.findings import ChecksFailedError, Finding, Severity, Status, classify, threshold_finding
+from solemate_maintenance.notifiers.messages import digest_message
 from solemate_maintenance.report import (
     Lifecycle,
     ReportedFinding,
     RunReport,
-    digest_message,
     mark_lifecycle,
     render_markdown,
     totals,
@@ -57,7 +57,7 @@ def report_of(findings, resolved=()):
     return RunReport(dag_id="d", run_id="r1", run_type="scheduled", logical_date="2026-11-20T02:00:00+00:00",
                      data_interval_start=None, data_interval_end=None, environment="production",
                      task_states={}, findings=marked, resolved=list(resolved), totals=totals(marked, list(resolved)),
-                     report_uri="s3://b/k")
+                     report_uri="s3://b/k", report_url="https://s3.console.aws.amazon.com/s3/object/b?prefix=k")
 
 
 def test_lifecycle_new_ongoing_resolved():
@@ -83,7 +83,7 @@ def test_totals_and_markdown():
                                   reported("lat", status=Status.WARNING, severity=Severity.P3, summary="a|b")],
                                  None, {"t1"})
     report = report_of(findings)
-    assert report.totals["status"] == {"ok": 1, "warning": 1, "critical": 1}
+    assert report.totals["status"] == {"ok": 1, "warning": 1, "critical": 1, "skipped": 0}
     assert report.totals["severity"] == {"P1": 0, "P2": 1, "P3": 1, "P4": 0}
     markdown = render_markdown(report)
     assert "| P2 | critical | new | cpu | r | bad |" in markdown

@@ -214,9 +214,49 @@ def test_rds_round_trip_failure_is_p1_without_the_password(platform, config, pos
     assert "not-the-password-123" not in json.dumps(findings)
 
 
-def test_rds_round_trip_skipped_without_connection(platform, config):
-    findings, _ = run(rds(config, db_conn_id="platform_db_not_defined"))
-    assert "rds.query" not in findings
+def test_rds_round_trip_skipped_without_connection_says_so(platform, config):
+    findings, error = run(rds(config, db_conn_id="platform_db_not_defined"))
+    assert error is None
+    skipped = findings["rds.query"]
+    assert (skipped["status"], skipped["severity"]) == ("skipped", None)
+    assert skipped["summary"] == "SQL round trip skipped: connection 'platform_db_not_defined' is not defined"
+
+
+def raised(operator) -> BaseException:
+    with pytest.raises(Exception) as excinfo:
+        operator.execute(make_context(task_id=operator.task_id))
+    return excinfo.value
+
+
+def test_permanent_aws_errors_fail_at_once_without_retrying(platform, config, monkeypatch):
+    """No credentials, access denied, a missing cluster: retrying cannot heal them."""
+    from botocore.exceptions import NoCredentialsError
+
+    from solemate_maintenance.aws_errors import PermanentAwsError
+    from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
+
+    operator = EcsServiceHealthOperator(task_id="ecs_services", cluster="no-such-cluster",
+                                        services=config.resources.ecs.services, thresholds=config.checks.ecs,
+                                        region_name=config.regions.primary)
+    error = raised(operator)
+    assert isinstance(error, PermanentAwsError) and error.cause.key.startswith("aws-not-found")
+    assert "not retried" in str(error)
+
+    monkeypatch.setattr(type(rds(config)), "collect_findings",
+                        lambda self, context: (_ for _ in ()).throw(NoCredentialsError()))
+    error = raised(rds(config))
+    assert isinstance(error, PermanentAwsError) and error.cause.key == "aws-credentials"
+
+
+def test_transient_aws_errors_still_use_the_retries(platform, config, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    from solemate_maintenance.aws_errors import PermanentAwsError
+
+    monkeypatch.setattr(type(rds(config)), "collect_findings",
+                        lambda self, context: (_ for _ in ()).throw(EndpointConnectionError(endpoint_url="x")))
+    error = raised(rds(config))
+    assert isinstance(error, EndpointConnectionError) and not isinstance(error, PermanentAwsError)
 
 
 # -- ElastiCache ----------------------------------------------------------------------------------

@@ -5,10 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
-
-import requests
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from typing import TYPE_CHECKING, Any
 
 from solemate_maintenance.config import Upper
 from solemate_maintenance.findings import (
@@ -21,6 +18,9 @@ from solemate_maintenance.findings import (
 )
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.redaction import trim
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
 
 class ApplicationHealthOperator(MaintenanceCheckOperator):
@@ -47,6 +47,8 @@ class ApplicationHealthOperator(MaintenanceCheckOperator):
 
     @cached_property
     def elb_hook(self) -> AwsBaseHook:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="elbv2")
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
@@ -55,6 +57,8 @@ class ApplicationHealthOperator(MaintenanceCheckOperator):
 
     def _endpoint_finding(self) -> Finding:
         check = "application.endpoint"
+        import requests
+
         started = time.perf_counter()
         try:
             response = requests.get(self.endpoint, timeout=self.timeout_seconds, allow_redirects=False)

@@ -5,14 +5,19 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from solemate_maintenance.aws_errors import PermanentAwsError, classify
 from solemate_maintenance.findings import ChecksFailedError, Finding, Status
-from solemate_maintenance.hooks.cloudwatch import CloudWatchMetricsHook
+from solemate_maintenance.window import TimeWindow
+
+if TYPE_CHECKING:
+    from solemate_maintenance.hooks.cloudwatch import CloudWatchMetricsHook
 
 FINDINGS_XCOM_KEY = "findings"
+WINDOW_XCOM_KEY = "window"
 
 
 class MaintenanceCheckOperator(BaseOperator):
@@ -21,8 +26,10 @@ class MaintenanceCheckOperator(BaseOperator):
     Subclasses implement `collect_findings`. The findings are pushed to XCom (key ``findings``)
     before the verdict, so the run report sees them even when the task fails. A P1 or P2 finding
     fails the task with :class:`ChecksFailedError`, which does not retry: the window is fixed by the
-    run, so a retry would measure the same thing. AWS errors (throttling, timeouts) raise normally
-    and use the task's retries.
+    run, so a retry would measure the same thing. Transient AWS errors (throttling, timeouts, an
+    unreachable endpoint) raise normally and use the task's retries; errors a retry cannot heal (no
+    credentials, access denied, a resource that does not exist) fail at once with
+    :class:`PermanentAwsError`.
 
     :param aws_conn_id: Airflow connection for AWS credentials.
     :param region_name: AWS region; None uses the connection's.
@@ -39,18 +46,43 @@ class MaintenanceCheckOperator(BaseOperator):
 
     @cached_property
     def metrics_hook(self) -> CloudWatchMetricsHook:
+        # Provider hooks import boto3: imported on first use, not when the DAG file is parsed.
+        from solemate_maintenance.hooks.cloudwatch import CloudWatchMetricsHook
+
         return CloudWatchMetricsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    @property
+    def lookback_minutes(self) -> int | None:
+        """How far back the check's metrics reach; None for a check of live state only."""
+        return getattr(getattr(self, "thresholds", None), "lookback_minutes", None)
+
+    def checked_window(self, context: Any) -> TimeWindow | None:
+        lookback = self.lookback_minutes
+        return TimeWindow.ending_at_run(context, lookback) if lookback else None
 
     @abstractmethod
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         """Measure and judge. Return every finding, `ok` ones included: they document what was checked."""
 
     def execute(self, context: Any) -> dict[str, int]:
-        findings = list(self.collect_findings(context))
+        from solemate_maintenance.notifiers.delivery import register_connection_secrets
+
+        register_connection_secrets(self.aws_conn_id)
+        window = self.checked_window(context)
+        if window is not None:
+            context["ti"].xcom_push(key=WINDOW_XCOM_KEY, value=window.as_dict())
+        try:
+            findings = list(self.collect_findings(context))
+        except Exception as exc:
+            cause = classify(exc)
+            if cause is not None and not cause.retryable:
+                raise PermanentAwsError(cause, exc) from exc
+            raise
         context["ti"].xcom_push(key=FINDINGS_XCOM_KEY, value=[f.model_dump(mode="json") for f in findings])
         for finding in findings:
-            level = self.log.info if finding.status is Status.OK else self.log.warning
-            level("[%s] %s %s: %s", finding.severity or "ok", finding.check, finding.resource, finding.summary)
+            level = self.log.warning if finding.is_problem else self.log.info
+            level("[%s] %s %s: %s", finding.severity or finding.status.value, finding.check, finding.resource,
+                  finding.summary)
         failing = [f for f in findings if f.is_failing]
         if failing:
             raise ChecksFailedError(failing)

@@ -8,7 +8,7 @@ from typing import Any
 
 from solemate_maintenance.config import BusinessCheck
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status, classify, threshold_finding
-from solemate_maintenance.hooks.cloudwatch import MetricQuery
+from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.window import TimeWindow
 

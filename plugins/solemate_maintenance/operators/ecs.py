@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
-
-from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+from typing import TYPE_CHECKING, Any
 
 from solemate_maintenance.config import EcsCheck, EcsService
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status, threshold_finding
-from solemate_maintenance.hooks.cloudwatch import MetricQuery
+from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.window import TimeWindow
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.ecs import EcsHook
 
 
 class EcsServiceHealthOperator(MaintenanceCheckOperator):
@@ -39,6 +40,8 @@ class EcsServiceHealthOperator(MaintenanceCheckOperator):
 
     @cached_property
     def hook(self) -> EcsHook:
+        from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+
         return EcsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
-
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from typing import TYPE_CHECKING, Any
 
 from solemate_maintenance.config import ElastiCacheCheck
 from solemate_maintenance.findings import Finding, Severity, Status, threshold_finding
-from solemate_maintenance.hooks.cloudwatch import MetricQuery
+from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.window import TimeWindow
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
 
 class ElastiCacheHealthOperator(MaintenanceCheckOperator):
@@ -35,6 +36,8 @@ class ElastiCacheHealthOperator(MaintenanceCheckOperator):
 
     @cached_property
     def hook(self) -> AwsBaseHook:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
                            client_type="elasticache")
 

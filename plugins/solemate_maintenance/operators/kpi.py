@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
-
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from typing import TYPE_CHECKING, Any
 
 from solemate_maintenance.config import KpiCheck, Kpis, Upper
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status, threshold_finding
-from solemate_maintenance.hooks.cloudwatch import MetricQuery
+from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.window import TimeWindow
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
 
 class KpiOperator(MaintenanceCheckOperator):
@@ -39,6 +40,8 @@ class KpiOperator(MaintenanceCheckOperator):
 
     @cached_property
     def elb_hook(self) -> AwsBaseHook:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="elbv2")
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:

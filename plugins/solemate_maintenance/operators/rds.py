@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.rds import RdsHook
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from solemate_maintenance.config import RdsCheck
 from solemate_maintenance.findings import Finding, Severity, Status, threshold_finding
-from solemate_maintenance.hooks.cloudwatch import MetricQuery
+from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.redaction import trim
 from solemate_maintenance.window import TimeWindow
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.rds import RdsHook
 
 GIB = 1024**3
 
@@ -52,6 +54,8 @@ class RdsHealthOperator(MaintenanceCheckOperator):
 
     @cached_property
     def hook(self) -> RdsHook:
+        from airflow.providers.amazon.aws.hooks.rds import RdsHook
+
         return RdsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
@@ -97,8 +101,15 @@ class RdsHealthOperator(MaintenanceCheckOperator):
             BaseHook.get_connection(self.db_conn_id)
         except AirflowNotFoundException:
             self.log.info("Connection %r is not defined: SQL round trip skipped", self.db_conn_id)
+            yield Finding(check="rds.query", resource=resource, status=Status.SKIPPED,
+                          summary=f"SQL round trip skipped: connection {self.db_conn_id!r} is not defined",
+                          details={"conn_id": self.db_conn_id, "reason": "connection not defined"})
             return
         from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from solemate_maintenance.notifiers.delivery import register_connection_secrets
+
+        register_connection_secrets(self.db_conn_id)
 
         started = time.perf_counter()
         try:

@@ -1,32 +1,53 @@
-"""The end of every maintenance run: the report, the digest, and the run's verdict."""
+"""The end of every maintenance run: the report, the digest, and the run's verdict.
+
+Exactly once: a retry of the report task never re-sends what was already delivered for the run.
+Each delivery is recorded in S3 beside the report (``deliveries/<clear number>-<kind>.json``) and a
+retry skips what is recorded. When S3 itself is failing, the digest goes out only from the try that
+will not be retried (a permanent error, or the last try), carrying every finding instead of a link.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.timezone import utcnow
 
+from solemate_maintenance.aws_errors import ErrorCause, classify
 from solemate_maintenance.config import Alerts
 from solemate_maintenance.findings import Severity, Status
-from solemate_maintenance.notifiers.slack import ALERT_DELIVERIES_XCOM_KEY, Delivery, send_email, send_slack
-from solemate_maintenance.operators.base import FINDINGS_XCOM_KEY
-from solemate_maintenance.redaction import scrub
+from solemate_maintenance.notifiers.delivery import (
+    ALERT_DELIVERIES_XCOM_KEY,
+    Delivery,
+    DeliveryBudget,
+    send_email,
+    send_slack,
+    slack_channel_for,
+)
+from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, TASK_ERROR_CHECK
+from solemate_maintenance.notifiers.messages import cause_message, digest_message
+from solemate_maintenance.operators.base import FINDINGS_XCOM_KEY, WINDOW_XCOM_KEY
+from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.report import (
     ReportedFinding,
     RunReport,
-    digest_message,
+    mark_already_alerted,
     mark_lifecycle,
     render_markdown,
     totals,
 )
+from solemate_maintenance.report_store import ReportStore
+from solemate_maintenance.run_facts import RunFacts, format_instant
 
 FAILED_STATES = {"failed", "upstream_failed"}
+FINISHED_STATES = {"success", "failed", "upstream_failed", "skipped", "removed"}
 
 
 def _iso(value: Any) -> str | None:
@@ -36,139 +57,344 @@ def _iso(value: Any) -> str | None:
 class PublishReportOperator(BaseOperator):
     """Collect the findings of every upstream check, compare with the previous run, publish.
 
-    Writes ``s3://<bucket>/<prefix>/<dag_id>/<run_id>/report.json`` and ``report.md``, updates
-    ``<prefix>/<dag_id>/latest.json`` unless a newer run already did (backfills do not roll it back),
-    and sends one digest to Slack (and by e-mail to ``alerts.digest_email``). Runs whatever happened
-    upstream (``ALL_DONE``).
+    Writes ``<prefix>/<dag_id>/<run_id>/report.json`` and ``report.md``, the same under
+    ``<prefix>/<dag_id>/by-logical-date/<date>/`` (the report for a date is one predictable key,
+    whatever the run id), updates ``latest.json`` unless a newer date already did (backfills do not
+    roll it back), sends one alert per common cause and one digest to Slack (and e-mail). Runs
+    whatever happened upstream (``ALL_DONE``).
+
+    The comparison is with the previous logical date's report. When that run is still going (a
+    backfill runs several dates at once), the task defers until its report is written, at most
+    ``previous_report_wait_minutes``; after that the report says the comparison was impossible
+    instead of calling every problem new.
 
     :param bucket: S3 bucket for reports.
     :param prefix: key prefix inside the bucket.
     :param environment: environment name shown in the report and the digest.
-    :param alerts: the `alerts` section of the platform config (digest channel and colours).
+    :param alerts: the `alerts` section of the platform config.
+    :param previous_report_wait_minutes: how long to wait for the previous date's report.
+    :param poll_seconds: how often to look while waiting (the worker slot is free meanwhile).
     """
 
-    template_fields: Sequence[str] = ("bucket", "prefix", "aws_conn_id")
+    template_fields: Sequence[str] = ("bucket", "prefix", "aws_conn_id", "region_name")
     ui_color = "#e6eefc"
 
     def __init__(self, *, bucket: str, prefix: str = "reports", environment: str, alerts: Alerts,
-                 aws_conn_id: str | None = "aws_default", trigger_rule: str = TriggerRule.ALL_DONE,
-                 **kwargs: Any) -> None:
+                 aws_conn_id: str | None = "aws_default", region_name: str | None = None,
+                 previous_report_wait_minutes: int = 60, poll_seconds: int = 30,
+                 trigger_rule: str = TriggerRule.ALL_DONE, **kwargs: Any) -> None:
         super().__init__(trigger_rule=trigger_rule, **kwargs)
         self.bucket = bucket
         self.prefix = prefix
         self.environment = environment
         self.alerts = alerts
         self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.previous_report_wait_minutes = previous_report_wait_minutes
+        self.poll_seconds = poll_seconds
 
     @cached_property
-    def s3(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws_conn_id)
+    def store(self) -> ReportStore:
+        return ReportStore(bucket=self.bucket, prefix=self.prefix, aws_conn_id=self.aws_conn_id,
+                           region_name=self.region_name)
 
-    def _key(self, *parts: str) -> str:
-        return "/".join([self.prefix.strip("/"), *parts])
+    def check_task_ids(self) -> list[str]:
+        return sorted(self.upstream_task_ids)
 
-    def _read_report(self, key: str) -> RunReport | None:
-        if not self.s3.check_for_key(key, bucket_name=self.bucket):
-            return None
-        try:
-            return RunReport.model_validate_json(self.s3.read_key(key, bucket_name=self.bucket))
-        except ValueError as exc:
-            # An unreadable old report must not cost us today's: compare with nothing instead.
-            self.log.warning("Ignoring unreadable report s3://%s/%s: %s", self.bucket, key, exc)
-            return None
-
+    # -- entry points ------------------------------------------------------------------------------
     def execute(self, context: Any) -> dict[str, Any]:
-        ti, dag_run = context["ti"], context["dag_run"]
-        check_tasks = sorted(self.upstream_task_ids)
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-        findings, reporting, deliveries = self._collect(ti, check_tasks, states)
+        return self._report(context, deadline=None)
 
+    def execute_complete(self, context: Any, event: Any = None, deadline: str | None = None) -> dict[str, Any]:
+        """Resumed after waiting for the previous date's report."""
+        return self._report(context, deadline=datetime.fromisoformat(deadline) if deadline else None)
+
+    def _report(self, context: Any, deadline: datetime | None) -> dict[str, Any]:
+        from solemate_maintenance.notifiers.delivery import register_connection_secrets
+
+        register_connection_secrets(self.aws_conn_id)
+        facts = self._facts(context)
+        previous, comparison = self._previous_report(context, facts, deadline, wait=True)
+        report = self.build_report(context, facts, previous, comparison)
+        self.publish(context, facts, report)
+        return {"report_uri": report.report_uri, "totals": report.totals, "failed_tasks": report.failed_tasks,
+                "fingerprint": report.fingerprint}
+
+    def _facts(self, context: Any) -> RunFacts:
+        return RunFacts.from_context(context, page_max_age_hours=self.alerts.page_max_age_hours, now=utcnow())
+
+    # -- the previous run ----------------------------------------------------------------------------
+    def _previous_report(self, context: Any, facts: RunFacts, deadline: datetime | None, *, wait: bool) -> tuple[
+            RunReport | None, dict[str, Any]]:
+        ti = context["ti"]
+        if facts.logical_date_source == "run_after":
+            return None, {"status": "impossible",
+                          "reason": "the run has no logical date, so there is no previous date to compare with"}
         previous_run = ti.get_previous_dagrun()
-        previous = self._read_report(self._key(ti.dag_id, previous_run.run_id, "report.json")) \
-            if previous_run else None
-        marked, resolved = mark_lifecycle(findings, previous, reporting)
+        if previous_run is None:
+            return None, {"status": "first_run"}
+        state = ti.get_task_states(dag_id=ti.dag_id, run_ids=[previous_run.run_id],
+                                   task_ids=[self.task_id]).get(previous_run.run_id, {}).get(self.task_id)
+        run_state = str(getattr(getattr(previous_run, "state", None), "value", getattr(previous_run, "state", "")))
+        if state not in FINISHED_STATES and run_state not in ("success", "failed"):
+            now = utcnow()
+            deadline = deadline or now + timedelta(minutes=self.previous_report_wait_minutes)
+            if wait and now < deadline:
+                from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
-        report_key = self._key(ti.dag_id, ti.run_id, "report.json")
+                self.log.info("Waiting for the previous run %s to finish its report (task %s) until %s",
+                              previous_run.run_id, state, deadline.isoformat())
+                self.defer(trigger=DateTimeTrigger(moment=min(now + timedelta(seconds=self.poll_seconds), deadline)),
+                           method_name="execute_complete", kwargs={"deadline": deadline.isoformat()})
+            return None, {"status": "impossible", "previous_run_id": previous_run.run_id,
+                          "reason": f"the previous run {previous_run.run_id} had not finished its report "
+                                    f"(task {state or 'not started'}) after {self.previous_report_wait_minutes} min"}
+        previous = self.store.read_report(self.store.run_key(ti.dag_id, previous_run.run_id), log=self.log)
+        if previous is None:
+            return None, {"status": "impossible", "previous_run_id": previous_run.run_id,
+                          "reason": f"the previous run {previous_run.run_id} left no readable report "
+                                    f"(its report task: {state or 'none'})"}
+        return previous, {"status": "compared", "previous_run_id": previous_run.run_id}
+
+    # -- building --------------------------------------------------------------------------------------
+    def build_report(self, context: Any, facts: RunFacts, previous: RunReport | None,
+                     comparison: dict[str, Any], *, refreshed: bool = False) -> RunReport:
+        ti, dag_run = context["ti"], context["dag_run"]
+        check_tasks = self.check_task_ids()
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        collected = _Collected.from_xcom(ti, check_tasks, states)
+        marked, resolved = mark_lifecycle(collected.findings, previous, collected.reporting,
+                                          comparable=comparison.get("status") != "impossible")
+        earlier = self._earlier_report_for_date(facts)
+        earlier_runs: list[str] = []
+        if earlier is not None:
+            marked = mark_already_alerted(marked, earlier)
+            earlier_runs = list(dict.fromkeys([*earlier.earlier_runs_for_date, earlier.run_id]))
+        run_key = self.store.run_key(ti.dag_id, ti.run_id)
+        date_key = self.store.date_key(ti.dag_id, facts.logical_date) if facts.logical_date else ""
         run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
-        report = RunReport(
+        return RunReport(
             dag_id=ti.dag_id, run_id=ti.run_id, run_type=str(run_type),
-            logical_date=_iso(context.get("logical_date")),
+            logical_date=_iso(facts.logical_date),
             data_interval_start=_iso(context.get("data_interval_start")),
             data_interval_end=_iso(context.get("data_interval_end")),
-            environment=self.environment,
+            environment=self.environment, facts=facts.as_dict(), checked_label=facts.date_label,
+            windows=collected.windows, windows_label=_windows_label(collected.windows, facts),
+            clear_number=facts.clear_number,
             task_states={t: states.get(t) for t in check_tasks},
             findings=marked, resolved=resolved,
-            previous_run_id=previous.run_id if previous else None,
+            previous_run_id=previous.run_id if previous else None, comparison=comparison,
+            earlier_runs_for_date=earlier_runs,
             totals=totals(marked, resolved),
             failed_tasks=[t for t in check_tasks if states.get(t) in FAILED_STATES],
-            alert_deliveries=deliveries,
-            report_uri=f"s3://{self.bucket}/{report_key}",
+            common_causes=collected.causes,
+            alert_deliveries=collected.deliveries,
+            report_uri=self.store.uri(run_key), report_url=self.store.browse_url(run_key),
+            by_date_uri=self.store.uri(date_key) if date_key else "",
+            airflow_url=str(getattr(ti, "log_url", "") or "").split("/tasks/", 1)[0],
+            refreshed_after_rerun=refreshed,
+            fingerprint=collected.fingerprint,
         )
-        # Publish before notifying: if S3 fails, the retry must not have sent a digest already.
-        self._publish(report, report_key)
-        title, attachments = digest_message(report, {k: v.color for k, v in self.alerts.severities.items()})
-        digest = send_slack(kind="digest", conn_id=self.alerts.slack_conn_id, text=title,
-                            attachments=attachments, alerts=self.alerts, context=context)
-        report.alert_deliveries.append(digest.model_copy(update={"task_id": self.task_id}))
-        if self.alerts.digest_email:
-            email = send_email(kind="digest", to=self.alerts.digest_email, subject=title.split(" ", 1)[1],
-                               html=f"<pre>{html.escape(render_markdown(report))}</pre>", alerts=self.alerts,
-                               context=context)
-            report.alert_deliveries.append(email.model_copy(update={"task_id": self.task_id}))
-        self._publish(report, report_key)  # again, now with the digest deliveries
-        self.log.info("Report: %s (%s)", report.report_uri, json.dumps(report.totals["status"]))
-        return {"report_uri": report.report_uri, "totals": report.totals, "failed_tasks": report.failed_tasks}
 
-    def _collect(self, ti: Any, tasks: list[str], states: dict[str, str | None]) -> tuple[
-            list[ReportedFinding], set[str], list[Delivery]]:
-        findings: list[ReportedFinding] = []
-        reporting: set[str] = set()
-        deliveries: list[Delivery] = []
+    def _earlier_report_for_date(self, facts: RunFacts) -> RunReport | None:
+        """The report an earlier run (or an earlier clear of this one) wrote for the same date."""
+        if facts.logical_date is None:
+            return None
+        try:
+            earlier = self.store.read_report(self.store.date_key(facts.dag_id, facts.logical_date), log=self.log)
+        except Exception as exc:  # S3 trouble shows up (and is handled) when the report is written
+            self.log.warning("Could not read the earlier report for %s: %s", facts.date_label,
+                             trim(scrub(str(exc)), 200))
+            return None
+        if earlier is None or (earlier.run_id == facts.run_id and earlier.clear_number >= facts.clear_number):
+            return None
+        return earlier
+
+    # -- publishing ------------------------------------------------------------------------------------
+    def publish(self, context: Any, facts: RunFacts, report: RunReport) -> None:
+        ti = context["ti"]
+        try:
+            self._write(report)
+        except Exception as exc:
+            cause = classify(exc)
+            last_try = ti.try_number > (getattr(ti, "max_tries", 0) or 0)
+            if (cause is None or cause.retryable) and not last_try:
+                self.log.warning("Report not written (%s); the retry writes it, then sends the digest", exc)
+                raise
+            report.write_error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
+            self.log.error("The report could not be written to %s: %s", report.report_uri, report.write_error)
+        budget = DeliveryBudget(self.alerts.delivery_budget_seconds)
+        for cause in report.common_causes:
+            self._deliver_once(context, facts, report, f"cause-{cause['key'].replace(':', '-')}",
+                               lambda c=cause: self._send_cause(context, facts, c, budget))
+        title, attachments = digest_message(report, {k: v.color for k, v in self.alerts.severities.items()})
+        self._deliver_once(context, facts, report, "digest", lambda: [send_slack(
+            kind="digest", conn_id=self.alerts.slack_conn_id, text=title, attachments=attachments,
+            alerts=self.alerts, context=context, budget=budget)])
+        if self.alerts.digest_email:
+            self._deliver_once(context, facts, report, "email", lambda: [send_email(
+                kind="digest", to=self.alerts.digest_email, subject=title.split(" ", 1)[1],
+                html=f"<pre>{html.escape(render_markdown(report))}</pre>", alerts=self.alerts, context=context,
+                budget=budget)])
+        if report.write_error:
+            raise AirflowFailException(
+                f"The run report could not be written to {report.report_uri}: {report.write_error}. The digest "
+                "carried the findings instead; no check failed because of this.")
+        try:
+            self._write(report)  # again, now with the deliveries
+        except Exception as exc:  # the report and the messages are out; only the delivery record is missing
+            self.log.warning("Report written, but not updated with its deliveries: %s", trim(scrub(str(exc)), 200))
+        self.log.info("Report: %s (%s)", report.report_url, json.dumps(report.totals["status"]))
+
+    def _send_cause(self, context: Any, facts: RunFacts, cause: dict[str, Any], budget: DeliveryBudget) -> list[
+            Delivery]:
+        error_cause = ErrorCause(cause["key"], cause["title"], cause["retryable"], True, cause["hint"])
+        severity, title, attachments = cause_message(error_cause, cause["errors"], self.alerts, self.environment,
+                                                     facts, cause["log_urls"])
+        return [send_slack(kind="cause", conn_id=slack_channel_for(severity, self.alerts), text=title,
+                           attachments=attachments, alerts=self.alerts, context=context, budget=budget)]
+
+    def _deliver_once(self, context: Any, facts: RunFacts, report: RunReport, kind: str, send: Any) -> None:
+        ti = context["ti"]
+        key = self.store.ledger_key(ti.dag_id, ti.run_id, facts.clear_number, kind)
+        if not report.write_error:
+            try:
+                done = self.store.read_json(key)
+            except Exception:
+                done = None
+            if done:
+                self.log.info("%s already delivered for this run (try %s); not sent again", kind, done.get("try"))
+                report.alert_deliveries += [Delivery.model_validate(d) for d in done.get("deliveries", [])]
+                return
+        deliveries = [d.model_copy(update={"task_id": self.task_id}) for d in send()]
+        report.alert_deliveries += deliveries
+        if report.write_error or not any(d.outcome in ("delivered", "unknown") for d in deliveries):
+            return  # nothing arrived: a retry may try again
+        try:
+            self.store.write(key, json.dumps({"try": ti.try_number,
+                                              "deliveries": [d.model_dump() for d in deliveries]}))
+        except Exception as exc:
+            self.log.warning("Could not record the %s delivery: %s", kind, trim(scrub(str(exc)), 200))
+
+    def _write(self, report: RunReport) -> None:
+        payload = json.dumps(scrub(report.model_dump(mode="json")), indent=2, sort_keys=True)
+        markdown = scrub(render_markdown(report))
+        run_key = self.store.run_key(report.dag_id, report.run_id)
+        self.store.write(run_key, payload)
+        self.store.write(run_key.replace(".json", ".md"), markdown)
+        if report.by_date_uri:
+            date_key = report.by_date_uri.split("/", 3)[3]
+            self.store.write(date_key, payload)
+            self.store.write(date_key.replace(".json", ".md"), markdown)
+        latest_key = self.store.latest_key(report.dag_id)
+        latest = self.store.read_report(latest_key, log=self.log)
+        if latest is None or (latest.logical_date or "") <= (report.logical_date or ""):
+            self.store.write(latest_key, payload)
+        else:
+            self.log.info("latest.json kept: it belongs to the newer date %s", latest.logical_date)
+
+
+def _windows_label(windows: dict[str, dict[str, str]], facts: RunFacts) -> str:
+    if not windows:
+        return "live state at run time"
+    minutes = sorted({int((datetime.fromisoformat(w["end"]) - datetime.fromisoformat(w["start"])).total_seconds()
+                          // 60) for w in windows.values()})
+    span = f"{minutes[0]} min" if len(minutes) == 1 else f"{minutes[0]}–{minutes[-1]} min"
+    return f"metric windows end {format_instant(facts.logical_date)}, look-back {span}; live state at run time"
+
+
+class _Collected:
+    """What the check tasks left in XCom: findings, windows, deliveries and common causes."""
+
+    def __init__(self) -> None:
+        self.findings: list[ReportedFinding] = []
+        self.reporting: set[str] = set()
+        self.deliveries: list[Delivery] = []
+        self.windows: dict[str, dict[str, str]] = {}
+        self.causes: list[dict[str, Any]] = []
+        self.fingerprint = ""
+
+    @classmethod
+    def from_xcom(cls, ti: Any, tasks: list[str], states: dict[str, str | None]) -> _Collected:
+        collected = cls()
+        causes: dict[str, dict[str, Any]] = {}
+        digest = hashlib.sha256()
         for task_id in tasks:
             pushed = ti.xcom_pull(task_ids=task_id, key=FINDINGS_XCOM_KEY)
+            digest.update(json.dumps([task_id, states.get(task_id), pushed], sort_keys=True, default=str).encode())
+            window = ti.xcom_pull(task_ids=task_id, key=WINDOW_XCOM_KEY)
+            if window:
+                collected.windows[task_id] = window
+            cause = ti.xcom_pull(task_ids=task_id, key=COMMON_CAUSE_XCOM_KEY) \
+                if states.get(task_id) in FAILED_STATES else None
             if pushed is not None:
-                reporting.add(task_id)
-                findings += [ReportedFinding(**item, task_id=task_id) for item in pushed]
+                collected.reporting.add(task_id)
+                collected.findings += [ReportedFinding(**item, task_id=task_id) for item in pushed]
             elif states.get(task_id) in FAILED_STATES:
                 # No findings and failed: the check itself broke. Say so rather than show nothing.
-                findings.append(ReportedFinding(
-                    check="maintenance.task_error", resource=task_id, status=Status.CRITICAL,
-                    severity=Severity.P2, task_id=task_id,
-                    summary=f"check did not complete (task {states.get(task_id)}); see the task log",
-                ))
+                summary = (f"check could not run: {cause['title']}" if cause else
+                           f"check did not complete (task {states.get(task_id)}); see the task log")
+                collected.findings.append(ReportedFinding(
+                    check=TASK_ERROR_CHECK, resource=task_id, status=Status.CRITICAL, severity=Severity.P2,
+                    task_id=task_id, summary=summary))
+            if cause:
+                group = causes.setdefault(cause["key"], {**{k: cause[k] for k in ("key", "title", "hint", "retryable")},
+                                                         "tasks": [], "errors": {}, "log_urls": {}})
+                group["tasks"].append(task_id)
+                group["errors"][task_id] = cause["error"]
+                group["log_urls"][task_id] = cause["log_url"]
             for item in ti.xcom_pull(task_ids=task_id, key=ALERT_DELIVERIES_XCOM_KEY) or []:
-                deliveries.append(Delivery.model_validate(item))
-        return findings, reporting, deliveries
-
-    def _publish(self, report: RunReport, report_key: str) -> None:
-        body = scrub(report.model_dump(mode="json"))
-        payload = json.dumps(body, indent=2, sort_keys=True)
-        self.s3.load_string(payload, key=report_key, bucket_name=self.bucket, replace=True)
-        self.s3.load_string(scrub(render_markdown(report)), key=report_key.replace(".json", ".md"),
-                            bucket_name=self.bucket, replace=True)
-        latest_key = self._key(report.dag_id, "latest.json")
-        latest = self._read_report(latest_key)
-        if latest is None or (latest.logical_date or "") <= (report.logical_date or ""):
-            self.s3.load_string(payload, key=latest_key, bucket_name=self.bucket, replace=True)
-        else:
-            self.log.info("latest.json kept: it belongs to the newer run %s", latest.run_id)
+                collected.deliveries.append(Delivery.model_validate(item))
+        collected.causes = list(causes.values())
+        collected.fingerprint = digest.hexdigest()[:16]
+        return collected
 
 
-class FailRunOnCheckFailureOperator(BaseOperator):
-    """Fail the DAG run when any check failed.
+class RunVerdictOperator(PublishReportOperator):
+    """The run's last task: make the report describe the final state, then fail the run if needed.
 
-    Airflow decides a run's state from its leaf tasks, and the report (a leaf that always runs)
-    succeeds even when checks failed. This watcher fires only when an upstream task failed and
-    carries no alert of its own: the failed checks have already alerted.
+    Airflow judges a run by its leaf tasks, and the report (which always runs) succeeds even when
+    checks failed; this task fails the run then, naming what failed. It also catches the UI's usual
+    recovery, "clear only failed tasks": the failed checks run again but the report (which had
+    succeeded) does not, so this task rebuilds the report and sends an updated digest whenever the
+    checks changed after the report was written. It carries no alert of its own.
+
+    :param report_task_id: the report task of the DAG.
     """
 
     ui_color = "#fbe3e3"
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", TriggerRule.ONE_FAILED)
+    def __init__(self, *, report_task_id: str = "report", **kwargs: Any) -> None:
+        kwargs["trigger_rule"] = TriggerRule.ALL_DONE
         kwargs["retries"] = 0
         kwargs["on_failure_callback"] = None
         super().__init__(**kwargs)
+        self.report_task_id = report_task_id
+
+    def check_task_ids(self) -> list[str]:
+        return sorted(self.upstream_task_ids - {self.report_task_id})
 
     def execute(self, context: Any) -> None:
-        raise AirflowFailException("One or more maintenance checks failed; see the run report and alerts.")
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        checks = self.check_task_ids()
+        report_state = states.get(self.report_task_id)
+        published = ti.xcom_pull(task_ids=self.report_task_id) or {}
+        if report_state == "success":
+            current = _Collected.from_xcom(ti, checks, states).fingerprint
+            if published.get("fingerprint") != current:
+                self.log.info("Checks changed after the report was written (a re-run): rebuilding the report")
+                facts = self._facts(context)
+                previous, comparison = self._previous_report(context, facts, None, wait=False)
+                self.publish(context, facts, self.build_report(context, facts, previous, comparison, refreshed=True))
+            else:
+                self.log.info("The report describes the final state of the checks")
+        failed_checks = [t for t in checks if states.get(t) in FAILED_STATES]
+        problems = []
+        if failed_checks:
+            problems.append(f"check(s) failed: {', '.join(failed_checks)}")
+        if report_state in FAILED_STATES:
+            problems.append(f"the report task {report_state} (the digest names why; the checks themselves "
+                            f"{'also failed' if failed_checks else 'all passed'})")
+        if problems:
+            raise AirflowFailException("The run failed: " + "; ".join(problems) + ". See the alerts and the report.")

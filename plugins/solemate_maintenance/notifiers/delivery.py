@@ -1,0 +1,227 @@
+"""Delivering alerts through the providers' notifiers: Slack, SNS (paging) and e-mail.
+
+Messages go through ``SlackWebhookNotifier``, ``SnsNotifier`` and ``SmtpNotifier``, built fresh per
+message and called through ``notify()`` directly, so exception text that happens to contain ``{{ }}``
+is sent as it is instead of being rendered as a template.
+
+A channel that is down never raises out of here: the task's own outcome must stay visible. Every
+attempt is returned as a :class:`Delivery`:
+
+* ``delivered``; ``failed`` (refused, HTTP error: tried twice); ``unknown`` (timed out: Slack may
+  well have received it, so it is *not* retried, which could post it twice);
+* ``skipped`` when the task's delivery time budget is spent, so that a channel stalling on every
+  message cannot multiply the run's time.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from pydantic import BaseModel
+
+from solemate_maintenance.config import Alerts
+from solemate_maintenance.redaction import scrub, trim
+
+log = logging.getLogger(__name__)
+
+ALERT_DELIVERIES_XCOM_KEY = "alert_deliveries"
+
+
+class Delivery(BaseModel):
+    kind: str  # "failure", "cause", "digest"
+    channel: str  # "slack:<conn_id>", "sns" or "email"
+    ok: bool
+    outcome: str = "delivered"  # delivered | failed | unknown | skipped
+    error: str | None = None
+    task_id: str | None = None
+    seconds: float = 0.0
+
+
+class DeliveryBudget:
+    """Wall-clock budget for one task's deliveries."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """True for a read timeout (the request went out; the answer did not come back).
+
+    urllib wraps failures while connecting and sending in URLError (nothing arrived: "failed"), but
+    raises a read timeout as a bare TimeoutError.
+    """
+    from urllib.error import URLError
+
+    current: BaseException | None = exc
+    for _ in range(10):
+        if current is None or isinstance(current, URLError):
+            return False
+        if isinstance(current, TimeoutError) or type(current).__name__ == "ReadTimeoutError":
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+RETRY_PAUSE_SECONDS = 1.0
+
+
+def _deliver(kind: str, channel: str, notifier: Callable[[], Any], context: Any,
+             budget: DeliveryBudget | None) -> Delivery:
+    """Send; a refused or failed send is tried once more, a timed-out one is not (it may have arrived)."""
+    started = time.monotonic()
+    delivery: Delivery | None = None
+    for attempt in (1, 2):
+        if budget is not None and budget.remaining <= 0:
+            log.warning("%s alert via %s skipped: the task's delivery time budget is spent", kind, channel)
+            skipped = "not attempted: delivery time budget spent (earlier messages stalled)"
+            return delivery or Delivery(kind=kind, channel=channel, ok=False, outcome="skipped", error=skipped)
+        try:
+            notifier().notify(context)
+        except Exception as exc:  # a channel being down must not mask the run's real outcome
+            error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
+            outcome = "unknown" if _timed_out(exc) else "failed"
+            delivery = Delivery(kind=kind, channel=channel, ok=False, outcome=outcome, error=error,
+                                seconds=round(time.monotonic() - started, 2))
+            if outcome == "unknown":
+                log.warning("%s alert via %s timed out (it may have arrived; not re-sent): %s", kind, channel, error)
+                return delivery
+            log.warning("%s alert via %s not delivered (attempt %s of 2): %s", kind, channel, attempt, error)
+            if attempt == 1:
+                time.sleep(min(RETRY_PAUSE_SECONDS, budget.remaining if budget else RETRY_PAUSE_SECONDS))
+            continue
+        log.info("%s alert delivered via %s", kind, channel)
+        return Delivery(kind=kind, channel=channel, ok=True, seconds=round(time.monotonic() - started, 2))
+    assert delivery is not None
+    return delivery
+
+
+def _timeout(alerts: Alerts, budget: DeliveryBudget | None) -> int:
+    if budget is None:
+        return alerts.slack_timeout_seconds
+    return max(1, min(alerts.slack_timeout_seconds, int(budget.remaining)))
+
+
+def send_slack(*, kind: str, conn_id: str, text: str, attachments: list[dict], alerts: Alerts, context: Any,
+               budget: DeliveryBudget | None = None) -> Delivery:
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+    quiet_third_party_loggers()
+    register_connection_secrets(conn_id)
+    # No slack_sdk retry handlers: on retry slack_sdk logs "Going to retry the same request: POST
+    # <full webhook URL>" through the hook's structlog logger, token included. _deliver retries instead.
+    return _deliver(kind, f"slack:{conn_id}", lambda: SlackWebhookNotifier(
+        slack_webhook_conn_id=conn_id, text=scrub(text), attachments=scrub(attachments),
+        timeout=_timeout(alerts, budget), retry_handlers=[]), context, budget)
+
+
+def send_sns(*, kind: str, topic_arn: str, subject: str, message: str, aws_conn_id: str | None, context: Any,
+             budget: DeliveryBudget | None = None) -> Delivery:
+    from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+    # SNS subjects are limited to 100 characters.
+    return _deliver(kind, "sns", lambda: SnsNotifier(
+        aws_conn_id=aws_conn_id, target_arn=topic_arn, subject=trim(scrub(subject), 100),
+        message=scrub(message)), context, budget)
+
+
+def send_email(*, kind: str, to: list[str], subject: str, html: str, alerts: Alerts, context: Any,
+               budget: DeliveryBudget | None = None) -> Delivery:
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    register_connection_secrets(alerts.smtp_conn_id)
+    return _deliver(kind, "email", lambda: SmtpNotifier(
+        to=to, subject=scrub(subject), html_content=scrub(html), smtp_conn_id=alerts.smtp_conn_id),
+        context, budget)
+
+
+def connection_exists(conn_id: str) -> bool:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def slack_channel_for(severity: Any, alerts: Alerts) -> str:
+    """P1 goes to the critical channel when that connection exists; everything else to the default."""
+    if str(severity) == "P1" and connection_exists(alerts.slack_critical_conn_id):
+        return alerts.slack_critical_conn_id
+    return alerts.slack_conn_id
+
+
+# -- secrets on every console -------------------------------------------------------------------
+_SECRET_EXTRA_KEYS = ("password", "secret", "token", "key", "webhook", "aws_secret_access_key", "session")
+
+
+def secret_forms(value: str) -> set[str]:
+    """A secret and the encodings it travels in: URL-encoded (both styles) and base64."""
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value),
+             base64.b64encode(value.encode()).decode()}
+    if "/" in value:  # a webhook token T.../B.../secret: its last part alone is the secret
+        forms.add(value.rsplit("/", 1)[1])
+    return {form for form in forms if len(form) >= 6}
+
+
+def register_secrets(*values: str | None) -> None:
+    """Tell Airflow's masker about secrets (every form), so no log line prints them."""
+    from airflow.sdk.log import mask_secret
+
+    for value in values:
+        if value and len(value) >= 6:
+            for form in secret_forms(value):
+                mask_secret(form)
+
+
+def register_connection_secrets(conn_id: str | None) -> None:
+    """Register a connection's password, AWS keys and secret-looking extras with the masker."""
+    if not conn_id:
+        return
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # an absent connection has no secrets; its user reports that elsewhere
+        return
+    values = [conn.password]
+    if conn.conn_type == "aws":
+        values.append(conn.login)  # the access key id
+    extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else {}
+    values += [str(v) for k, v in extra.items() if isinstance(v, str) and any(s in k.lower() for s in
+                                                                                 _SECRET_EXTRA_KEYS)]
+    register_secrets(*values)
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs a third-party library's log records (slack_sdk logs the full webhook URL on retry)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        record.msg, record.args = scrub(message), ()
+        return True
+
+
+_THIRD_PARTY_LOGGERS = ("slack_sdk.webhook.client", "slack_sdk.http_retry", "slack_sdk.http_retry.handler",
+                        "slack_sdk.webhook", "slack_sdk")
+
+
+def quiet_third_party_loggers() -> None:
+    """Install the scrubbing filter on the loggers that print webhook URLs (idempotent)."""
+    for name in _THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+            logger.addFilter(ScrubFilter())

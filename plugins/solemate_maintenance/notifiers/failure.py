@@ -1,0 +1,116 @@
+"""Task failure callback: one Slack message (plus an SMS page for a live P1) with what on-call needs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+from airflow.sdk.timezone import utcnow
+
+from solemate_maintenance.aws_errors import classify
+from solemate_maintenance.config import Alerts, PlatformConfig, Reports
+from solemate_maintenance.findings import ChecksFailedError, Severity
+from solemate_maintenance.notifiers.delivery import (
+    ALERT_DELIVERIES_XCOM_KEY,
+    Delivery,
+    DeliveryBudget,
+    send_slack,
+    send_sns,
+    slack_channel_for,
+)
+from solemate_maintenance.notifiers.messages import failure_message, page_text
+from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.report_store import ReportStore
+from solemate_maintenance.run_facts import RunFacts
+
+log = logging.getLogger(__name__)
+
+# A failure whose cause every check shares is not alerted per task: the report task sends one
+# alert naming the cause and the affected tasks (see PublishReportOperator).
+COMMON_CAUSE_XCOM_KEY = "common_cause"
+TASK_ERROR_CHECK = "maintenance.task_error"
+
+
+class MaintenanceFailureNotifier(BaseNotifier):
+    """``on_failure_callback`` of every maintenance task.
+
+    Airflow calls it only when the last try fails, so retries stay quiet. Build one per DAG with
+    :func:`failure_notifier`; do not share instances between DAGs.
+    """
+
+    template_fields = ()
+
+    def __init__(self, *, alerts: Alerts, environment: str, reports: Reports | None = None,
+                 region_name: str | None = None, aws_conn_id: str | None = "aws_default") -> None:
+        super().__init__()
+        self.alerts = alerts
+        self.environment = environment
+        self.reports = reports
+        self.region_name = region_name
+        self.aws_conn_id = aws_conn_id
+
+    def notify(self, context: Any) -> None:
+        ti, exception = context["ti"], context.get("exception")
+        facts = RunFacts.from_context(context, page_max_age_hours=self.alerts.page_max_age_hours, now=utcnow())
+        cause = classify(exception)
+        if cause and cause.platform_wide and not isinstance(exception, ChecksFailedError):
+            self._record(ti, COMMON_CAUSE_XCOM_KEY, {
+                "key": cause.key, "title": cause.title, "hint": cause.hint, "retryable": cause.retryable,
+                "error": trim(scrub(f"{type(exception).__name__}: {exception}"), 400), "log_url": ti.log_url})
+            log.warning("%s failed on a platform-wide cause (%s): the run's report sends one alert for every "
+                        "task it affected", ti.task_id, cause.title)
+            return
+
+        task = context.get("task")
+        window = task.checked_window(context) if hasattr(task, "checked_window") else None
+        findings = list(getattr(exception, "findings", None) or [])
+        keys = {f.key for f in findings} or {f"{TASK_ERROR_CHECK}|{ti.task_id}"}
+        already = self._already_alerted_by(facts, keys)
+        severity, title, attachments = failure_message(context, self.alerts, self.environment, facts, utcnow(),
+                                                       window=window, already_alerted_by=already)
+        budget = DeliveryBudget(self.alerts.delivery_budget_seconds)
+        deliveries = [send_slack(kind="failure", conn_id=slack_channel_for(severity, self.alerts), text=title,
+                                 attachments=attachments, alerts=self.alerts, context=context, budget=budget)]
+        if severity == Severity.P1 and self.alerts.sns_topic_arn:
+            if facts.may_page and not already:
+                deliveries.append(send_sns(
+                    kind="failure", topic_arn=self.alerts.sns_topic_arn, subject=title,
+                    message=page_text(title, facts, findings, ti.log_url), aws_conn_id=self.aws_conn_id,
+                    context=context, budget=budget))
+            else:
+                reason = f"already paged by {already}" if already else facts.paging_note
+                log.info("P1 not paged: %s", reason)
+                deliveries.append(Delivery(kind="failure", channel="sns", ok=False, outcome="skipped",
+                                           error=f"not paged: {reason}"))
+        self._record(ti, ALERT_DELIVERIES_XCOM_KEY,
+                     [d.model_copy(update={"task_id": ti.task_id}).model_dump() for d in deliveries])
+
+    def _already_alerted_by(self, facts: RunFacts, keys: set[str]) -> str | None:
+        """The earlier run that already reported these failing findings for the same logical date."""
+        if self.reports is None or facts.logical_date is None:
+            return None
+        store = ReportStore(bucket=self.reports.bucket, prefix=self.reports.prefix, aws_conn_id=self.aws_conn_id,
+                            region_name=self.region_name)
+        try:
+            earlier = store.read_report(store.date_key(facts.dag_id, facts.logical_date))
+        except Exception as exc:  # the alert matters more than knowing it repeats
+            log.warning("Could not read earlier reports for %s: %s", facts.date_label, trim(scrub(str(exc)), 200))
+            return None
+        if earlier is None or (earlier.run_id == facts.run_id and earlier.clear_number >= facts.clear_number):
+            return None
+        failing = {f.key for f in earlier.problems() if f.is_failing}
+        return earlier.run_id if keys <= failing else None
+
+    @staticmethod
+    def _record(ti: Any, key: str, value: Any) -> None:
+        try:
+            ti.xcom_push(key=key, value=value)
+        except Exception:  # the report then shows "unknown"; never let bookkeeping hide the failure
+            log.exception("Could not record %s for %s", key, ti.task_id)
+
+
+def failure_notifier(config: PlatformConfig) -> MaintenanceFailureNotifier:
+    """A fresh notifier for one DAG (notifier instances keep per-call state; never share them)."""
+    return MaintenanceFailureNotifier(alerts=config.alerts, environment=config.environment, reports=config.reports,
+                                      region_name=config.regions.primary)

@@ -1,0 +1,215 @@
+"""What people read: failure alerts, common-cause alerts, SMS pages and run digests.
+
+Every message names the date the run checked and its window, and says plainly when the run is a
+backfill, a past date or a re-run, so that nobody at 3 a.m. mistakes last Tuesday for now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from solemate_maintenance.aws_errors import ErrorCause, PermanentAwsError, classify
+from solemate_maintenance.config import Alerts
+from solemate_maintenance.findings import ChecksFailedError, Finding, Severity
+from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.run_facts import RunFacts, format_instant
+from solemate_maintenance.window import TimeWindow
+
+if TYPE_CHECKING:
+    from solemate_maintenance.report import RunReport
+
+MAX_FINDINGS_IN_MESSAGE = 10
+SEVERITY_EMOJI = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":large_yellow_circle:",
+                  "P4": ":large_blue_circle:", None: ":white_check_mark:"}
+OK_COLOR = "#2eb886"
+
+
+def finding_lines(findings: Iterable[Finding], *, emoji: bool = True, limit: int = MAX_FINDINGS_IN_MESSAGE) -> str:
+    findings = list(findings)
+    lines = [(f"{SEVERITY_EMOJI[f.severity]} *{f.severity}* `{f.resource}` " if emoji else
+              f"[{f.severity}] {f.resource}: ") + f.summary for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"… and {len(findings) - limit} more in the report")
+    return "\n".join(lines)
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if not start or not end:
+        return "unknown"
+    seconds = int((end - start).total_seconds())
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def window_label(window: TimeWindow | None) -> str:
+    if window is None:
+        return "live state at run time"
+    start = window.start.strftime("%Y-%m-%d %H:%M") if window.start.date() != window.end.date() \
+        else window.start.strftime("%H:%M")
+    return f"{start} → {format_instant(window.end)}"
+
+
+def what_happened(exception: BaseException | None, ti: Any) -> str:
+    """The try line, saying what happened instead of 'try 1 of 3 (final: not retried)'."""
+    tries = getattr(ti, "try_number", None)
+    max_tries = getattr(ti, "max_tries", None)
+    if isinstance(exception, ChecksFailedError):
+        return "failed on its findings; checks are not retried (the same window gives the same answer)"
+    if isinstance(exception, PermanentAwsError):
+        return f"failed at once, not retried: {exception.cause.title} cannot heal by retrying"
+    if tries is None or max_tries is None:
+        return "failed"
+    if tries > 1:
+        return f"failed on try {tries} of {max_tries + 1} (retried {tries - 1}×, retries exhausted)"
+    return f"failed on try {tries} of {max_tries + 1}"
+
+
+def _facts_blocks(facts: RunFacts, window: TimeWindow | None) -> list[dict]:
+    lines = [f"*Checked* {facts.date_label} (window {window_label(window)})"]
+    if facts.kind:
+        lines.append(f":rewind: *{facts.kind}* — {facts.paging_note}")
+    return [{"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(lines)}]}]
+
+
+def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFacts, now: datetime, *,
+                    window: TimeWindow | None = None, already_alerted_by: str | None = None) -> tuple[
+        Severity, str, list[dict]]:
+    """Build (severity, fallback text, attachments) for a task's final failure."""
+    ti = context["ti"]
+    exception = context.get("exception")
+    findings: Sequence[Finding] = getattr(exception, "findings", None) or []
+    # A check that crashed before judging anything is treated as high: we are blind on that area.
+    severity = min((f.severity for f in findings if f.severity), default=Severity.P2)
+    error = trim(scrub(f"{type(exception).__name__}: {exception}"), 500) if exception else "unknown error"
+    title = f"[{severity}] {environment}: {ti.dag_id}.{ti.task_id} failed{facts.headline}"
+    fields = {
+        "Checked date": facts.date_label,
+        "Window": window_label(window),
+        "Environment": environment,
+        "Task": f"{ti.dag_id}.{ti.task_id}",
+        "Run": f"{ti.run_id} ({facts.run_type})",
+        "What happened": what_happened(exception, ti),
+        "Duration": _duration(getattr(ti, "start_date", None), now),
+        "Severity": f"{severity} - {alerts.severities[severity.value].description}",
+    }
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": trim(title, 150)}},
+        *_facts_blocks(facts, window),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()]},
+    ]
+    if already_alerted_by:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":repeat: *Already alerted for {facts.date_label}* by run `{already_alerted_by}`: this is a repeat "
+            "of a known problem for that date, not a new incident.")}})
+    if findings:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                    "text": f"*Failing findings*\n{finding_lines(findings)}"}})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{error}```"}})
+    cause = classify(exception)
+    if cause and not isinstance(exception, ChecksFailedError):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*What to check*\n{cause.hint}"}})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{ti.log_url}|Open the task log>"}})
+    attachments = [{"color": alerts.severities[severity.value].color, "fallback": title, "blocks": blocks}]
+    return severity, title, attachments
+
+
+def cause_message(cause: ErrorCause, errors: dict[str, str], alerts: Alerts, environment: str, facts: RunFacts,
+                  log_urls: dict[str, str]) -> tuple[Severity, str, list[dict]]:
+    """One alert for tasks that failed for one shared cause (e.g. AWS unreachable), instead of one each."""
+    severity = Severity.P2
+    tasks = sorted(errors)
+    retried = "yes, retries exhausted" if cause.retryable else "no: retrying cannot heal this"
+    title = (f"[{severity}] {environment}: {facts.dag_id}: {len(tasks)} task{'s' if len(tasks) != 1 else ''} "
+             f"could not run: {cause.title}{facts.headline}")
+    sample = trim(scrub(next(iter(errors.values()))), 400)
+    links = " · ".join(f"<{log_urls[t]}|{t}>" for t in tasks if t in log_urls)
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": trim(title, 150)}},
+        *_facts_blocks(facts, None),
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*Common cause*\n{cause.title}"},
+            {"type": "mrkdwn", "text": f"*Affected tasks*\n{', '.join(tasks)}"},
+            {"type": "mrkdwn", "text": f"*Run*\n{facts.run_id} ({facts.run_type})"},
+            {"type": "mrkdwn", "text": f"*Retried*\n{retried}"},
+        ]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to check*\n{cause.hint}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error (first task)*\n```{sample}```"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "These checks measured nothing: the platform's "
+                                     "state for this date is unknown, not healthy."}},
+    ]
+    if links:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"Task logs: {links}"}})
+    return severity, title, [{"color": alerts.severities[severity.value].color, "fallback": title, "blocks": blocks}]
+
+
+def page_text(title: str, facts: RunFacts, findings: Sequence[Finding], link: str) -> str:
+    """The SMS/SNS body: the failing findings themselves, the date checked, and one link."""
+    lines = [title, f"Checked: {facts.date_label}; run {facts.run_id}"]
+    lines += [f"[{f.severity}] {f.resource}: {f.summary}" for f in findings[:5]]
+    if len(findings) > 5:
+        lines.append(f"... and {len(findings) - 5} more")
+    lines.append(link)
+    return "\n".join(lines)
+
+
+def digest_message(report: RunReport, colors: dict[str, str]) -> tuple[str, list[dict]]:
+    """One Slack digest per run: the date checked, counts, what is new or resolved, a link to the report."""
+    from solemate_maintenance.report import Lifecycle
+
+    worst = report.worst_severity
+    verdict = "failed" if report.failed_tasks else "passed"
+    if report.refreshed_after_rerun:
+        verdict += " (updated after a re-run)"
+    kind = report.facts.get("run_kind", "live")
+    tag = f" [{kind.split(';')[0]}]" if kind != "live" else ""
+    title = (f"{SEVERITY_EMOJI[worst.value if worst else None]} {report.environment}: {report.dag_id} {verdict}"
+             f" — {report.checked_label}{tag}")
+    status = report.totals["status"]
+    severity = ", ".join(f"{k}: {v}" for k, v in report.totals["severity"].items() if v) or "none"
+    context_lines = [f"*Checked* {report.checked_label}; {report.windows_label}"]
+    if kind != "live":
+        context_lines.append(f":rewind: *{kind}* — {report.facts.get('paging', '')}")
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(context_lines)}]},
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*Run*\n{report.run_id} ({report.run_type})"},
+            {"type": "mrkdwn", "text": f"*Findings*\nok {status['ok']}, warning {status['warning']}, "
+                                       f"critical {status['critical']}, skipped {status.get('skipped', 0)}"},
+            {"type": "mrkdwn", "text": f"*By severity*\n{severity}"},
+            {"type": "mrkdwn", "text": f"*Failed tasks*\n{', '.join(report.failed_tasks) or 'none'}"},
+        ]},
+    ]
+    notes = []
+    if report.comparison.get("status") == "impossible":
+        notes.append(f":warning: *No comparison with the previous run*: {report.comparison.get('reason')}")
+    if report.earlier_runs_for_date:
+        notes.append(f":repeat: *{report.checked_label} was already checked* by "
+                     f"{', '.join(f'`{r}`' for r in report.earlier_runs_for_date)}; findings alerted then are "
+                     "marked _already alerted_.")
+    if report.write_error:
+        notes.append(f":x: *The report could not be written*: {report.write_error}. Every problem is listed below.")
+    for note in notes:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": note}})
+    problems = report.problems()
+    new = [f for f in problems if f.lifecycle is Lifecycle.NEW and not f.already_alerted_by]
+    repeated = [f for f in problems if f.already_alerted_by]
+    sections = [("New", new), ("Already alerted for this date", repeated), ("Resolved", report.resolved)]
+    if report.write_error or report.comparison.get("status") == "impossible":
+        sections.insert(0, ("All problems", problems))
+        sections = [s for s in sections if s[0] != "New"]
+    for heading, items in sections:
+        if items:
+            text = "\n".join(f"• *{f.severity}* `{f.resource}` {f.summary}" for f in items[:10])
+            more = f"\n… and {len(items) - 10} more" if len(items) > 10 else ""
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{heading}*\n{text}{more}"}})
+    links = []
+    if report.report_url and not report.write_error:
+        links.append(f"<{report.report_url}|Open the report> ({report.report_uri})")
+    if report.airflow_url:
+        links.append(f"<{report.airflow_url}|Open the run in Airflow>")
+    if links:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
+    color = colors[worst.value] if worst else OK_COLOR
+    return title, [{"color": color, "fallback": title, "blocks": blocks}]
