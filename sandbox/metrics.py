@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,25 +28,33 @@ def _daily(ts: datetime, low: float, high: float) -> float:
     return low + (high - low) * (0.5 - 0.5 * math.cos(phase - math.pi / 3))
 
 
-def generate(names: Names, start: datetime, end: datetime, problems: frozenset[str], anchor: datetime,
+Incident = tuple[datetime, frozenset[str]]
+
+
+def _active(incidents: Sequence[Incident], ts: datetime, before: timedelta) -> frozenset[str]:
+    return frozenset().union(*(problems for anchor, problems in incidents if anchor - before <= ts < anchor))
+
+
+def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[Incident],
              seed: int = 7) -> Iterator[tuple[str, dict]]:
     """Yield (namespace, MetricData entry) pairs every 5 minutes from start to end.
 
-    Problems distort the data only shortly before `anchor` (the run's logical date), like an
-    incident would: 3 hours for resource metrics, the whole day for the ALB latency KPI.
+    Each incident is (anchor, problems): the problems distort the data only shortly before that
+    anchor (a run's logical date), like an incident would: 3 hours for resource metrics, the whole
+    day for the ALB latency KPI. Several incidents describe several days, each with its own problems.
     """
     rng = random.Random(seed)
     ts = start
     while ts < end:
-        recent = anchor - timedelta(hours=3) <= ts < anchor
-        today = anchor - timedelta(days=1) <= ts < anchor
+        recent_problems = _active(incidents, ts, timedelta(hours=3))
+        day_problems = _active(incidents, ts, timedelta(days=1))
         jitter = rng.uniform
         ecs = {"ClusterName": names.cluster, "ServiceName": names.service}
         yield from _entries("AWS/ECS", ecs, ts, {
             "CPUUtilization": _daily(ts, 20, 45) + jitter(-3, 3),
             "MemoryUtilization": 50 + jitter(-4, 4),
         })
-        cpu = 92 + jitter(0, 4) if "rds_high_cpu" in problems and recent else _daily(ts, 15, 40) + jitter(-3, 3)
+        cpu = 92 + jitter(0, 4) if "rds_high_cpu" in recent_problems else _daily(ts, 15, 40) + jitter(-3, 3)
         yield from _entries("AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, ts, {
             "CPUUtilization": cpu,
             "DatabaseConnections": round(_daily(ts, 60, 180) + jitter(-10, 10)),
@@ -62,7 +70,7 @@ def generate(names: Names, start: datetime, end: datetime, problems: frozenset[s
             "CacheMisses": round(hits * 0.04),
             "Evictions": 0,
         })
-        payments = 88 + jitter(0, 2) if "payment_failures" in problems and recent else 99.4 + jitter(0, 0.5)
+        payments = 88 + jitter(0, 2) if "payment_failures" in recent_problems else 99.4 + jitter(0, 0.5)
         yield from _entries(names.business_namespace, {}, ts, {
             "PaymentSuccessRate": payments,
             "OrdersPerMinute": _daily(ts, 15, 60) * (1 + jitter(-0.05, 0.05)),
@@ -75,7 +83,7 @@ def generate(names: Names, start: datetime, end: datetime, problems: frozenset[s
             "HTTPCode_Target_5XX_Count": round(requests * 0.0002),
             "HTTPCode_ELB_5XX_Count": 0,
         })
-        slow = 3.0 if "slow_responses" in problems and today else 1.0
+        slow = 3.0 if "slow_responses" in day_problems else 1.0
         # Raw samples, so that CloudWatch-style percentiles have a distribution to work on.
         samples = [rng.lognormvariate(math.log(0.12), 0.45) * slow for _ in range(20)]
         yield "AWS/ApplicationELB", {"MetricName": "TargetResponseTime", "Timestamp": ts,

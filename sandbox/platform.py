@@ -28,6 +28,9 @@ PROBLEMS = {
     "unhealthy_target": "one ALB target unhealthy (P2)",
 }
 DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"})
+# Problems of the platform's live state (describe calls answer for now, not for a past date), as
+# opposed to metric problems, which CloudWatch keeps per timestamp.
+STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target"})
 SNS_TOPIC = "solemate-p1"
 
 
@@ -43,12 +46,28 @@ class Platform:
 
     def seed(self, anchor: datetime, problems: frozenset[str] | set[str] = frozenset()) -> None:
         """Describe the world as it is at `anchor`: metrics for the 8 days before it, with `problems`."""
-        unknown = set(problems) - PROBLEMS.keys()
-        if unknown:
-            raise ValueError(f"unknown sandbox problems: {sorted(unknown)}; known: {sorted(PROBLEMS)}")
-        self.problems = frozenset(problems)
+        self.seed_days({anchor: problems})
+
+    def seed_days(self, days: dict[datetime, frozenset[str] | set[str]]) -> None:
+        """Describe several days at once, each anchor with its own problems (for multi-day backfills).
+
+        Metric problems show before their own anchor only. State problems (ECS task counts, the health
+        endpoint, target health) describe the platform now, so only the latest day may have them.
+        """
+        if not days:
+            raise ValueError("seed_days needs at least one day")
+        for anchor, problems in days.items():
+            unknown = set(problems) - PROBLEMS.keys()
+            if unknown:
+                raise ValueError(f"unknown sandbox problems: {sorted(unknown)}; known: {sorted(PROBLEMS)}")
+        latest = max(days)
+        misplaced = {a.isoformat(): sorted(set(p) & STATE_PROBLEMS) for a, p in days.items()
+                     if a != latest and set(p) & STATE_PROBLEMS}
+        if misplaced:
+            raise ValueError(f"state problems describe the live platform, give them on the latest day only: {misplaced}")
+        self.problems = frozenset(days[latest])
         self._apply_state_problems()
-        self._write_metrics(anchor)
+        self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
     def create(self) -> None:
         """Create every resource the checks look at."""
@@ -121,7 +140,7 @@ class Platform:
         if self.health is not None:
             self.health.status = 503 if "endpoint_down" in self.problems else 200
 
-    def _write_metrics(self, anchor: datetime) -> None:
+    def _write_metrics(self, incidents: list[tuple[datetime, frozenset[str]]]) -> None:
         # Replace, not append: every seed describes the world as it is for this anchor.
         cloudwatch_backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
         cloudwatch_backend.metric_data = []
@@ -131,8 +150,9 @@ class Platform:
             cache_cluster=self.config.resources.elasticache.cluster_id, alb_dimension=self.alb_dimension,
             business_namespace=self.config.resources.business_metrics_namespace)
         by_namespace: dict[str, list[dict]] = defaultdict(list)
-        start = anchor - timedelta(days=8)
-        for namespace, entry in metrics.generate(names, start, anchor + timedelta(minutes=5), self.problems, anchor):
+        start = incidents[0][0] - timedelta(days=8)
+        end = incidents[-1][0] + timedelta(minutes=5)
+        for namespace, entry in metrics.generate(names, start, end, incidents):
             by_namespace[namespace].append(entry)
         # Straight into the backend: a week of 5-minute data over HTTP would take ~15 s per seed.
         for namespace, entries in by_namespace.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import socketserver
@@ -148,7 +149,7 @@ class HealthEndpoint(_Server):
 
 
 class _SmtpHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP for smtplib: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT. No TLS, no AUTH."""
+    """Just enough SMTP for smtplib: EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT. No TLS."""
 
     def reply(self, line: str) -> None:
         self.wfile.write((line + "\r\n").encode())
@@ -162,7 +163,17 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
             verb = command.split(" ", 1)[0].upper()
             if verb == "EHLO":
                 self.reply("250-sandbox")
+                if sink.password is not None:
+                    self.reply("250-AUTH PLAIN")
                 self.reply("250 8BITMIME")
+            elif verb == "AUTH":
+                parts = command.split()
+                try:
+                    _, login, password = base64.b64decode(parts[2]).decode().split("\0")
+                except (IndexError, ValueError):
+                    login = password = None
+                ok = (login, password) == (sink.login, sink.password)
+                self.reply("235 2.7.0 Authentication successful" if ok else "535 5.7.8 Authentication failed")
             elif verb in ("HELO", "NOOP", "RSET"):
                 self.reply("250 OK")
             elif verb == "MAIL":
@@ -190,7 +201,14 @@ class _SmtpServer(socketserver.ThreadingTCPServer):
 
 
 class SmtpSink(_Server, _JsonLines):
-    """A real SMTP server on loopback that records every message as a JSON line."""
+    """A real SMTP server on loopback that records every message as a JSON line.
+
+    With a password it advertises AUTH PLAIN and accepts only that login and password.
+    """
 
     handler = _SmtpHandler
     server_class = _SmtpServer
+
+    def __init__(self, log_path: Path, login: str | None = None, password: str | None = None) -> None:
+        super().__init__(log_path)
+        self.login, self.password = login, password

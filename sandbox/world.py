@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import string
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -55,11 +56,18 @@ class Sandbox:
             self._started.append(self.slack)
             self.health = HealthEndpoint().start()
             self._started.append(self.health)
-            self.smtp = SmtpSink(self.workdir / "mail.jsonl").start()
+            # Distinctive values for every secret that reaches Airflow, so that the end-to-end scans
+            # can search for them (and their encodings) in everything a run prints, sends or writes.
+            self.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits)
+                                                      for _ in range(16))
+            self.aws_secret_access_key = secrets.token_urlsafe(30)
+            self.smtp_password = "smtp-" + secrets.token_urlsafe(12)
+            self.smtp = SmtpSink(self.workdir / "mail.jsonl", login="maintenance", password=self.smtp_password).start()
             self._started.append(self.smtp)
             self.postgres = EmbeddedPostgres(self.workdir).start()
             self._started.append(self.postgres)
             self.slack_token = "T0SANDBOX/B0SANDBOX/" + secrets.token_hex(12)
+            self.slack_critical_token = "T0SANDBOX/B0CRITICAL/" + secrets.token_hex(12)
             self.config_path = self._write_config()
             self.config = PlatformConfig.model_validate(yaml.safe_load(self.config_path.read_text()))
         except BaseException:
@@ -92,25 +100,30 @@ class Sandbox:
         slack = {"conn_type": "slackwebhook", "host": f"{self.slack.url}/services", "password": self.slack_token}
         env = {
             "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            # Airflow uses the aws_default connection's keys (below), not the environment's.
+            "AWS_EC2_METADATA_DISABLED": "true",  # never look for an instance role off this machine
             "AWS_DEFAULT_REGION": region,
             "MAINTENANCE_CONFIG": str(self.config_path),
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": region}}),
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
+                "conn_type": "aws", "login": self.aws_access_key_id, "password": self.aws_secret_access_key,
+                "extra": {"region_name": region}}),
             "AIRFLOW_CONN_PLATFORM_DB": json.dumps(self.postgres.connection),
             "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack),
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
-                "conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp.port,
+                "conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp.port, "login": "maintenance",
+                "password": self.smtp_password,
                 "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "maintenance@solemate.example"}}),
         }
         if self.slack_critical:
-            critical = {**slack, "host": f"{self.slack.url}/critical"}
+            critical = {**slack, "host": f"{self.slack.url}/critical", "password": self.slack_critical_token}
             env["AIRFLOW_CONN_SLACK_CRITICAL"] = json.dumps(critical)
         return env
 
     def secrets(self) -> list[str]:
         """Values that must never appear in anything a run prints, sends or writes."""
-        return [self.slack_token, self.slack_token.rsplit("/", 1)[1], self.postgres.password, self.db_master_password]
+        return [self.slack_token, self.slack_token.rsplit("/", 1)[1], self.slack_critical_token,
+                self.slack_critical_token.rsplit("/", 1)[1], self.postgres.password, self.db_master_password,
+                self.aws_access_key_id, self.aws_secret_access_key, self.smtp_password]
 
     def _write_config(self) -> Path:
         raw = yaml.safe_load(self.base_config_path.read_text())
@@ -128,10 +141,14 @@ class Sandbox:
     # -- the platform --------------------------------------------------------------------------
     def seed(self, anchor: datetime, problems: frozenset[str] | set[str] = frozenset()) -> None:
         """Create the platform (once), then metrics for the 8 days up to `anchor`, with `problems`."""
+        self.seed_days({anchor: problems})
+
+    def seed_days(self, days: dict[datetime, frozenset[str] | set[str]]) -> None:
+        """Several days at once, each logical date with its own problems (see Platform.seed_days)."""
         if self.platform is None:
             self.platform = Platform(self.config, self.client, self.health)
             self.platform.create()
-        self.platform.seed(anchor, problems)
+        self.platform.seed_days(days)
 
     @property
     def alb_dimension(self) -> str:

@@ -7,6 +7,7 @@ an exception message from a library.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -49,3 +50,38 @@ def scrub(value: Any) -> Any:
 
 def trim(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs a log record's message before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        record.msg, record.args = scrub(message), ()
+        return True
+
+
+def ensure_log_masking() -> None:
+    """Make sure what this process logs goes through Airflow's secrets masker (idempotent).
+
+    Tasks run by a worker log through the supervisor, which masks. ``airflow dags test`` (which the
+    README suggests running against production) configures logging without the masker, so every
+    registered secret, connection passwords included, would print in clear. This adds the Task SDK's
+    own masking processor to structlog's chain, and a scrubbing filter to the root logger's handlers
+    for records from standard-library loggers.
+    """
+    try:
+        import structlog
+        from airflow.sdk.log import mask_logs
+    except ImportError:  # pragma: no cover - both ship with Airflow 3
+        return
+    processors = structlog.get_config().get("processors")
+    # Loggers already bound share this list object, so inserting in place reaches them too.
+    if isinstance(processors, list) and mask_logs not in processors:
+        processors.insert(max(len(processors) - 1, 0), mask_logs)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+            handler.addFilter(ScrubFilter())

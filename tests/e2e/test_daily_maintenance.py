@@ -1,32 +1,43 @@
 """daily_maintenance end to end: real Airflow (dag.test) against the sandbox.
 
-moto server, embedded PostgreSQL, the Slack webhook sink and the health endpoint are real servers
-on loopback; Airflow reaches them only through AWS_ENDPOINT_URL and AIRFLOW_CONN_* variables.
-The scenarios run in order, one logical date each, so each run compares with the one before.
+moto server, embedded PostgreSQL, the Slack webhook sink, the SMTP sink and the health endpoint are
+real servers on loopback; Airflow reaches them only through AWS_ENDPOINT_URL and AIRFLOW_CONN_*
+variables. The scenarios run in order, each on a later logical date than the one before (except the
+backfill and the outage, which are earlier days), so each run compares with the one before.
 """
 
 from __future__ import annotations
 
 import email
+import email.header
 import json
 import os
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from sandbox.servers import free_port
 from sandbox.world import Sandbox
+from solemate_maintenance.notifiers.delivery import secret_forms
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = frozenset({"ecs_under_desired", "rds_high_cpu", "payment_failures", "slow_responses"})
 CHECK_TASKS = {"application_health", "ecs_services", "rds_health", "elasticache_health", "business_metrics",
                "performance_kpis"}
+# "Live" runs check the present (within alerts.page_max_age_hours), so a P1 pages; days in November do not.
+LIVE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def day(n: int) -> datetime:
     return datetime(2026, 11, n, 2, 0, tzinfo=UTC)
+
+
+def label(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +45,8 @@ def sandbox(airflow_db):
     saved = dict(os.environ)
     with Sandbox(slack_critical=True) as world:
         os.environ.update(world.env())
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # only the connection's keys count
+            os.environ.pop(name, None)
         try:
             yield world
         finally:
@@ -50,8 +63,11 @@ class Outcome:
         s3 = sandbox.client("s3")
         bucket, prefix = sandbox.config.reports.bucket, sandbox.config.reports.prefix
         base = f"{prefix}/daily_maintenance/{dag_run.run_id}"
-        self.report = json.loads(s3.get_object(Bucket=bucket, Key=f"{base}/report.json")["Body"].read())
-        self.markdown = s3.get_object(Bucket=bucket, Key=f"{base}/report.md")["Body"].read().decode()
+        try:
+            self.report = json.loads(s3.get_object(Bucket=bucket, Key=f"{base}/report.json")["Body"].read())
+            self.markdown = s3.get_object(Bucket=bucket, Key=f"{base}/report.md")["Body"].read().decode()
+        except s3.exceptions.NoSuchKey:
+            self.report, self.markdown = None, ""
         self.latest = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/daily_maintenance/latest.json")
                                  ["Body"].read())
 
@@ -59,29 +75,42 @@ class Outcome:
         return {t for t, s in self.task_states.items() if s == "failed"}
 
     def problems(self) -> dict[str, tuple[str, str]]:
-        return {f["check"]: (f["severity"], f["lifecycle"]) for f in self.report["findings"] if f["status"] != "ok"}
+        return {f["check"]: (f["severity"], f["lifecycle"]) for f in self.report["findings"]
+                if f["status"] in ("warning", "critical")}
 
     def failure_alerts(self) -> list[dict]:
-        return [m for m in self.messages if "failed" in m["payload"]["text"] and "daily_maintenance." in
-                m["payload"]["text"]]
+        return [m for m in self.messages if re.search(r"daily_maintenance\.\w+ failed", m["payload"]["text"])]
+
+    def cause_alerts(self) -> list[dict]:
+        return [m for m in self.messages if "could not run" in m["payload"]["text"]]
 
     def digests(self) -> list[dict]:
-        return [m for m in self.messages if m not in self.failure_alerts()]
+        return [m for m in self.messages if m not in self.failure_alerts() and m not in self.cause_alerts()]
+
+    def sns(self, sandbox: Sandbox) -> list:
+        from moto.backends import get_backend
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        topics = get_backend("sns")[DEFAULT_ACCOUNT_ID][sandbox.config.regions.primary].topics
+        return list(topics[sandbox.config.alerts.sns_topic_arn].sent_notifications)
 
 
-def run_daily(sandbox: Sandbox, capfd, logical_date: datetime, problems=frozenset(), slack_mode="ok") -> Outcome:
+def run_daily(sandbox: Sandbox, capfd, logical_date: datetime, problems=frozenset(), slack_mode="ok",
+              days: dict | None = None) -> Outcome:
     from airflow.dag_processing.dagbag import DagBag
 
     capfd.readouterr()
-    sandbox.seed(logical_date, problems)
+    sandbox.seed_days(days or {logical_date: problems})
     sandbox.slack.clear()
     sandbox.smtp.clear()
     sandbox.slack.mode = slack_mode
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
+    sns_before = len(Outcome.sns(None, sandbox))
     dag_run = bag.dags["daily_maintenance"].test(logical_date=logical_date)
     sandbox.slack.mode = "ok"
     outcome = Outcome(sandbox, dag_run, sandbox.slack.messages())
+    outcome.pages = Outcome.sns(None, sandbox)[sns_before:]
     outcome.mails = sandbox.smtp.messages()
     out, err = capfd.readouterr()
     outcome.printed = out + err
@@ -94,31 +123,35 @@ def history(sandbox):
     return {}
 
 
-def test_healthy_world(sandbox, history, capfd):
+def test_healthy_past_day(sandbox, history, capfd):
     outcome = history["healthy"] = run_daily(sandbox, capfd, day(10))
     assert outcome.state == "success"
-    assert {t: s for t, s in outcome.task_states.items() if t in CHECK_TASKS | {"report"}} == \
-        dict.fromkeys(CHECK_TASKS | {"report"}, "success")
-    assert outcome.task_states["fail_run_if_checks_failed"] == "skipped"
-    assert outcome.problems() == {}
-    assert outcome.failure_alerts() == []
+    assert {t: s for t, s in outcome.task_states.items()} == dict.fromkeys(CHECK_TASKS | {"report", "run_verdict"},
+                                                                          "success")
+    assert outcome.problems() == {} and outcome.failure_alerts() == []
     [digest] = outcome.digests()
-    assert "daily_maintenance passed" in digest["payload"]["text"]
-    [mail] = outcome.mails  # the daily summary by e-mail, through the SMTP provider
+    assert digest["payload"]["text"].startswith(":white_check_mark: production: daily_maintenance passed — "
+                                                "2026-11-10 02:00 UTC [PAST DATE checked")
+    blocks = json.dumps(digest["payload"])
+    assert "metric windows end 2026-11-10 02:00 UTC, look-back 60\\u20131440 min" in blocks
+    assert "https://s3.console.aws.amazon.com/s3/object/" in blocks  # a link a browser opens
+    [mail] = outcome.mails  # the daily summary by e-mail, through the SMTP provider (with AUTH)
     assert mail["to"] == sandbox.config.alerts.digest_email
-    assert "Subject: production: daily_maintenance passed" in mail["data"]
+    subject = str(email.header.make_header(email.header.decode_header(email.message_from_string(mail["data"])["Subject"])))
+    assert subject.startswith("production: daily_maintenance passed — 2026-11-10 02:00 UTC [PAST DATE")
     report = outcome.report
     assert report["logical_date"] == "2026-11-10T02:00:00+00:00"
-    assert report["data_interval_end"] == "2026-11-10T02:00:00+00:00"
+    assert report["facts"]["run_kind"].startswith("PAST DATE")
     assert report["environment"] == "production" and report["run_type"] == "manual"
     assert report["totals"]["status"]["ok"] == len(report["findings"]) >= 20
     assert outcome.latest["run_id"] == outcome.run_id
 
 
-def test_broken_world_fails_the_right_tasks_and_alerts(sandbox, history, capfd):
-    outcome = history["broken"] = run_daily(sandbox, capfd, day(11), BROKEN)
+def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history, capfd):
+    when = LIVE - timedelta(hours=3)
+    outcome = history["broken"] = run_daily(sandbox, capfd, when, BROKEN)
     assert outcome.state == "failed"
-    assert outcome.failed() == {"ecs_services", "rds_health", "business_metrics", "fail_run_if_checks_failed"}
+    assert outcome.failed() == {"ecs_services", "rds_health", "business_metrics", "run_verdict"}
     assert outcome.task_states["report"] == "success"
     assert outcome.task_states["performance_kpis"] == "success"  # P3 only: reported, stays green
     assert outcome.problems() == {
@@ -128,26 +161,27 @@ def test_broken_world_fails_the_right_tasks_and_alerts(sandbox, history, capfd):
         "kpi.response_time_p95": ("P3", "new"),
         "kpi.response_time_p99": ("P3", "new"),
     }
-    assert sorted(outcome.report["failed_tasks"]) == ["business_metrics", "ecs_services", "rds_health"]
-
+    assert outcome.report["comparison"]["previous_run_id"] == history["healthy"].run_id
     alerts = {m["payload"]["text"]: m for m in outcome.failure_alerts()}
+    suffix = f" — {label(when)}"  # live: the date, and no backfill/past tag
     assert set(alerts) == {
-        "[P2] production: daily_maintenance.ecs_services failed",
-        "[P2] production: daily_maintenance.rds_health failed",
-        "[P1] production: daily_maintenance.business_metrics failed",
+        f"[P2] production: daily_maintenance.ecs_services failed{suffix}",
+        f"[P2] production: daily_maintenance.rds_health failed{suffix}",
+        f"[P1] production: daily_maintenance.business_metrics failed{suffix}",
     }
-    p1 = alerts["[P1] production: daily_maintenance.business_metrics failed"]
+    p1 = alerts[f"[P1] production: daily_maintenance.business_metrics failed{suffix}"]
     assert p1["path"].startswith("/critical/")  # P1 goes to slack_critical when it exists
     assert p1["payload"]["attachments"][0]["color"] == sandbox.config.alerts.severities["P1"].color
     blocks = json.dumps(p1["payload"]["attachments"][0]["blocks"])
-    for field in ("*Environment*\\nproduction", "*DAG*\\ndaily_maintenance", "*Task*\\nbusiness_metrics",
-                  f"*Run id*\\n{outcome.run_id}", "*Run type*\\nmanual", "*Try*\\n1 of 3", "*Duration*",
+    for field in (f"*Checked date*\\n{label(when)}", "*Window*\\n", "*Task*\\ndaily_maintenance.business_metrics",
+                  f"*Run*\\n{outcome.run_id} (manual)", "*What happened*\\nfailed on its findings", "*Duration*",
                   "ChecksFailedError", "payment success rate", "/tasks/business_metrics?try_number=1"):
         assert field in blocks, field
+    [(_, page, subject, *_)] = outcome.pages  # the SMS carries the finding itself
+    assert subject.startswith("[P1] production: daily_maintenance.business_metrics failed")
+    assert re.search(r"\[P1\] SoleMate/Business: payment success rate [\d.]+ % <= critical threshold 95", page), page
     [digest] = outcome.digests()
-    assert "daily_maintenance failed" in digest["payload"]["text"]
-    assert outcome.report["report_uri"] in json.dumps(digest["payload"])
-
+    assert f"daily_maintenance failed — {label(when)}" in digest["payload"]["text"]
     deliveries = {(d["task_id"], d["channel"]): d["ok"] for d in outcome.report["alert_deliveries"]}
     assert deliveries[("business_metrics", "slack:slack_critical")] is True
     assert deliveries[("business_metrics", "sns")] is True
@@ -157,14 +191,14 @@ def test_broken_world_fails_the_right_tasks_and_alerts(sandbox, history, capfd):
 
 
 def test_second_broken_run_marks_findings_ongoing(sandbox, history, capfd):
-    outcome = history["ongoing"] = run_daily(sandbox, capfd, day(12), BROKEN)
+    outcome = history["ongoing"] = run_daily(sandbox, capfd, LIVE - timedelta(hours=2), BROKEN)
     assert outcome.report["previous_run_id"] == history["broken"].run_id
     assert {check: lifecycle for check, (_, lifecycle) in outcome.problems().items()} == dict.fromkeys(
         history["broken"].problems(), "ongoing")
 
 
 def test_fixing_the_world_resolves_findings(sandbox, history, capfd):
-    outcome = history["fixed"] = run_daily(sandbox, capfd, day(13))
+    outcome = history["fixed"] = run_daily(sandbox, capfd, LIVE - timedelta(hours=1))
     assert outcome.state == "success"
     assert outcome.problems() == {}
     assert {f["check"] for f in outcome.report["resolved"]} == set(history["broken"].problems())
@@ -173,27 +207,75 @@ def test_fixing_the_world_resolves_findings(sandbox, history, capfd):
     assert "*Resolved*" in json.dumps(digest["payload"])
 
 
-def test_slack_down_keeps_the_real_outcome(sandbox, history, capfd):
-    outcome = history["slack_down"] = run_daily(sandbox, capfd, day(14), {"rds_high_cpu"}, slack_mode="error")
+def test_slack_refusing_connections_keeps_the_real_outcome(sandbox, history, capfd, monkeypatch):
+    closed = f"http://127.0.0.1:{free_port()}"
+    for name in ("AIRFLOW_CONN_SLACK_ALERTS", "AIRFLOW_CONN_SLACK_CRITICAL"):
+        conn = json.loads(os.environ[name])
+        monkeypatch.setenv(name, json.dumps({**conn, "host": closed + "/services"}))
+    outcome = history["slack_refused"] = run_daily(sandbox, capfd, LIVE, {"rds_high_cpu"})
     assert outcome.state == "failed"
-    assert outcome.failed() == {"rds_health", "fail_run_if_checks_failed"}
+    assert outcome.failed() == {"rds_health", "run_verdict"}
     assert outcome.messages == []
     deliveries = {(d["task_id"], d["channel"]): d for d in outcome.report["alert_deliveries"]}
-    assert deliveries[("rds_health", "slack:slack_alerts")]["ok"] is False
-    assert "500" in deliveries[("rds_health", "slack:slack_alerts")]["error"]
+    assert deliveries[("rds_health", "slack:slack_alerts")]["outcome"] == "failed"
+    assert "Connection refused" in deliveries[("rds_health", "slack:slack_alerts")]["error"]
     assert deliveries[("report", "slack:slack_alerts")]["ok"] is False
     assert deliveries[("report", "email")]["ok"] is True  # one channel down does not take the others
     assert "| digest | report | slack:slack_alerts | NO |" in outcome.markdown
+    assert "Connection refused" in outcome.printed  # the refusal was logged, and scanned for the token below
 
 
-def test_backfill_measures_its_own_day_and_keeps_latest(sandbox, history, capfd):
-    # The world is broken now, but a backfill for an earlier day sees that day's (healthy) metrics.
-    sandbox.seed(day(14), {"rds_high_cpu"})
-    outcome = history["backfill"] = run_daily(sandbox, capfd, day(9), {"rds_high_cpu"})
-    assert outcome.report["logical_date"] == "2026-11-09T02:00:00+00:00"
+def test_second_run_for_the_same_date_is_marked_not_repeated_as_new(sandbox, history, capfd):
+    outcome = history["rerun"] = run_daily(sandbox, capfd, LIVE, {"rds_high_cpu"})
+    assert outcome.run_id != history["slack_refused"].run_id
+    assert outcome.report["earlier_runs_for_date"] == [history["slack_refused"].run_id]
     cpu = next(f for f in outcome.report["findings"] if f["check"] == "rds.cpu_utilization")
-    assert cpu["status"] == "critical"  # seeded broken for the 9th as well: measured, not inherited
-    assert outcome.latest["run_id"] == history["slack_down"].run_id  # an older run never rolls latest back
+    assert cpu["already_alerted_by"] == history["slack_refused"].run_id
+    [alert] = outcome.failure_alerts()
+    assert "Already alerted for" in json.dumps(alert["payload"])
+    [digest] = outcome.digests()
+    assert "*Already alerted for this date*" in json.dumps(digest["payload"])
+    s3 = sandbox.client("s3")
+    stamp = LIVE.strftime("%Y-%m-%dT%H%MZ")
+    by_date = json.loads(s3.get_object(Bucket=sandbox.config.reports.bucket,
+                                       Key=f"reports/daily_maintenance/by-logical-date/{stamp}/report.json")["Body"].read())
+    assert by_date["run_id"] == outcome.run_id  # the report for a date is one predictable key
+
+
+def test_backfill_measures_its_own_day_and_does_not_page(sandbox, history, capfd):
+    # Today the database is hot; on the 9th it was not, but payments failed. The backfill must see the 9th.
+    outcome = history["backfill"] = run_daily(sandbox, capfd, day(9), days={
+        day(9): {"payment_failures"}, LIVE: {"rds_high_cpu"}})
+    assert outcome.report["logical_date"] == "2026-11-09T02:00:00+00:00"
+    assert set(outcome.problems()) == {"business.payment_success_rate"}  # no CPU problem on the 9th
+    [alert] = outcome.failure_alerts()
+    assert alert["payload"]["text"].startswith("[P1] production: daily_maintenance.business_metrics failed — "
+                                               "2026-11-09 02:00 UTC [PAST DATE checked")
+    assert outcome.pages == []  # a past date never pages
+    sns = next(d for d in outcome.report["alert_deliveries"] if d["channel"] == "sns")
+    assert sns["outcome"] == "skipped" and "not paged" in sns["error"]
+    assert outcome.latest["run_id"] == history["rerun"].run_id  # an older date never rolls latest back
+
+
+def test_aws_wide_outage_is_one_alert_and_still_a_digest(sandbox, history, capfd, monkeypatch):
+    """No usable AWS credentials: every check fails at once (no retries), S3 too, and on-call gets
+    one alert naming the cause plus the digest, not seven pages."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
+        {"conn_type": "aws", "extra": {"region_name": sandbox.config.regions.primary}}))
+    outcome = history["outage"] = run_daily(sandbox, capfd, day(8))
+    assert outcome.state == "failed"
+    assert outcome.failed() == CHECK_TASKS | {"report", "run_verdict"}
+    assert outcome.report is None  # S3 was unreachable too
+    assert outcome.failure_alerts() == []
+    [cause] = outcome.cause_alerts()
+    assert cause["payload"]["text"].startswith("[P2] production: daily_maintenance: 6 tasks could not run: "
+                                               "no usable AWS credentials — 2026-11-08 02:00 UTC")
+    assert "aws_default" in json.dumps(cause["payload"])
+    [digest] = outcome.digests()
+    text = json.dumps(digest["payload"])
+    assert "The report could not be written" in text and "check could not run: no usable AWS credentials" in text
+    assert "Task's retry" not in outcome.printed and outcome.printed.count("up_for_retry") == 0
+    assert "the checks themselves also failed" in outcome.printed  # the verdict names both
 
 
 def _decoded(raw: str) -> str:
@@ -209,9 +291,12 @@ def test_no_secret_in_anything_the_runs_printed_sent_or_wrote(sandbox, history):
     # What was sent is the payloads; the request path *is* the webhook address, Slack's side of it.
     sent = json.dumps([m["payload"] for o in history.values() for m in o.messages])
     sent += "".join(_decoded(m["data"]) for o in history.values() for m in o.mails)
+    sent += json.dumps([page[1:3] for o in history.values() for page in o.pages])
     printed = "".join(o.printed for o in history.values())
-    assert written and sent != "[]" and len(history) == 6
+    assert written and sent != "[]" and len(history) == 8
+    assert "Connection refused" in printed  # the refused-connection case is in the scan
     for secret in sandbox.secrets():
-        assert secret not in written
-        assert secret not in sent
-        assert secret not in printed
+        for form in secret_forms(secret):
+            assert form not in written, f"a form of a secret was written: {form[:4]}…"
+            assert form not in sent, f"a form of a secret was sent: {form[:4]}…"
+            assert form not in printed, f"a form of a secret was printed: {form[:4]}…"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
@@ -35,7 +35,51 @@ def test_sandbox_lifecycle_leaves_nothing_behind():
     assert not psutil.pid_exists(postgres_pid) or psutil.Process(postgres_pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_unknown_problem_is_refused_before_anything_changes():
-    with Sandbox() as world:
-        with pytest.raises(ValueError, match="unknown sandbox problems: \\['typo'\\]"):
-            world.seed(datetime(2026, 11, 20, 2, tzinfo=UTC), {"typo"})
+@pytest.fixture(scope="module")
+def world():
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+def test_unknown_problem_is_refused_before_anything_changes(world):
+    with pytest.raises(ValueError, match="unknown sandbox problems: \\['typo'\\]"):
+        world.seed(datetime(2026, 11, 20, 2, tzinfo=UTC), {"typo"})
+
+
+def _max_rds_cpu(world, end):
+    response = world.client("cloudwatch").get_metric_data(
+        MetricDataQueries=[{"Id": "cpu", "MetricStat": {"Metric": {
+            "Namespace": "AWS/RDS", "MetricName": "CPUUtilization",
+            "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": world.config.resources.rds.instance_id}]},
+            "Period": 300, "Stat": "Maximum"}}],
+        StartTime=end - timedelta(hours=1), EndTime=end)
+    return max(response["MetricDataResults"][0]["Values"])
+
+
+def test_several_days_each_with_their_own_problems(world):
+    days = [datetime(2026, 11, d, 2, tzinfo=UTC) for d in (20, 21, 22)]
+    world.seed_days({days[0]: {"rds_high_cpu"}, days[1]: set(), days[2]: {"rds_high_cpu", "endpoint_down"}})
+    assert [_max_rds_cpu(world, d) > 90 for d in days] == [True, False, True]
+    assert requests.get(world.health.health_url, timeout=5).status_code == 503  # the latest day's live state
+
+
+def test_live_state_problems_only_on_the_latest_day(world):
+    with pytest.raises(ValueError, match="state problems describe the live platform"):
+        world.seed_days({datetime(2026, 11, 20, 2, tzinfo=UTC): {"ecs_under_desired"},
+                         datetime(2026, 11, 21, 2, tzinfo=UTC): set()})
+
+
+def test_smtp_sink_accepts_only_its_own_password(world):
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", world.smtp.port, timeout=5) as smtp:
+        smtp.login("maintenance", world.smtp_password)
+    with smtplib.SMTP("127.0.0.1", world.smtp.port, timeout=5) as smtp, \
+            pytest.raises(smtplib.SMTPAuthenticationError):
+        smtp.login("maintenance", "wrong-password")
+
+
+def test_every_secret_is_distinctive(world):
+    secrets = world.secrets()
+    assert len(secrets) == len(set(secrets)) >= 9
+    assert all(len(s) >= 12 and s not in ("testing", "password") for s in secrets)

@@ -25,7 +25,7 @@ from urllib.parse import quote, quote_plus
 from pydantic import BaseModel
 
 from solemate_maintenance.config import Alerts
-from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.redaction import ScrubFilter, ensure_log_masking, scrub, trim
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ def register_secrets(*values: str | None) -> None:
     """Tell Airflow's masker about secrets (every form), so no log line prints them."""
     from airflow.sdk.log import mask_secret
 
+    ensure_log_masking()
     for value in values:
         if value and len(value) >= 6:
             for form in secret_forms(value):
@@ -201,18 +202,6 @@ def register_connection_secrets(conn_id: str | None) -> None:
     values += [str(v) for k, v in extra.items() if isinstance(v, str) and any(s in k.lower() for s in
                                                                                  _SECRET_EXTRA_KEYS)]
     register_secrets(*values)
-
-
-class ScrubFilter(logging.Filter):
-    """Scrubs a third-party library's log records (slack_sdk logs the full webhook URL on retry)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        record.msg, record.args = scrub(message), ()
-        return True
 
 
 _THIRD_PARTY_LOGGERS = ("slack_sdk.webhook.client", "slack_sdk.http_retry", "slack_sdk.http_retry.handler",

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.timezone import utcnow
 
 from solemate_maintenance.aws_errors import classify
@@ -32,6 +33,10 @@ COMMON_CAUSE_XCOM_KEY = "common_cause"
 TASK_ERROR_CHECK = "maintenance.task_error"
 
 
+class FailureAlreadyAnnounced(AirflowFailException):
+    """A failure whose explanation already reached people (e.g. in the digest): no second alert."""
+
+
 class MaintenanceFailureNotifier(BaseNotifier):
     """``on_failure_callback`` of every maintenance task.
 
@@ -52,6 +57,9 @@ class MaintenanceFailureNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         ti, exception = context["ti"], context.get("exception")
+        if isinstance(exception, FailureAlreadyAnnounced):
+            log.info("%s failed; the explanation was already delivered, no separate alert: %s", ti.task_id, exception)
+            return
         facts = RunFacts.from_context(context, page_max_age_hours=self.alerts.page_max_age_hours, now=utcnow())
         cause = classify(exception)
         if cause and cause.platform_wide and not isinstance(exception, ChecksFailedError):

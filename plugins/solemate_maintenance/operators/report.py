@@ -31,7 +31,7 @@ from solemate_maintenance.notifiers.delivery import (
     send_slack,
     slack_channel_for,
 )
-from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, TASK_ERROR_CHECK
+from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, TASK_ERROR_CHECK, FailureAlreadyAnnounced
 from solemate_maintenance.notifiers.messages import cause_message, digest_message
 from solemate_maintenance.operators.base import FINDINGS_XCOM_KEY, WINDOW_XCOM_KEY
 from solemate_maintenance.redaction import scrub, trim
@@ -149,7 +149,11 @@ class PublishReportOperator(BaseOperator):
             return None, {"status": "impossible", "previous_run_id": previous_run.run_id,
                           "reason": f"the previous run {previous_run.run_id} had not finished its report "
                                     f"(task {state or 'not started'}) after {self.previous_report_wait_minutes} min"}
-        previous = self.store.read_report(self.store.run_key(ti.dag_id, previous_run.run_id), log=self.log)
+        try:
+            previous = self.store.read_report(self.store.run_key(ti.dag_id, previous_run.run_id), log=self.log)
+        except Exception as exc:  # S3 itself failing is handled (and reported) when this report is written
+            return None, {"status": "impossible", "previous_run_id": previous_run.run_id,
+                          "reason": f"the previous report could not be read: {trim(scrub(str(exc)), 200)}"}
         if previous is None:
             return None, {"status": "impossible", "previous_run_id": previous_run.run_id,
                           "reason": f"the previous run {previous_run.run_id} left no readable report "
@@ -237,9 +241,12 @@ class PublishReportOperator(BaseOperator):
                 html=f"<pre>{html.escape(render_markdown(report))}</pre>", alerts=self.alerts, context=context,
                 budget=budget)])
         if report.write_error:
-            raise AirflowFailException(
-                f"The run report could not be written to {report.report_uri}: {report.write_error}. The digest "
-                "carried the findings instead; no check failed because of this.")
+            message = (f"The run report could not be written to {report.report_uri}: {report.write_error}. The "
+                       "digest carried the findings instead; no check failed because of this.")
+            digest_out = any(d.kind == "digest" and d.outcome in ("delivered", "unknown")
+                             for d in report.alert_deliveries)
+            # The digest already says so; a failure alert would repeat it. Without a digest, alert.
+            raise FailureAlreadyAnnounced(message) if digest_out else AirflowFailException(message)
         try:
             self._write(report)  # again, now with the deliveries
         except Exception as exc:  # the report and the messages are out; only the delivery record is missing
