@@ -8,12 +8,14 @@ then prints the findings, the Slack messages the sink received and where the rep
 from __future__ import annotations
 
 import argparse
+import email
+import email.header
 import json
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sandbox.platform import DEMO_PROBLEMS, PROBLEMS
@@ -22,10 +24,15 @@ from sandbox.world import Sandbox, sandbox_env_for_subprocess
 SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
 
 
-def last_schedule_before(moment: datetime) -> datetime:
-    """The most recent 02:00 UTC: the logical date a scheduled run of today would carry."""
-    anchor = moment.astimezone(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
-    return anchor if anchor <= moment else anchor - timedelta(days=1)
+def current_hour(moment: datetime) -> datetime:
+    """The logical date of the demo run: this hour, so the run checks the present like the 02:00 run
+    does at 02:00 (a date older than alerts.page_max_age_hours would be reported as a past date)."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def mail_subject(raw: str) -> str:
+    subject = email.message_from_string(raw)["Subject"] or ""
+    return str(email.header.make_header(email.header.decode_header(subject)))
 
 
 def run_airflow(args: list[str], env: dict[str, str], log_path: Path) -> int:
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = frozenset(p for p in args.problems.split(",") if p)
 
     started = time.monotonic()
-    logical_date = last_schedule_before(datetime.now(UTC))
+    logical_date = current_hour(datetime.now(UTC))
     with tempfile.TemporaryDirectory(prefix="solemate-airflow-") as home, Sandbox() as sandbox:
         home_path = Path(home)
         env = sandbox_env_for_subprocess(sandbox, home_path)
@@ -96,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             color = payload.get("attachments", [{}])[0].get("color", "")
             print(f"  [{color}] {payload.get('text')}")
         for mail in sandbox.smtp.messages():
-            subject = next((line for line in mail["data"].splitlines() if line.startswith("Subject:")), "")
-            print(f"E-mail to {', '.join(mail['to'])}: {subject.removeprefix('Subject: ')}")
+            print(f"E-mail to {', '.join(mail['to'])}: {mail_subject(mail['data'])}")
         print(f"\nReport: {report['report_uri']} (and report.md beside it; {latest_key})")
+        print(f"In a browser: {report['report_url']}")
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for name in ("report.json", "report.md"):

@@ -56,7 +56,7 @@ class Platform:
         """
         if not days:
             raise ValueError("seed_days needs at least one day")
-        for anchor, problems in days.items():
+        for problems in days.values():
             unknown = set(problems) - PROBLEMS.keys()
             if unknown:
                 raise ValueError(f"unknown sandbox problems: {sorted(unknown)}; known: {sorted(PROBLEMS)}")
@@ -64,7 +64,8 @@ class Platform:
         misplaced = {a.isoformat(): sorted(set(p) & STATE_PROBLEMS) for a, p in days.items()
                      if a != latest and set(p) & STATE_PROBLEMS}
         if misplaced:
-            raise ValueError(f"state problems describe the live platform, give them on the latest day only: {misplaced}")
+            raise ValueError("state problems describe the live platform, give them on the latest day only: "
+                             f"{misplaced}")
         self.problems = frozenset(days[latest])
         self._apply_state_problems()
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))

@@ -104,3 +104,25 @@ def test_airflow_cli_lists_the_dag_without_import_errors(airflow_db):
     assert "daily_maintenance" in listed.stdout
     errors = airflow("dags", "list-import-errors")
     assert errors.returncode == 0 and "No data found" in errors.stdout + errors.stderr
+
+
+_HEAVY_IMPORTS = """
+import runpy, sys
+import airflow.sdk
+before = set(sys.modules)
+runpy.run_path(sys.argv[1], run_name="dag_import_check")
+heavy = sorted(m for m in set(sys.modules) - before
+               if m.split(".")[0] in {"boto3", "botocore", "slack_sdk", "aiohttp", "requests", "psycopg2"}
+               or m.startswith(("airflow.providers.amazon", "airflow.providers.slack", "airflow.providers.smtp")))
+print("HEAVY", ",".join(heavy[:10]))
+"""
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+def test_dag_parse_imports_no_provider_or_aws_sdk(dag_file):
+    """Parse cost (measured in make bench): providers and SDKs load when a task runs, not at every parse."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}"}
+    result = subprocess.run([sys.executable, "-c", _HEAVY_IMPORTS, str(dag_file)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY", result.stdout
