@@ -95,19 +95,19 @@ class Outcome:
         return list(topics[sandbox.config.alerts.sns_topic_arn].sent_notifications)
 
 
-def run_daily(sandbox: Sandbox, capfd, logical_date: datetime, problems=frozenset(), slack_mode="ok",
-              days: dict | None = None) -> Outcome:
+def run_daily(sandbox: Sandbox, capfd, logical_date: datetime | None, problems=frozenset(), slack_mode="ok",
+              days: dict | None = None, run_after: datetime | None = None) -> Outcome:
     from airflow.dag_processing.dagbag import DagBag
 
     capfd.readouterr()
-    sandbox.seed_days(days or {logical_date: problems})
+    sandbox.seed_days(days or {logical_date or run_after: problems})
     sandbox.slack.clear()
     sandbox.smtp.clear()
     sandbox.slack.mode = slack_mode
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
     sns_before = len(Outcome.sns(None, sandbox))
-    dag_run = bag.dags["daily_maintenance"].test(logical_date=logical_date)
+    dag_run = bag.dags["daily_maintenance"].test(logical_date=logical_date, run_after=run_after)
     sandbox.slack.mode = "ok"
     outcome = Outcome(sandbox, dag_run, sandbox.slack.messages())
     outcome.pages = Outcome.sns(None, sandbox)[sns_before:]
@@ -257,6 +257,21 @@ def test_backfill_measures_its_own_day_and_does_not_page(sandbox, history, capfd
     assert outcome.latest["run_id"] == history["rerun"].run_id  # an older date never rolls latest back
 
 
+def test_run_without_logical_date_is_anchored_at_run_after(sandbox, history, capfd):
+    """The REST API allows a run with no logical date: it checks the time it runs after."""
+    run_after = LIVE + timedelta(minutes=30)
+    outcome = history["no_logical_date"] = run_daily(sandbox, capfd, None, {"rds_high_cpu"}, run_after=run_after)
+    report = outcome.report
+    assert report["logical_date"] == run_after.isoformat()
+    assert report["facts"]["logical_date_source"] == "run_after"
+    assert report["comparison"]["status"] == "impossible" and "no logical date" in report["comparison"]["reason"]
+    assert {f["check"]: f["lifecycle"] for f in report["findings"] if f["status"] == "critical"} == \
+        {"rds.cpu_utilization": "unknown"}
+    assert outcome.latest["run_id"] == outcome.run_id  # the newest date checked
+    [alert] = outcome.failure_alerts()
+    assert alert["payload"]["text"].endswith(f"— {label(run_after)}")
+
+
 def test_aws_wide_outage_is_one_alert_and_still_a_digest(sandbox, history, capfd, monkeypatch):
     """No usable AWS credentials: every check fails at once (no retries), S3 too, and on-call gets
     one alert naming the cause plus the digest, not seven pages."""
@@ -293,7 +308,7 @@ def test_no_secret_in_anything_the_runs_printed_sent_or_wrote(sandbox, history):
     sent += "".join(_decoded(m["data"]) for o in history.values() for m in o.mails)
     sent += json.dumps([page[1:3] for o in history.values() for page in o.pages])
     printed = "".join(o.printed for o in history.values())
-    assert written and sent != "[]" and len(history) == 8
+    assert written and sent != "[]" and len(history) == 9
     assert "Connection refused" in printed  # the refused-connection case is in the scan
     for secret in sandbox.secrets():
         for form in secret_forms(secret):

@@ -132,7 +132,7 @@ def test_concurrent_backfill_compares_each_day_with_the_day_before(airflow):
         "2026-11-20": ("failed", "backfill"), "2026-11-21": ("success", "backfill"),
         "2026-11-22": ("failed", "backfill")}
     spans = sorted((r[3], r[4]) for r in runs.values())
-    assert any(later_start < earlier_end for (_, earlier_end), (later_start, _) in zip(spans, spans[1:])), \
+    assert any(later_start < earlier_end for (_, earlier_end), (later_start, _) in zip(spans, spans[1:], strict=False)), \
         f"the backfill runs did not overlap, so concurrency was not tested: {spans}"
 
     first, second, third = (airflow.report(runs[d][0]) for d in ("2026-11-20", "2026-11-21", "2026-11-22"))

@@ -280,3 +280,21 @@ def test_email_server_down_is_recorded(alerts, monkeypatch):
     delivery = send_email(kind="digest", to=["a@solemate.example"], subject="s", html="h", alerts=alerts,
                           context=make_context())
     assert delivery.ok is False and delivery.error
+
+
+def test_one_runs_deliveries_share_one_budget(sink, alerts):
+    """Sequential tasks of one run (airflow dags test) do not each get the whole budget again."""
+    sink.mode, sink.slow_seconds = "slow", 5.0
+    alerts = alerts.model_copy(update={"delivery_budget_seconds": 2})
+    started = time.monotonic()
+    outcomes = []
+    for _ in range(4):  # four failing tasks of the same run, one after another
+        budget = DeliveryBudget.for_run(alerts.delivery_budget_seconds, "run-a")
+        outcomes.append(send_slack(kind="failure", conn_id="slack_alerts", text="t", attachments=[], alerts=alerts,
+                                   context=make_context(), budget=budget).outcome)
+    assert outcomes == ["unknown", "unknown", "skipped", "skipped"]
+    assert time.monotonic() - started < 3.5
+    other_run = DeliveryBudget.for_run(alerts.delivery_budget_seconds, "run-b")
+    assert other_run.remaining > 1.9  # another run starts afresh
+    floor = DeliveryBudget.for_run(alerts.delivery_budget_seconds, "run-a", floor=1)
+    assert floor.remaining > 0.9  # the digest always keeps one attempt

@@ -42,15 +42,37 @@ class Delivery(BaseModel):
     seconds: float = 0.0
 
 
-class DeliveryBudget:
-    """Wall-clock budget for one task's deliveries."""
+# Seconds spent delivering, per run, in this process. Under a real executor each task is its own
+# process and tasks overlap; under `airflow dags test` they run one after another in one process,
+# where stalls would add up.
+_SPENT_BY_RUN: dict[str, float] = {}
 
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
+
+class DeliveryBudget:
+    """Wall-clock budget for a run's deliveries (alerts.delivery_budget_seconds).
+
+    ``for_run`` starts from what this process already spent on the run, minus ``spent_elsewhere``
+    (what other tasks of the run recorded); ``floor`` keeps room for one last message (the digest).
+    """
+
+    def __init__(self, seconds: float, run_id: str | None = None) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds
+        self.run_id = run_id
+
+    @classmethod
+    def for_run(cls, seconds: float, run_id: str, *, spent_elsewhere: float = 0.0, floor: float = 0.0
+                ) -> DeliveryBudget:
+        left = seconds - _SPENT_BY_RUN.get(run_id, 0.0) - spent_elsewhere
+        return cls(max(left, floor), run_id)
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+    def charge(self, seconds: float) -> None:
+        if self.run_id is not None:
+            _SPENT_BY_RUN[self.run_id] = _SPENT_BY_RUN.get(self.run_id, 0.0) + seconds
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -78,6 +100,15 @@ def _deliver(kind: str, channel: str, notifier: Callable[[], Any], context: Any,
              budget: DeliveryBudget | None) -> Delivery:
     """Send; a refused or failed send is tried once more, a timed-out one is not (it may have arrived)."""
     started = time.monotonic()
+    try:
+        return _attempt_twice(kind, channel, notifier, context, budget, started)
+    finally:
+        if budget is not None:
+            budget.charge(time.monotonic() - started)
+
+
+def _attempt_twice(kind: str, channel: str, notifier: Callable[[], Any], context: Any,
+                   budget: DeliveryBudget | None, started: float) -> Delivery:
     delivery: Delivery | None = None
     for attempt in (1, 2):
         if budget is not None and budget.remaining <= 0:

@@ -77,7 +77,8 @@ class MaintenanceFailureNotifier(BaseNotifier):
         already = self._already_alerted_by(facts, keys)
         severity, title, attachments = failure_message(context, self.alerts, self.environment, facts, utcnow(),
                                                        window=window, already_alerted_by=already)
-        budget = DeliveryBudget(self.alerts.delivery_budget_seconds)
+        budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
+                                        floor=self.alerts.slack_timeout_seconds)
         deliveries = [send_slack(kind="failure", conn_id=slack_channel_for(severity, self.alerts), text=title,
                                  attachments=attachments, alerts=self.alerts, context=context, budget=budget)]
         if severity == Severity.P1 and self.alerts.sns_topic_arn:

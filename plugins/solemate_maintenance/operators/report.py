@@ -227,7 +227,11 @@ class PublishReportOperator(BaseOperator):
                 raise
             report.write_error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
             self.log.error("The report could not be written to %s: %s", report.report_uri, report.write_error)
-        budget = DeliveryBudget(self.alerts.delivery_budget_seconds)
+        # What the checks' alerts already spent counts against the run's budget; the digest keeps
+        # room for one attempt whatever happened before.
+        upstream = sum(d.seconds for d in report.alert_deliveries if d.task_id != self.task_id)
+        budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id, spent_elsewhere=upstream,
+                                        floor=self.alerts.slack_timeout_seconds)
         for cause in report.common_causes:
             self._deliver_once(context, facts, report, f"cause-{cause['key'].replace(':', '-')}",
                                lambda c=cause: self._send_cause(context, facts, c, budget))
