@@ -52,6 +52,9 @@ class Sandbox:
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
             self.moto.start()
             self._started.append(self.moto)
+            # moto's backends live in this process, shared by every server and mock started in it: a
+            # sandbox starts from an empty AWS, whatever an earlier one in the same process left.
+            self._reset_moto()
             self.slack = SlackSink(self.workdir / "slack.jsonl").start()
             self._started.append(self.slack)
             self.health = HealthEndpoint().start()
@@ -75,7 +78,17 @@ class Sandbox:
             raise
         return self
 
+    def _reset_moto(self) -> None:
+        import requests
+
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=30).raise_for_status()
+
     def stop(self) -> None:
+        if getattr(self, "moto", None) is not None and self.moto in self._started:
+            try:
+                self._reset_moto()  # leave no AWS state behind for the next sandbox or test
+            except Exception:
+                pass
         for component in reversed(self._started):
             try:
                 component.stop()

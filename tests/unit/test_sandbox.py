@@ -83,3 +83,12 @@ def test_every_secret_is_distinctive(world):
     secrets = world.secrets()
     assert len(secrets) == len(set(secrets)) >= 9
     assert all(len(s) >= 12 and s not in ("testing", "password") for s in secrets)
+
+
+def test_a_second_sandbox_in_the_same_process_starts_from_an_empty_aws():
+    """moto's backends are process-global: modules that each start a sandbox must not collide."""
+    anchor = datetime(2026, 11, 20, 2, tzinfo=UTC)
+    for _ in range(2):
+        with Sandbox() as sandbox:
+            sandbox.seed(anchor)
+            assert len(sandbox.client("elbv2").describe_target_groups()["TargetGroups"]) == 1
