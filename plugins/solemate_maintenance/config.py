@@ -30,6 +30,8 @@ CONFIG_ENV_VAR = "MAINTENANCE_CONFIG"
 # DAG processor past its import timeout before any error could be shown).
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NESTING = 20
+# Values after expanding YAML aliases: a 300-byte "alias bomb" can otherwise expand to millions.
+MAX_VALUES = 100_000
 MAX_ERRORS_SHOWN = 5
 MAX_MESSAGE_CHARS = 2000
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "config" / "platform.yaml"
@@ -397,6 +399,9 @@ def _describe(error: ValidationError) -> str:
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys and names the key path of any value it cannot build."""
 
+    values = 0
+    building: set[int]
+
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, path: tuple = ()) -> dict:
     # Keys written in this mapping must be unique; keys brought in by a `<<:` merge may be overridden.
@@ -425,16 +430,27 @@ def _first_line(node: yaml.MappingNode, key: Any, loader: _StrictLoader) -> int:
 
 
 def _construct(loader: _StrictLoader, node: yaml.Node, path: tuple) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        return _construct_mapping(loader, node, path)
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(loader, item, (*path, index)) for index, item in enumerate(node.value)]
+    loader.values += 1
+    if loader.values > MAX_VALUES:
+        raise _YamlProblem(path, f"more than {MAX_VALUES:,} values (aliases expanding without end?)", node)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in loader.building:
+            raise _YamlProblem(path, "recursive alias: a value that contains itself", node)
+        loader.building.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return _construct_mapping(loader, node, path)
+            return [_construct(loader, item, (*path, index)) for index, item in enumerate(node.value)]
+        finally:
+            loader.building.discard(id(node))
     try:
         return loader.construct_object(node, deep=True)
-    except (ValueError, OverflowError, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0]
+    except Exception as exc:  # any tag's constructor: "!!bool maybe", "!!int ''", a 5000-digit number
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "digits" in reason:
             reason = "number too large"
+        elif not isinstance(exc, ValueError | OverflowError | yaml.YAMLError):
+            reason = f"{node.tag.rsplit(':', 1)[-1]} value {node.value!r} is not valid"
         raise _YamlProblem(path, f"cannot read value: {reason}", node) from None
 
 
@@ -468,6 +484,7 @@ def _load_yaml(text: str, source: str) -> Any:
         if depth > MAX_NESTING:
             raise ConfigError(f"{source}: (YAML structure) line {line}: nested more than {MAX_NESTING} levels deep")
         loader = _StrictLoader(text)
+        loader.building = set()
         try:
             node = loader.get_single_node()
             return None if node is None else _construct(loader, node, ())

@@ -29,6 +29,9 @@ class Severity(StrEnum):
     P4 = "P4"
 
 
+# The check name of a finding that says a check itself broke (crashed, or stopped part-way).
+TASK_ERROR_CHECK = "maintenance.task_error"
+
 # A check task fails (red in the UI, failure alert) when it reports one of these.
 FAILING_SEVERITIES = frozenset({Severity.P1, Severity.P2})
 

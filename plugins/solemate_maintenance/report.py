@@ -98,12 +98,19 @@ def mark_lifecycle(current: list[ReportedFinding], previous: RunReport | None, r
 
 
 def mark_already_alerted(findings: list[ReportedFinding], earlier: RunReport | None) -> list[ReportedFinding]:
-    """Findings that an earlier run for the same logical date already reported as failing."""
+    """Findings that an earlier run for the same logical date already reported as failing, at the same
+    severity or worse (an escalation from P2 to P1 is news, not a repeat)."""
     if earlier is None:
         return findings
-    alerted = {f.key: f.already_alerted_by or earlier.run_id for f in earlier.problems() if f.is_failing}
-    return [f.model_copy(update={"already_alerted_by": alerted.get(f.key)}) if f.is_failing else f
-            for f in findings]
+    alerted = {f.key: (f.already_alerted_by or earlier.run_id, f.severity) for f in earlier.problems()
+               if f.is_failing}
+    marked = []
+    for f in findings:
+        by, severity = alerted.get(f.key, (None, None))
+        repeat = f.is_failing and by is not None and severity is not None and f.severity is not None \
+            and severity <= f.severity
+        marked.append(f.model_copy(update={"already_alerted_by": by if repeat else None}))
+    return marked
 
 
 def totals(findings: list[ReportedFinding], resolved: list[ReportedFinding]) -> dict[str, dict[str, int]]:

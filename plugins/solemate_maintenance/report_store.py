@@ -20,21 +20,33 @@ if TYPE_CHECKING:
     from solemate_maintenance.report import RunReport
 
 
+class ObjectNotReadable(Exception):
+    """S3 answered 403: the key is missing (without s3:ListBucket) or may not be read."""
+
+
 def date_stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H%MZ")
 
 
 class ReportStore:
-    def __init__(self, *, bucket: str, prefix: str, aws_conn_id: str | None, region_name: str | None) -> None:
+    def __init__(self, *, bucket: str, prefix: str, aws_conn_id: str | None, region_name: str | None,
+                 quick: bool = False) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        # quick: for look-ups that only annotate an alert; one short attempt instead of botocore's retries.
+        self.quick = quick
 
     @cached_property
     def s3(self) -> S3Hook:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+        if self.quick:
+            from botocore.config import Config
+
+            config = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"})
+            return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=config)
         return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     def key(self, dag_id: str, *parts: str) -> str:
@@ -61,20 +73,47 @@ class ReportStore:
         return (f"https://s3.console.aws.amazon.com/s3/object/{quote(self.bucket)}"
                 f"?region={quote(region)}&prefix={quote(key, safe='')}")
 
+    def read_text(self, key: str) -> str | None:
+        """The object's text; None when it does not exist. Raises :class:`ObjectNotReadable` on 403.
+
+        GetObject, not HEAD + GET: it needs no s3:ListBucket. Without that permission S3 answers a
+        missing key with 403, so 403 means "missing or not ours to read", and the caller decides.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.s3.conn.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            if code in ("AccessDenied", "403", "Forbidden"):
+                raise ObjectNotReadable(f"{self.uri(key)}: {code}") from exc
+            raise
+        return body.decode("utf-8")
+
     def read_json(self, key: str) -> Any | None:
-        """The object's JSON, None when it does not exist. S3 errors other than not-found raise."""
-        if not self.s3.check_for_key(key, bucket_name=self.bucket):
+        """The object's JSON, None when it does not exist or may not be read."""
+        try:
+            text = self.read_text(key)
+        except ObjectNotReadable:
             return None
-        return json.loads(self.s3.read_key(key, bucket_name=self.bucket))
+        return None if text is None else json.loads(text)
 
     def read_report(self, key: str, log: Any = None) -> RunReport | None:
         """A stored report; None when missing or unreadable (an old corrupt report must not cost today's)."""
         from solemate_maintenance.report import RunReport
 
-        if not self.s3.check_for_key(key, bucket_name=self.bucket):
+        try:
+            text = self.read_text(key)
+        except ObjectNotReadable as exc:
+            if log is not None:
+                log.warning("Cannot read %s (missing, or no s3:GetObject/ListBucket permission)", exc)
+            return None
+        if text is None:
             return None
         try:
-            return RunReport.model_validate_json(self.s3.read_key(key, bucket_name=self.bucket))
+            return RunReport.model_validate_json(text)
         except ValueError as exc:
             if log is not None:
                 log.warning("Ignoring unreadable report %s: %s", self.uri(key), exc)

@@ -170,29 +170,46 @@ def test_platform_wide_cause_is_left_to_the_report_not_alerted_per_task(sink, al
     assert "aws_default" in cause["hint"] and cause["log_url"] == context["ti"].log_url
 
 
-def test_rerun_of_an_alerted_date_is_marked_and_does_not_page_again(sink, alerts, config):
+def _earlier_report(config, anchor, severity, sns_outcome):
+    from solemate_maintenance.notifiers.delivery import Delivery
     from solemate_maintenance.report import ReportedFinding, RunReport
 
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=config.reports.bucket)
+    deliveries = [Delivery(kind="failure", channel="sns", ok=sns_outcome == "delivered", outcome=sns_outcome,
+                           task_id="rds_health")] if sns_outcome else []
+    earlier = RunReport(
+        dag_id="daily_maintenance", run_id="scheduled__first", run_type="scheduled",
+        logical_date=anchor.isoformat(), data_interval_start=None, data_interval_end=None,
+        environment="production", task_states={}, alert_deliveries=deliveries, findings=[ReportedFinding(
+            check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
+            severity=severity, summary="x", task_id="rds_health")])
+    key = f"reports/daily_maintenance/by-logical-date/{anchor:%Y-%m-%dT%H%MZ}/report.json"
+    s3.put_object(Bucket=config.reports.bucket, Key=key, Body=earlier.model_dump_json().encode())
+
+
+@pytest.mark.parametrize(("earlier_severity", "earlier_page", "repeat"), [
+    pytest.param(Severity.P1, "delivered", True, id="same-P1-already-paged"),
+    pytest.param(Severity.P2, None, False, id="escalation-P2-to-P1-pages"),
+    pytest.param(Severity.P1, "failed", False, id="earlier-page-never-arrived"),
+    pytest.param(Severity.P1, "skipped", False, id="earlier-run-was-a-backfill"),
+])
+def test_rerun_of_an_alerted_date(sink, alerts, config, earlier_severity, earlier_page, repeat):
     anchor = live_anchor()
     with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=config.reports.bucket)
-        earlier = RunReport(
-            dag_id="daily_maintenance", run_id="scheduled__first", run_type="scheduled",
-            logical_date=anchor.isoformat(), data_interval_start=None, data_interval_end=None,
-            environment="production", task_states={}, findings=[ReportedFinding(
-                check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
-                severity=Severity.P1, summary="x", task_id="rds_health")])
-        key = f"reports/daily_maintenance/by-logical-date/{anchor:%Y-%m-%dT%H%MZ}/report.json"
-        s3.put_object(Bucket=config.reports.bucket, Key=key, Body=earlier.model_dump_json().encode())
+        _earlier_report(config, anchor, earlier_severity, earlier_page)
         topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="p1")["TopicArn"]
         context = failed_context(Severity.P1, anchor=anchor, run_type="manual")
         notifier(alerts.model_copy(update={"sns_topic_arn": topic}), config).notify(context)
-        assert get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications == []
+        pages = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
     text = blocks_text(sink.messages()[0]["payload"])
-    assert "Already alerted for" in text and "scheduled__first" in text
     sns = [d for d in context["ti"].pushed["alert_deliveries"] if d["channel"] == "sns"]
-    assert sns[0]["error"] == "not paged: already paged by scheduled__first"
+    if repeat:
+        assert pages == [] and "Already alerted for" in text and "scheduled__first" in text
+        assert sns[0]["error"] == "not paged: already paged by scheduled__first"
+    else:
+        assert len(pages) == 1 and "Already alerted" not in text
+        assert sns[0]["outcome"] == "delivered"
 
 
 @pytest.mark.parametrize("outage", ["refused", "http_500"])

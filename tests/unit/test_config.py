@@ -203,3 +203,39 @@ def test_yaml_anchors_and_merge_keys_still_work():
     config = parse_config(text, "x")
     assert config.checks.rds.cpu_percent.warning == 60
     assert (config.checks.elasticache.cpu_percent.warning, config.checks.elasticache.cpu_percent.critical) == (65, 80)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("a: &x [*x]\n", "platform.yaml: a[0]: recursive alias", id="recursive-list-alias"),
+        pytest.param("a: &x {k: *x}\n", "platform.yaml: a.k: recursive alias", id="recursive-map-alias"),
+        pytest.param("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                     "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                     "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
+                     "platform.yaml: e[", id="alias-bomb"),
+        pytest.param("environment: !!bool maybe\n", "platform.yaml: environment: cannot read value: bool value 'maybe' "
+                     "is not valid", id="bad-bool-tag"),
+        pytest.param("environment: !!int ''\n", "platform.yaml: environment: cannot read value: int value '' is not "
+                     "valid", id="empty-int-tag"),
+        pytest.param("environment: !!timestamp 2020\n", "platform.yaml: environment: cannot read value:",
+                     id="bad-timestamp-tag"),
+    ],
+)
+def test_hostile_yaml_is_one_clear_line_not_a_crash(text, expected):
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(text, "platform.yaml")
+    message = str(excinfo.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_alias_bomb_is_refused_quickly():
+    import time
+
+    text = "a: &a [" + ",".join(["x"] * 10) + "]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(8))
+    started = time.process_time()
+    with pytest.raises(ConfigError, match="aliases expanding without end"):
+        parse_config(text, "platform.yaml")
+    assert time.process_time() - started < 5  # refused long before Airflow's 30 s import timeout

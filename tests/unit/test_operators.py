@@ -391,3 +391,26 @@ def test_every_check_retries_through_throttling(platform, config, health, monkey
     findings, error = run(build(config, health))
     assert calls["count"] >= 3  # two throttled answers, then real ones
     assert error is None and problems(findings) == {}
+
+
+def test_p1_found_before_aws_stops_answering_is_kept_and_fails_on_findings(platform, config, health, monkeypatch):
+    """Endpoint down (P1), then the ALB call fails: the P1 must still alert and page, not be folded away."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from solemate_maintenance.findings import ChecksFailedError as Failed
+    from solemate_maintenance.operators.application import ApplicationHealthOperator
+
+    health.status = 503
+
+    def unreachable(self):
+        raise EndpointConnectionError(endpoint_url="https://elasticloadbalancing.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(ApplicationHealthOperator, "_targets_finding", unreachable)
+    operator = application(config, health)
+    context = make_context(task_id=operator.task_id)
+    with pytest.raises(Failed) as failed:
+        operator.execute(context)
+    assert [f.severity for f in failed.value.findings] == ["P1", "P2"]
+    assert failed.value.findings[1].summary == "check stopped part-way: AWS endpoint unreachable"
+    assert context["ti"].pushed["incomplete"] is True
+    assert {f["check"] for f in context["ti"].pushed["findings"]} == {"application.endpoint", "maintenance.task_error"}

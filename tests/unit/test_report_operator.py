@@ -131,22 +131,36 @@ def test_unreadable_previous_report_makes_the_comparison_impossible_not_new(s3, 
 
 
 def test_waits_deferrably_for_a_previous_date_still_running_then_gives_up_saying_so(s3, sink):
+    from airflow.sdk.timezone import utcnow
+
     op = operator(upstream={"t": "failed"}, previous_report_wait_minutes=30)
     with pytest.raises(TaskDeferred) as deferred:
         run_report({("t", "findings"): [finding("a")]}, {"t": "failed"}, previous=("r0", "running"), op=op)
-    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.method_name == "execute_complete" and deferred.value.kwargs == {"polls": 1}
     assert type(deferred.value.trigger).__name__ == "DateTimeTrigger"
+    assert deferred.value.timeout is not None  # a stopped triggerer cannot leave it deferred forever
     assert sink.messages() == []  # nothing sent while waiting
 
     context = make_context()
+    context["dag_run"].start_date = utcnow() - timedelta(minutes=31)  # the run started before the wait's end
     context["ti"] = ReportTaskInstance({("t", "findings"): [finding("a")]}, {"t": "failed"}, ("r0", "running"),
                                        run_id="r1")
-    past_deadline = (ANCHOR - timedelta(minutes=1)).isoformat()
-    op.execute_complete(context, event=None, deadline=past_deadline)
+    op.execute_complete(context, event=None, polls=5)
     report = read(s3, f"{PREFIX}/r1/report.json")
     assert report["comparison"]["status"] == "impossible"
-    assert "had not finished its report (task running) after 30 min" in report["comparison"]["reason"]
+    assert "had not finished its report (task running) within 30 min" in report["comparison"]["reason"]
     assert report["findings"][0]["lifecycle"] == "unknown"
+
+
+def test_does_not_wait_for_a_previous_run_queued_behind_this_one(s3, sink):
+    class Queued(ReportTaskInstance):
+        def get_previous_dagrun(self):
+            return SimpleNamespace(run_id="r0", state="queued")
+
+    context = make_context()
+    context["ti"] = Queued({("t", "findings"): [finding("a")]}, {"t": "failed"}, ("r0", None), run_id="r1")
+    operator(upstream={"t": "failed"}).execute(context)  # no TaskDeferred
+    assert "queued behind this one" in read(s3, f"{PREFIX}/r1/report.json")["comparison"]["reason"]
 
 
 def test_once_the_previous_report_exists_it_is_compared(s3, sink):
@@ -238,6 +252,14 @@ def test_cleared_run_sends_a_new_digest_marking_already_alerted_findings(s3, sin
     assert {f["check"]: f["already_alerted_by"] for f in report["findings"]} == {"a": "r1", "c": None}
     assert report["earlier_runs_for_date"] == ["r1"]
     assert "Already alerted for this date" in json.dumps(digests(sink)[1])
+
+
+def test_escalation_on_a_rerun_is_news_not_a_repeat(s3, sink):
+    run_report({("t", "findings"): [finding("a", severity="P2"), finding("b", severity="P1")]}, {"t": "failed"})
+    run_report({("t", "findings"): [finding("a", severity="P1"), finding("b", severity="P2")]}, {"t": "failed"},
+               clear_number=1)
+    report = read(s3, f"{PREFIX}/r1/report.json")
+    assert {f["check"]: f["already_alerted_by"] for f in report["findings"]} == {"a": None, "b": "r1"}
 
 
 def test_second_manual_run_for_the_same_date_names_the_first(s3, sink):

@@ -11,7 +11,7 @@ from airflow.sdk.timezone import utcnow
 
 from solemate_maintenance.aws_errors import classify
 from solemate_maintenance.config import Alerts, PlatformConfig, Reports
-from solemate_maintenance.findings import ChecksFailedError, Severity
+from solemate_maintenance.findings import TASK_ERROR_CHECK, ChecksFailedError, Severity
 from solemate_maintenance.notifiers.delivery import (
     ALERT_DELIVERIES_XCOM_KEY,
     Delivery,
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 # A failure whose cause every check shares is not alerted per task: the report task sends one
 # alert naming the cause and the affected tasks (see PublishReportOperator).
 COMMON_CAUSE_XCOM_KEY = "common_cause"
-TASK_ERROR_CHECK = "maintenance.task_error"
 
 
 class FailureAlreadyAnnounced(AirflowFailException):
@@ -73,8 +72,9 @@ class MaintenanceFailureNotifier(BaseNotifier):
         task = context.get("task")
         window = task.checked_window(context) if hasattr(task, "checked_window") else None
         findings = list(getattr(exception, "findings", None) or [])
-        keys = {f.key for f in findings} or {f"{TASK_ERROR_CHECK}|{ti.task_id}"}
-        already = self._already_alerted_by(facts, keys)
+        severities = {f.key: f.severity for f in findings if f.severity} or \
+            {f"{TASK_ERROR_CHECK}|{ti.task_id}": Severity.P2}
+        already = self._already_alerted_by(facts, ti.task_id, severities)
         severity, title, attachments = failure_message(context, self.alerts, self.environment, facts, utcnow(),
                                                        window=window, already_alerted_by=already)
         budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
@@ -95,12 +95,17 @@ class MaintenanceFailureNotifier(BaseNotifier):
         self._record(ti, ALERT_DELIVERIES_XCOM_KEY,
                      [d.model_copy(update={"task_id": ti.task_id}).model_dump() for d in deliveries])
 
-    def _already_alerted_by(self, facts: RunFacts, keys: set[str]) -> str | None:
-        """The earlier run that already reported these failing findings for the same logical date."""
+    def _already_alerted_by(self, facts: RunFacts, task_id: str, severities: dict[str, Severity]) -> str | None:
+        """The earlier run that already alerted these failing findings for the same logical date.
+
+        Only at the same severity or worse (P2 then P1 is an escalation), and a P1 only when that
+        run's page was actually delivered.
+        """
         if self.reports is None or facts.logical_date is None:
             return None
+        # A short, single attempt: S3 being slow must not delay the alert it only annotates.
         store = ReportStore(bucket=self.reports.bucket, prefix=self.reports.prefix, aws_conn_id=self.aws_conn_id,
-                            region_name=self.region_name)
+                            region_name=self.region_name, quick=True)
         try:
             earlier = store.read_report(store.date_key(facts.dag_id, facts.logical_date))
         except Exception as exc:  # the alert matters more than knowing it repeats
@@ -108,8 +113,14 @@ class MaintenanceFailureNotifier(BaseNotifier):
             return None
         if earlier is None or (earlier.run_id == facts.run_id and earlier.clear_number >= facts.clear_number):
             return None
-        failing = {f.key for f in earlier.problems() if f.is_failing}
-        return earlier.run_id if keys <= failing else None
+        before = {f.key: f.severity for f in earlier.problems() if f.is_failing and f.severity}
+        if not all(key in before and before[key] <= severity for key, severity in severities.items()):
+            return None
+        if Severity.P1 in severities.values() and not any(
+                d.channel == "sns" and d.task_id == task_id and d.outcome in ("delivered", "unknown")
+                for d in earlier.alert_deliveries):
+            return None  # the earlier run did not page (a backfill, or SNS failed): this one must
+        return earlier.run_id
 
     @staticmethod
     def _record(ti: Any, key: str, value: Any) -> None:

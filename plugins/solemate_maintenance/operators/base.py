@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from solemate_maintenance.aws_errors import PermanentAwsError, classify
-from solemate_maintenance.findings import ChecksFailedError, Finding, Status
+from solemate_maintenance.findings import TASK_ERROR_CHECK, ChecksFailedError, Finding, Severity, Status
+from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 
 FINDINGS_XCOM_KEY = "findings"
 WINDOW_XCOM_KEY = "window"
+# Set when a check stopped part-way: its findings are real but not the whole picture, so the report
+# must not call a previous problem resolved on their strength.
+INCOMPLETE_XCOM_KEY = "incomplete"
 
 
 class MaintenanceCheckOperator(BaseOperator):
@@ -71,10 +75,24 @@ class MaintenanceCheckOperator(BaseOperator):
         window = self.checked_window(context)
         if window is not None:
             context["ti"].xcom_push(key=WINDOW_XCOM_KEY, value=window.as_dict())
+        findings: list[Finding] = []
         try:
-            findings = list(self.collect_findings(context))
+            for finding in self.collect_findings(context):
+                findings.append(finding)
         except Exception as exc:
             cause = classify(exc)
+            failing = [f for f in findings if f.is_failing]
+            if failing:
+                # What was already found must not be lost: a P1 seen before AWS stopped answering is
+                # exactly what on-call needs (and it pages), not a "could not run" folded elsewhere.
+                stopped = Finding(check=TASK_ERROR_CHECK, resource=self.task_id, status=Status.CRITICAL,
+                                  severity=Severity.P2,
+                                  summary=f"check stopped part-way: {cause.title if cause else type(exc).__name__}",
+                                  details={"error": trim(scrub(f"{type(exc).__name__}: {exc}"), 300)})
+                findings.append(stopped)
+                context["ti"].xcom_push(key=FINDINGS_XCOM_KEY, value=[f.model_dump(mode="json") for f in findings])
+                context["ti"].xcom_push(key=INCOMPLETE_XCOM_KEY, value=True)
+                raise ChecksFailedError([*failing, stopped]) from exc
             if cause is not None and not cause.retryable:
                 raise PermanentAwsError(cause, exc) from exc
             raise

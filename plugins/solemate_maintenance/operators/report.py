@@ -22,7 +22,7 @@ from airflow.sdk.timezone import utcnow
 
 from solemate_maintenance.aws_errors import ErrorCause, classify
 from solemate_maintenance.config import Alerts
-from solemate_maintenance.findings import Severity, Status
+from solemate_maintenance.findings import TASK_ERROR_CHECK, Severity, Status
 from solemate_maintenance.notifiers.delivery import (
     ALERT_DELIVERIES_XCOM_KEY,
     Delivery,
@@ -31,9 +31,9 @@ from solemate_maintenance.notifiers.delivery import (
     send_slack,
     slack_channel_for,
 )
-from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, TASK_ERROR_CHECK, FailureAlreadyAnnounced
+from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, FailureAlreadyAnnounced
 from solemate_maintenance.notifiers.messages import cause_message, digest_message
-from solemate_maintenance.operators.base import FINDINGS_XCOM_KEY, WINDOW_XCOM_KEY
+from solemate_maintenance.operators.base import FINDINGS_XCOM_KEY, INCOMPLETE_XCOM_KEY, WINDOW_XCOM_KEY
 from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.report import (
     ReportedFinding,
@@ -103,18 +103,18 @@ class PublishReportOperator(BaseOperator):
 
     # -- entry points ------------------------------------------------------------------------------
     def execute(self, context: Any) -> dict[str, Any]:
-        return self._report(context, deadline=None)
+        return self._report(context, polls=0)
 
-    def execute_complete(self, context: Any, event: Any = None, deadline: str | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Any, event: Any = None, polls: int = 0, **_: Any) -> dict[str, Any]:
         """Resumed after waiting for the previous date's report."""
-        return self._report(context, deadline=datetime.fromisoformat(deadline) if deadline else None)
+        return self._report(context, polls=polls)
 
-    def _report(self, context: Any, deadline: datetime | None) -> dict[str, Any]:
+    def _report(self, context: Any, polls: int) -> dict[str, Any]:
         from solemate_maintenance.notifiers.delivery import register_connection_secrets
 
         register_connection_secrets(self.aws_conn_id)
         facts = self._facts(context)
-        previous, comparison = self._previous_report(context, facts, deadline, wait=True)
+        previous, comparison = self._previous_report(context, facts, polls, wait=True)
         report = self.build_report(context, facts, previous, comparison)
         self.publish(context, facts, report)
         return {"report_uri": report.report_uri, "totals": report.totals, "failed_tasks": report.failed_tasks,
@@ -124,7 +124,12 @@ class PublishReportOperator(BaseOperator):
         return RunFacts.from_context(context, page_max_age_hours=self.alerts.page_max_age_hours, now=utcnow())
 
     # -- the previous run ----------------------------------------------------------------------------
-    def _previous_report(self, context: Any, facts: RunFacts, deadline: datetime | None, *, wait: bool) -> tuple[
+    def _wait_deadline(self, context: Any) -> datetime:
+        # From the run's start, not the try's: a retry (or a resumed wait) never extends the wait.
+        started = getattr(context.get("dag_run"), "start_date", None) or utcnow()
+        return started + timedelta(minutes=self.previous_report_wait_minutes)
+
+    def _previous_report(self, context: Any, facts: RunFacts, polls: int, *, wait: bool) -> tuple[
             RunReport | None, dict[str, Any]]:
         ti = context["ti"]
         if facts.logical_date_source == "run_after":
@@ -137,18 +142,26 @@ class PublishReportOperator(BaseOperator):
                                    task_ids=[self.task_id]).get(previous_run.run_id, {}).get(self.task_id)
         run_state = str(getattr(getattr(previous_run, "state", None), "value", getattr(previous_run, "state", "")))
         if state not in FINISHED_STATES and run_state not in ("success", "failed"):
-            now = utcnow()
-            deadline = deadline or now + timedelta(minutes=self.previous_report_wait_minutes)
+            if run_state == "queued":
+                # Queued behind this run (a backfill running backwards, a cleared past run waiting for
+                # a slot): it cannot finish while this run holds the slot, so waiting would only stall.
+                return None, {"status": "impossible", "previous_run_id": previous_run.run_id,
+                              "reason": f"the previous run {previous_run.run_id} is queued behind this one"}
+            now, deadline = utcnow(), self._wait_deadline(context)
             if wait and now < deadline:
                 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
-                self.log.info("Waiting for the previous run %s to finish its report (task %s) until %s",
+                # Back off (30 s, 60 s, ... 5 min): each look costs a worker start.
+                interval = timedelta(seconds=min(self.poll_seconds * 2 ** min(polls, 10), 300))
+                self.log.info("Waiting for the previous run %s to finish its report (task %s), until %s at most",
                               previous_run.run_id, state, deadline.isoformat())
-                self.defer(trigger=DateTimeTrigger(moment=min(now + timedelta(seconds=self.poll_seconds), deadline)),
-                           method_name="execute_complete", kwargs={"deadline": deadline.isoformat()})
+                self.defer(trigger=DateTimeTrigger(moment=min(now + interval, deadline)),
+                           method_name="execute_complete", kwargs={"polls": polls + 1},
+                           timeout=deadline - now + timedelta(minutes=10))
             return None, {"status": "impossible", "previous_run_id": previous_run.run_id,
                           "reason": f"the previous run {previous_run.run_id} had not finished its report "
-                                    f"(task {state or 'not started'}) after {self.previous_report_wait_minutes} min"}
+                                    f"(task {state or 'not started'}) within {self.previous_report_wait_minutes} "
+                                    "min of this run's start"}
         try:
             previous = self.store.read_report(self.store.run_key(ti.dag_id, previous_run.run_id), log=self.log)
         except Exception as exc:  # S3 itself failing is handled (and reported) when this report is written
@@ -297,12 +310,32 @@ class PublishReportOperator(BaseOperator):
             date_key = report.by_date_uri.split("/", 3)[3]
             self.store.write(date_key, payload)
             self.store.write(date_key.replace(".json", ".md"), markdown)
+        self._update_latest(report, payload)
+
+    def _update_latest(self, report: RunReport, payload: str) -> None:
+        """latest.json follows the newest logical date; best effort (the run's own report is written)."""
+        from solemate_maintenance.report_store import ObjectNotReadable
+
         latest_key = self.store.latest_key(report.dag_id)
-        latest = self.store.read_report(latest_key, log=self.log)
-        if latest is None or (latest.logical_date or "") <= (report.logical_date or ""):
-            self.store.write(latest_key, payload)
-        else:
-            self.log.info("latest.json kept: it belongs to the newer date %s", latest.logical_date)
+        try:
+            try:
+                text = self.store.read_text(latest_key)
+                latest = RunReport.model_validate_json(text) if text else None
+            except ObjectNotReadable:
+                # Missing, or not readable: only a live run may then write it (a backfill must not
+                # roll it back on a guess).
+                if report.facts.get("run_kind", "live") != "live":
+                    self.log.warning("latest.json not readable; left alone by this past-date run")
+                    return
+                latest = None
+            except ValueError:
+                latest = None  # corrupt: replace it
+            if latest is None or (latest.logical_date or "") <= (report.logical_date or ""):
+                self.store.write(latest_key, payload)
+            else:
+                self.log.info("latest.json kept: it belongs to the newer date %s", latest.logical_date)
+        except Exception as exc:
+            self.log.warning("latest.json not updated: %s", trim(scrub(str(exc)), 200))
 
 
 def _windows_label(windows: dict[str, dict[str, str]], facts: RunFacts) -> str:
@@ -339,7 +372,8 @@ class _Collected:
             cause = ti.xcom_pull(task_ids=task_id, key=COMMON_CAUSE_XCOM_KEY) \
                 if states.get(task_id) in FAILED_STATES else None
             if pushed is not None:
-                collected.reporting.add(task_id)
+                if not ti.xcom_pull(task_ids=task_id, key=INCOMPLETE_XCOM_KEY):
+                    collected.reporting.add(task_id)  # only a complete check can resolve earlier problems
                 collected.findings += [ReportedFinding(**item, task_id=task_id) for item in pushed]
             elif states.get(task_id) in FAILED_STATES:
                 # No findings and failed: the check itself broke. Say so rather than show nothing.
@@ -396,7 +430,7 @@ class RunVerdictOperator(PublishReportOperator):
             if published.get("fingerprint") != current:
                 self.log.info("Checks changed after the report was written (a re-run): rebuilding the report")
                 facts = self._facts(context)
-                previous, comparison = self._previous_report(context, facts, None, wait=False)
+                previous, comparison = self._previous_report(context, facts, 0, wait=False)
                 self.publish(context, facts, self.build_report(context, facts, previous, comparison, refreshed=True))
             else:
                 self.log.info("The report describes the final state of the checks")
