@@ -321,3 +321,30 @@ def test_verdict_does_not_blame_checks_for_a_failed_report(s3, sink):
         verdict.execute(context)
     assert "the report task failed" in str(failed.value) and "the checks themselves all passed" in str(failed.value)
     assert "check(s) failed" not in str(failed.value)
+
+
+CAUSE = {"key": "aws-unreachable", "title": "AWS endpoint unreachable", "hint": "check the network",
+         "retryable": True, "error": "EndpointConnectionError: Could not connect", "log_url": "http://a/log"}
+
+
+@pytest.mark.parametrize(("report_delivered", "expected_messages"), [([], 1), (["cause-aws-unreachable"], 0)])
+def test_verdict_sends_a_common_cause_alert_the_failed_report_never_sent(s3, sink, report_delivered,
+                                                                          expected_messages):
+    xcoms = {(t, "common_cause"): CAUSE for t in ("ecs_services", "rds_health")}
+    xcoms[("report", "delivered")] = report_delivered
+    verdict = operator(RunVerdictOperator, upstream={"ecs_services", "rds_health", "report"}, task_id="run_verdict")
+    context = make_context()
+    context["ti"] = ReportTaskInstance(xcoms, {"ecs_services": "failed", "rds_health": "failed", "report": "failed"},
+                                       run_id="r1", task_id="run_verdict")
+    with pytest.raises(AirflowFailException):
+        verdict.execute(context)
+    messages = digests(sink)
+    assert len(messages) == expected_messages
+    if messages:
+        assert "2 tasks could not run: AWS endpoint unreachable" in messages[0]["text"]
+
+
+def test_report_records_what_it_delivered_for_the_verdict(s3, sink):
+    xcoms = {("ecs_services", "common_cause"): CAUSE}
+    _, context = run_report(xcoms, {"ecs_services": "failed"})
+    assert context["ti"].pushed["delivered"] == ["cause-aws-unreachable", "digest"]

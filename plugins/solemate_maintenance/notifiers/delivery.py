@@ -51,8 +51,10 @@ _SPENT_BY_RUN: dict[str, float] = {}
 class DeliveryBudget:
     """Wall-clock budget for a run's deliveries (alerts.delivery_budget_seconds).
 
-    ``for_run`` starts from what this process already spent on the run, minus ``spent_elsewhere``
-    (what other tasks of the run recorded); ``floor`` keeps room for one last message (the digest).
+    ``for_run`` subtracts what the run already spent: this process's own account (tasks run one
+    after another under ``airflow dags test``) or ``spent_elsewhere`` (the longest any other task
+    spent: under an executor they ran side by side), whichever is larger. ``floor`` keeps room for
+    one last message (the digest).
     """
 
     def __init__(self, seconds: float, run_id: str | None = None) -> None:
@@ -63,7 +65,7 @@ class DeliveryBudget:
     @classmethod
     def for_run(cls, seconds: float, run_id: str, *, spent_elsewhere: float = 0.0, floor: float = 0.0
                 ) -> DeliveryBudget:
-        left = seconds - _SPENT_BY_RUN.get(run_id, 0.0) - spent_elsewhere
+        left = seconds - max(_SPENT_BY_RUN.get(run_id, 0.0), spent_elsewhere)
         return cls(max(left, floor), run_id)
 
     @property

@@ -17,7 +17,7 @@ from solemate_maintenance.findings import (
     threshold_finding,
 )
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
-from solemate_maintenance.redaction import trim
+from solemate_maintenance.redaction import scrub, trim
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -66,7 +66,7 @@ class ApplicationHealthOperator(MaintenanceCheckOperator):
             return Finding(
                 check=check, resource=self.endpoint, status=Status.CRITICAL, severity=Severity.P1,
                 summary=f"health endpoint unreachable ({type(exc).__name__})",
-                details={"error": trim(str(exc), 300), "timeout_seconds": self.timeout_seconds},
+                details={"error": trim(scrub(str(exc)), 300), "timeout_seconds": self.timeout_seconds},
             )
         latency_ms = (time.perf_counter() - started) * 1000
         if not response.ok:

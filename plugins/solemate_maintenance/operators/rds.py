@@ -14,7 +14,7 @@ from solemate_maintenance.config import RdsCheck
 from solemate_maintenance.findings import Finding, Severity, Status, threshold_finding
 from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
-from solemate_maintenance.redaction import trim
+from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class RdsHealthOperator(MaintenanceCheckOperator):
         except Exception as exc:  # any driver error means the application cannot query either
             yield Finding(check="rds.query", resource=resource, status=Status.CRITICAL, severity=Severity.P1,
                           summary=f"SELECT 1 failed ({type(exc).__name__})",
-                          details={"error": trim(str(exc), 300), "conn_id": self.db_conn_id})
+                          details={"error": trim(scrub(str(exc)), 300), "conn_id": self.db_conn_id})
             return
         latency_ms = (time.perf_counter() - started) * 1000
         if not value or value[0] != 1:

@@ -47,6 +47,8 @@ from solemate_maintenance.report_store import ReportStore
 from solemate_maintenance.run_facts import RunFacts, format_instant
 
 FAILED_STATES = {"failed", "upstream_failed"}
+# What the report task delivered in its last try: run_verdict sends what a failed report did not.
+DELIVERED_XCOM_KEY = "delivered"
 FINISHED_STATES = {"success", "failed", "upstream_failed", "skipped", "removed"}
 
 
@@ -228,8 +230,9 @@ class PublishReportOperator(BaseOperator):
         return earlier
 
     # -- publishing ------------------------------------------------------------------------------------
-    def publish(self, context: Any, facts: RunFacts, report: RunReport) -> None:
+    def publish(self, context: Any, facts: RunFacts, report: RunReport, *, ledger_suffix: str = "") -> None:
         ti = context["ti"]
+        self._delivered: list[str] = []
         try:
             self._write(report)
         except Exception as exc:
@@ -240,23 +243,20 @@ class PublishReportOperator(BaseOperator):
                 raise
             report.write_error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
             self.log.error("The report could not be written to %s: %s", report.report_uri, report.write_error)
-        # What the checks' alerts already spent counts against the run's budget; the digest keeps
-        # room for one attempt whatever happened before.
-        upstream = sum(d.seconds for d in report.alert_deliveries if d.task_id != self.task_id)
-        budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id, spent_elsewhere=upstream,
-                                        floor=self.alerts.slack_timeout_seconds)
+        budget = self._budget(ti, report)
         for cause in report.common_causes:
-            self._deliver_once(context, facts, report, f"cause-{cause['key'].replace(':', '-')}",
+            self._deliver_once(context, facts, report, cause_kind(cause),
                                lambda c=cause: self._send_cause(context, facts, c, budget))
         title, attachments = digest_message(report, {k: v.color for k, v in self.alerts.severities.items()})
-        self._deliver_once(context, facts, report, "digest", lambda: [send_slack(
+        self._deliver_once(context, facts, report, "digest" + ledger_suffix, lambda: [send_slack(
             kind="digest", conn_id=self.alerts.slack_conn_id, text=title, attachments=attachments,
             alerts=self.alerts, context=context, budget=budget)])
         if self.alerts.digest_email:
-            self._deliver_once(context, facts, report, "email", lambda: [send_email(
+            # Another channel: its own attempt even when a stalled Slack spent the budget.
+            self._deliver_once(context, facts, report, "email" + ledger_suffix, lambda: [send_email(
                 kind="digest", to=self.alerts.digest_email, subject=title.split(" ", 1)[1],
-                html=f"<pre>{html.escape(render_markdown(report))}</pre>", alerts=self.alerts, context=context,
-                budget=budget)])
+                html=f"<pre>{html.escape(scrub(render_markdown(report)))}</pre>", alerts=self.alerts,
+                context=context, budget=self._budget(ti, report))])
         if report.write_error:
             message = (f"The run report could not be written to {report.report_uri}: {report.write_error}. The "
                        "digest carried the findings instead; no check failed because of this.")
@@ -269,6 +269,17 @@ class PublishReportOperator(BaseOperator):
         except Exception as exc:  # the report and the messages are out; only the delivery record is missing
             self.log.warning("Report written, but not updated with its deliveries: %s", trim(scrub(str(exc)), 200))
         self.log.info("Report: %s (%s)", report.report_url, json.dumps(report.totals["status"]))
+
+    def _budget(self, ti: Any, report: RunReport) -> DeliveryBudget:
+        # What the checks' alerts already spent counts against the run's budget (they ran side by
+        # side: the longest of them); the message keeps room for one attempt whatever happened before.
+        per_task: dict[str, float] = {}
+        for d in report.alert_deliveries:
+            if d.task_id != self.task_id:
+                per_task[d.task_id or ""] = per_task.get(d.task_id or "", 0.0) + d.seconds
+        return DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
+                                      spent_elsewhere=max(per_task.values(), default=0.0),
+                                      floor=self.alerts.slack_timeout_seconds)
 
     def _send_cause(self, context: Any, facts: RunFacts, cause: dict[str, Any], budget: DeliveryBudget) -> list[
             Delivery]:
@@ -289,9 +300,16 @@ class PublishReportOperator(BaseOperator):
             if done:
                 self.log.info("%s already delivered for this run (try %s); not sent again", kind, done.get("try"))
                 report.alert_deliveries += [Delivery.model_validate(d) for d in done.get("deliveries", [])]
+                self._delivered.append(kind)
                 return
         deliveries = [d.model_copy(update={"task_id": self.task_id}) for d in send()]
         report.alert_deliveries += deliveries
+        if any(d.outcome in ("delivered", "unknown") for d in deliveries):
+            self._delivered.append(kind)
+            try:  # survives this try's failure (XCom is cleared only when a new try starts)
+                ti.xcom_push(key=DELIVERED_XCOM_KEY, value=self._delivered)
+            except Exception:
+                self.log.warning("Could not record the %s delivery in XCom", kind)
         if report.write_error or not any(d.outcome in ("delivered", "unknown") for d in deliveries):
             return  # nothing arrived: a retry may try again
         try:
@@ -336,6 +354,10 @@ class PublishReportOperator(BaseOperator):
                 self.log.info("latest.json kept: it belongs to the newer date %s", latest.logical_date)
         except Exception as exc:
             self.log.warning("latest.json not updated: %s", trim(scrub(str(exc)), 200))
+
+
+def cause_kind(cause: dict[str, Any]) -> str:
+    return f"cause-{cause['key'].replace(':', '-')}"
 
 
 def _windows_label(windows: dict[str, dict[str, str]], facts: RunFacts) -> str:
@@ -431,9 +453,12 @@ class RunVerdictOperator(PublishReportOperator):
                 self.log.info("Checks changed after the report was written (a re-run): rebuilding the report")
                 facts = self._facts(context)
                 previous, comparison = self._previous_report(context, facts, 0, wait=False)
-                self.publish(context, facts, self.build_report(context, facts, previous, comparison, refreshed=True))
+                self.publish(context, facts, self.build_report(context, facts, previous, comparison, refreshed=True),
+                             ledger_suffix=f"-refresh-{current}")
             else:
                 self.log.info("The report describes the final state of the checks")
+        elif report_state != "skipped":
+            self._send_causes_the_report_did_not(context, ti, checks, states)
         failed_checks = [t for t in checks if states.get(t) in FAILED_STATES]
         problems = []
         if failed_checks:
@@ -443,3 +468,19 @@ class RunVerdictOperator(PublishReportOperator):
                             f"{'also failed' if failed_checks else 'all passed'})")
         if problems:
             raise AirflowFailException("The run failed: " + "; ".join(problems) + ". See the alerts and the report.")
+
+    def _send_causes_the_report_did_not(self, context: Any, ti: Any, checks: list[str],
+                                        states: dict[str, str | None]) -> None:
+        """Checks that failed on a common cause sent no alert of their own: if the report did not
+        get to send it (it crashed, or was killed), send it from here."""
+        causes = _Collected.from_xcom(ti, checks, states).causes
+        delivered = set(ti.xcom_pull(task_ids=self.report_task_id, key=DELIVERED_XCOM_KEY) or [])
+        missing = [c for c in causes if cause_kind(c) not in delivered]
+        if not missing:
+            return
+        facts = self._facts(context)
+        budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
+                                        floor=self.alerts.slack_timeout_seconds)
+        for cause in missing:
+            self.log.warning("The report task did not send the alert for %s; sending it now", cause["title"])
+            self._send_cause(context, facts, cause, budget)
