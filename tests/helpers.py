@@ -27,8 +27,13 @@ class RecordingTaskInstance:
     log_url: str = "http://localhost:8080/dags/daily_maintenance/runs/x/tasks/check?try_number=1"
     pushed: dict[str, Any] = field(default_factory=dict)
 
+    previous_dagrun: Any = None
+
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed[key] = value
+
+    def get_previous_dagrun(self) -> Any:
+        return self.previous_dagrun
 
 
 def live_anchor() -> datetime:

@@ -195,6 +195,10 @@ def test_second_broken_run_marks_findings_ongoing(sandbox, history, capfd):
     assert outcome.report["previous_run_id"] == history["broken"].run_id
     assert {check: lifecycle for check, (_, lifecycle) in outcome.problems().items()} == dict.fromkeys(
         history["broken"].problems(), "ongoing")
+    # The same P1 an hour later is the same incident: Slack hears of it, the pager does not again.
+    assert outcome.pages == []
+    sns = next(d for d in outcome.report["alert_deliveries"] if d["channel"] == "sns")
+    assert sns["error"] == f"not paged: already paged by {history['broken'].run_id}"
 
 
 def test_fixing_the_world_resolves_findings(sandbox, history, capfd):
@@ -232,7 +236,7 @@ def test_second_run_for_the_same_date_is_marked_not_repeated_as_new(sandbox, his
     cpu = next(f for f in outcome.report["findings"] if f["check"] == "rds.cpu_utilization")
     assert cpu["already_alerted_by"] == history["slack_refused"].run_id
     [alert] = outcome.failure_alerts()
-    assert "Already alerted for" in json.dumps(alert["payload"])
+    assert "Already alerted" in json.dumps(alert["payload"])
     [digest] = outcome.digests()
     assert "*Already alerted for this date*" in json.dumps(digest["payload"])
     s3 = sandbox.client("s3")

@@ -170,7 +170,7 @@ def test_platform_wide_cause_is_left_to_the_report_not_alerted_per_task(sink, al
     assert "aws_default" in cause["hint"] and cause["log_url"] == context["ti"].log_url
 
 
-def _earlier_report(config, anchor, severity, sns_outcome):
+def _earlier_report(config, anchor, severity, sns_outcome, key=None, run_id="scheduled__first"):
     from solemate_maintenance.notifiers.delivery import Delivery
     from solemate_maintenance.report import ReportedFinding, RunReport
 
@@ -179,12 +179,12 @@ def _earlier_report(config, anchor, severity, sns_outcome):
     deliveries = [Delivery(kind="failure", channel="sns", ok=sns_outcome == "delivered", outcome=sns_outcome,
                            task_id="rds_health")] if sns_outcome else []
     earlier = RunReport(
-        dag_id="daily_maintenance", run_id="scheduled__first", run_type="scheduled",
+        dag_id="daily_maintenance", run_id=run_id, run_type="scheduled",
         logical_date=anchor.isoformat(), data_interval_start=None, data_interval_end=None,
         environment="production", task_states={}, alert_deliveries=deliveries, findings=[ReportedFinding(
             check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
             severity=severity, summary="x", task_id="rds_health")])
-    key = f"reports/daily_maintenance/by-logical-date/{anchor:%Y-%m-%dT%H%MZ}/report.json"
+    key = key or f"reports/daily_maintenance/by-logical-date/{anchor:%Y-%m-%dT%H%MZ}/report.json"
     s3.put_object(Bucket=config.reports.bucket, Key=key, Body=earlier.model_dump_json().encode())
 
 
@@ -205,11 +205,31 @@ def test_rerun_of_an_alerted_date(sink, alerts, config, earlier_severity, earlie
     text = blocks_text(sink.messages()[0]["payload"])
     sns = [d for d in context["ti"].pushed["alert_deliveries"] if d["channel"] == "sns"]
     if repeat:
-        assert pages == [] and "Already alerted for" in text and "scheduled__first" in text
+        assert pages == [] and "Already alerted" in text and "scheduled__first" in text
         assert sns[0]["error"] == "not paged: already paged by scheduled__first"
     else:
         assert len(pages) == 1 and "Already alerted" not in text
         assert sns[0]["outcome"] == "delivered"
+
+
+@pytest.mark.parametrize(("hours_since_previous", "paged"), [(1, False), (8, True)])
+def test_ongoing_p1_paged_by_the_previous_run_is_not_paged_again_soon_after(sink, alerts, config,
+                                                                            hours_since_previous, paged):
+    """A manual re-check an hour after the 02:00 run paged is the same incident; a day later it pages again."""
+    from types import SimpleNamespace
+
+    anchor = live_anchor()
+    previous = anchor - timedelta(hours=hours_since_previous)
+    with mock_aws():
+        _earlier_report(config, previous, Severity.P1, "delivered", run_id="scheduled__previous",
+                        key="reports/daily_maintenance/scheduled__previous/report.json")
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="p1")["TopicArn"]
+        context = failed_context(Severity.P1, anchor=anchor, run_type="manual")
+        context["ti"].previous_dagrun = SimpleNamespace(run_id="scheduled__previous", logical_date=previous)
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic}), config).notify(context)
+        pages = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
+    assert len(pages) == (1 if paged else 0)
+    assert ("scheduled__previous" in blocks_text(sink.messages()[0]["payload"])) is not paged
 
 
 @pytest.mark.parametrize("outage", ["refused", "http_500"])

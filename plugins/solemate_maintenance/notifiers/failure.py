@@ -74,7 +74,7 @@ class MaintenanceFailureNotifier(BaseNotifier):
         findings = list(getattr(exception, "findings", None) or [])
         severities = {f.key: f.severity for f in findings if f.severity} or \
             {f"{TASK_ERROR_CHECK}|{ti.task_id}": Severity.P2}
-        already = self._already_alerted_by(facts, ti.task_id, severities)
+        already = self._already_alerted_by(facts, ti, severities)
         severity, title, attachments = failure_message(context, self.alerts, self.environment, facts, utcnow(),
                                                        window=window, already_alerted_by=already)
         budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
@@ -95,11 +95,13 @@ class MaintenanceFailureNotifier(BaseNotifier):
         self._record(ti, ALERT_DELIVERIES_XCOM_KEY,
                      [d.model_copy(update={"task_id": ti.task_id}).model_dump() for d in deliveries])
 
-    def _already_alerted_by(self, facts: RunFacts, task_id: str, severities: dict[str, Severity]) -> str | None:
-        """The earlier run that already alerted these failing findings for the same logical date.
+    def _already_alerted_by(self, facts: RunFacts, ti: Any, severities: dict[str, Severity]) -> str | None:
+        """The earlier run that already alerted these failing findings, else None.
 
-        Only at the same severity or worse (P2 then P1 is an escalation), and a P1 only when that
-        run's page was actually delivered.
+        Either an earlier run for the same logical date (a re-run), or, for a live run, the previous
+        run when it checked less than `page_max_age_hours` earlier and found the same problem (an
+        ongoing incident, e.g. a manual re-check right after the 02:00 run paged). Only at the same
+        severity or worse (P2 then P1 is an escalation), and a P1 only when that page was delivered.
         """
         if self.reports is None or facts.logical_date is None:
             return None
@@ -108,19 +110,20 @@ class MaintenanceFailureNotifier(BaseNotifier):
                             region_name=self.region_name, quick=True)
         try:
             earlier = store.read_report(store.date_key(facts.dag_id, facts.logical_date))
+            if earlier is not None and not (earlier.run_id == facts.run_id
+                                            and earlier.clear_number >= facts.clear_number):
+                if _repeats(earlier, ti.task_id, severities):
+                    return earlier.run_id
+            if facts.may_page:
+                previous = ti.get_previous_dagrun()
+                previous_date = getattr(previous, "logical_date", None)
+                if previous_date is not None and facts.logical_date - previous_date <= facts.page_max_age:
+                    report = store.read_report(store.run_key(facts.dag_id, previous.run_id))
+                    if report is not None and _repeats(report, ti.task_id, severities):
+                        return report.run_id
         except Exception as exc:  # the alert matters more than knowing it repeats
             log.warning("Could not read earlier reports for %s: %s", facts.date_label, trim(scrub(str(exc)), 200))
-            return None
-        if earlier is None or (earlier.run_id == facts.run_id and earlier.clear_number >= facts.clear_number):
-            return None
-        before = {f.key: f.severity for f in earlier.problems() if f.is_failing and f.severity}
-        if not all(key in before and before[key] <= severity for key, severity in severities.items()):
-            return None
-        if Severity.P1 in severities.values() and not any(
-                d.channel == "sns" and d.task_id == task_id and d.outcome in ("delivered", "unknown")
-                for d in earlier.alert_deliveries):
-            return None  # the earlier run did not page (a backfill, or SNS failed): this one must
-        return earlier.run_id
+        return None
 
     @staticmethod
     def _record(ti: Any, key: str, value: Any) -> None:
@@ -134,3 +137,14 @@ def failure_notifier(config: PlatformConfig) -> MaintenanceFailureNotifier:
     """A fresh notifier for one DAG (notifier instances keep per-call state; never share them)."""
     return MaintenanceFailureNotifier(alerts=config.alerts, environment=config.environment, reports=config.reports,
                                       region_name=config.regions.primary)
+
+
+def _repeats(earlier: Any, task_id: str, severities: dict[str, Severity]) -> bool:
+    before = {f.key: f.severity for f in earlier.problems() if f.is_failing and f.severity}
+    if not all(key in before and before[key] <= severity for key, severity in severities.items()):
+        return False
+    if Severity.P1 in severities.values():
+        # The earlier run did not page (a backfill, or SNS failed): this one must.
+        return any(d.channel == "sns" and d.task_id == task_id and d.outcome in ("delivered", "unknown")
+                   for d in earlier.alert_deliveries)
+    return True

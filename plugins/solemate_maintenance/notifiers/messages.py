@@ -100,8 +100,8 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     ]
     if already_alerted_by:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
-            f":repeat: *Already alerted for {facts.date_label}* by run `{already_alerted_by}`: this is a repeat "
-            "of a known problem for that date, not a new incident.")}})
+            f":repeat: *Already alerted* by run `{already_alerted_by}`: a repeat of a known problem "
+            "(not paged again), not a new incident.")}})
     if findings:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                     "text": f"*Failing findings*\n{finding_lines(findings)}"}})
