@@ -434,6 +434,9 @@ def _construct(loader: _StrictLoader, node: yaml.Node, path: tuple) -> Any:
     if loader.values > MAX_VALUES:
         raise _YamlProblem(path, f"more than {MAX_VALUES:,} values (aliases expanding without end?)", node)
     if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if node.tag not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            # !!set, !!omap, !!pairs or a custom tag would silently turn into a plain mapping or list.
+            raise _YamlProblem(path, f"unsupported tag {node.tag.replace('tag:yaml.org,2002:', '!!')}", node)
         if id(node) in loader.building:
             raise _YamlProblem(path, "recursive alias: a value that contains itself", node)
         loader.building.add(id(node))

@@ -335,3 +335,17 @@ def test_one_runs_deliveries_share_one_budget(sink, alerts):
     assert other_run.remaining > 1.9  # another run starts afresh
     floor = DeliveryBudget.for_run(alerts.delivery_budget_seconds, "run-a", floor=1)
     assert floor.remaining > 0.9  # the digest always keeps one attempt
+
+
+def test_nested_connection_extras_are_registered_with_the_masker(monkeypatch):
+    from solemate_maintenance.notifiers import delivery
+
+    registered = []
+    monkeypatch.setattr(delivery, "register_secrets", lambda *values: registered.extend(values))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_NESTED", json.dumps({
+        "conn_type": "aws", "login": "AKIANESTEDNESTED1234", "password": "top-secret-key",
+        "extra": {"region_name": "us-east-1", "session_kwargs": {"aws_secret_access_key": "nested-secret-value",
+                                                                  "profile_name": "not-a-secret"}}}))
+    delivery.register_connection_secrets("aws_nested")
+    assert {"top-secret-key", "AKIANESTEDNESTED1234", "nested-secret-value"} <= set(registered)
+    assert "not-a-secret" not in registered and "us-east-1" not in registered

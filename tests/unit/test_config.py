@@ -239,3 +239,9 @@ def test_alias_bomb_is_refused_quickly():
     with pytest.raises(ConfigError, match="aliases expanding without end"):
         parse_config(text, "platform.yaml")
     assert time.process_time() - started < 5  # refused long before Airflow's 30 s import timeout
+
+
+@pytest.mark.parametrize("tagged", ["!!set {a, b}", "!!omap [{a: 1}]", "!custom {a: 1}"])
+def test_collection_tags_are_refused_not_silently_converted(tagged):
+    with pytest.raises(ConfigError, match=r"platform\.yaml: environment: unsupported tag"):
+        parse_config(f"environment: {tagged}\n", "platform.yaml")

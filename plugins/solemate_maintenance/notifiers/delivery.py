@@ -232,9 +232,25 @@ def register_connection_secrets(conn_id: str | None) -> None:
     if conn.conn_type == "aws":
         values.append(conn.login)  # the access key id
     extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else {}
-    values += [str(v) for k, v in extra.items() if isinstance(v, str) and any(s in k.lower() for s in
-                                                                                 _SECRET_EXTRA_KEYS)]
+    values += list(_secret_values(extra))
     register_secrets(*values)
+
+
+def _secret_values(extra: Any, depth: int = 0) -> list[str]:
+    """String values under secret-looking keys, at any depth (e.g. session_kwargs.aws_secret_access_key)."""
+    found: list[str] = []
+    if depth > 5:
+        return found
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            if isinstance(value, str) and any(s in str(key).lower() for s in _SECRET_EXTRA_KEYS):
+                found.append(value)
+            elif isinstance(value, dict | list):
+                found += _secret_values(value, depth + 1)
+    elif isinstance(extra, list):
+        for item in extra:
+            found += _secret_values(item, depth + 1)
+    return found
 
 
 _THIRD_PARTY_LOGGERS = ("slack_sdk.webhook.client", "slack_sdk.http_retry", "slack_sdk.http_retry.handler",
