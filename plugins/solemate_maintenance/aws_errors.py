@@ -8,7 +8,8 @@ naming the cause instead of one page per check.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -35,6 +36,14 @@ class ErrorCause:
     retryable: bool
     platform_wide: bool
     hint: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorCause:
+        """From as_dict() output, ignoring anything stored beside it (errors, task ids)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -66,6 +66,11 @@ class RunReport(BaseModel):
     def skipped(self) -> list[ReportedFinding]:
         return [f for f in self.findings if f.status is Status.SKIPPED]
 
+    def already_failing(self, key: str, severity: Severity) -> bool:
+        """This report had the problem `key` failing at `severity` or worse (P2 then P1 is news)."""
+        return any(f.key == key and f.is_failing and f.severity is not None and f.severity <= severity
+                   for f in self.findings)
+
     @property
     def worst_severity(self) -> Severity | None:
         return min((f.severity for f in self.problems() if f.severity), default=None)
@@ -102,15 +107,10 @@ def mark_already_alerted(findings: list[ReportedFinding], earlier: RunReport | N
     severity or worse (an escalation from P2 to P1 is news, not a repeat)."""
     if earlier is None:
         return findings
-    alerted = {f.key: (f.already_alerted_by or earlier.run_id, f.severity) for f in earlier.problems()
-               if f.is_failing}
-    marked = []
-    for f in findings:
-        by, severity = alerted.get(f.key, (None, None))
-        repeat = f.is_failing and by is not None and severity is not None and f.severity is not None \
-            and severity <= f.severity
-        marked.append(f.model_copy(update={"already_alerted_by": by if repeat else None}))
-    return marked
+    first_alerted_by = {f.key: f.already_alerted_by or earlier.run_id for f in earlier.findings}
+    return [f.model_copy(update={"already_alerted_by": first_alerted_by[f.key]})
+            if f.is_failing and f.severity is not None and earlier.already_failing(f.key, f.severity)
+            else f.model_copy(update={"already_alerted_by": None}) for f in findings]
 
 
 def totals(findings: list[ReportedFinding], resolved: list[ReportedFinding]) -> dict[str, dict[str, int]]:

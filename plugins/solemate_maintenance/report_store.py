@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from solemate_maintenance.report import RunReport
+    from solemate_maintenance.run_facts import RunFacts
 
 
 class ObjectNotReadable(Exception):
@@ -118,6 +119,15 @@ class ReportStore:
             if log is not None:
                 log.warning("Ignoring unreadable report %s: %s", self.uri(key), exc)
             return None
+
+    def earlier_report_for_date(self, facts: RunFacts, log: Any = None) -> RunReport | None:
+        """The report an earlier run (or an earlier clear of this run) wrote for the same logical date."""
+        if facts.logical_date is None:
+            return None
+        earlier = self.read_report(self.date_key(facts.dag_id, facts.logical_date), log=log)
+        if earlier is None or (earlier.run_id == facts.run_id and earlier.clear_number >= facts.clear_number):
+            return None
+        return earlier
 
     def write(self, key: str, text: str) -> None:
         self.s3.load_string(text, key=key, bucket_name=self.bucket, replace=True)

@@ -96,10 +96,14 @@ class RunFacts:
         return "; ".join(parts)
 
     @property
+    def tag(self) -> str:
+        """The run kind for a title, e.g. " [BACKFILL of a past date]"; empty for a live run."""
+        return f" [{self.kind.split(';')[0]}]" if self.is_backfill or self.is_past or self.is_rerun else ""
+
+    @property
     def headline(self) -> str:
         """Appended to every title: the checked date, and the run kind when it is not live."""
-        kind = f" [{self.kind.split(';')[0]}]" if self.is_backfill or self.is_past or self.is_rerun else ""
-        return f" — {self.date_label}{kind}"
+        return f" — {self.date_label}{self.tag}"
 
     @property
     def paging_note(self) -> str:
@@ -113,6 +117,7 @@ class RunFacts:
             "logical_date": self.logical_date.isoformat() if self.logical_date else None,
             "logical_date_source": self.logical_date_source,
             "run_kind": self.kind or "live",
+            "run_tag": self.tag,
             "clear_number": self.clear_number,
             "checked_hours_after_logical_date": round(self.age.total_seconds() / 3600, 2),
             "paging": self.paging_note,

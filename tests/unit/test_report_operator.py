@@ -16,11 +16,16 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from moto import mock_aws
 
 from sandbox.servers import SlackSink
+from solemate_maintenance.aws_errors import ErrorCause
 from solemate_maintenance.config import load_config
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 from tests.helpers import ANCHOR, RecordingTaskInstance, make_context
 
 BUCKET = "reports-bucket"
+# What the failure callback pushes for a task that failed on a platform-wide cause.
+CAUSE = {**ErrorCause("aws-unreachable", "AWS endpoint unreachable", retryable=True, platform_wide=True,
+                      hint="check the network").as_dict(),
+         "error": "EndpointConnectionError: Could not connect", "log_url": "http://a/log"}
 PREFIX = "reports/daily_maintenance"
 
 
@@ -271,8 +276,7 @@ def test_second_manual_run_for_the_same_date_names_the_first(s3, sink):
 
 
 def test_common_cause_is_one_alert_naming_every_affected_task(s3, sink):
-    cause = {"key": "aws-unreachable", "title": "AWS endpoint unreachable", "hint": "check the network",
-             "retryable": True, "error": "EndpointConnectionError: Could not connect", "log_url": "http://a/log"}
+    cause = CAUSE
     tasks = ["application_health", "ecs_services", "rds_health"]
     xcoms = {(t, "common_cause"): {**cause, "log_url": f"http://a/{t}"} for t in tasks}
     run_report(xcoms, dict.fromkeys(tasks, "failed"))
@@ -323,8 +327,7 @@ def test_verdict_does_not_blame_checks_for_a_failed_report(s3, sink):
     assert "check(s) failed" not in str(failed.value)
 
 
-CAUSE = {"key": "aws-unreachable", "title": "AWS endpoint unreachable", "hint": "check the network",
-         "retryable": True, "error": "EndpointConnectionError: Could not connect", "log_url": "http://a/log"}
+
 
 
 @pytest.mark.parametrize(("report_delivered", "expected_messages"), [([], 1), (["cause-aws-unreachable"], 0)])

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from solemate_maintenance.config import Alerts
-from solemate_maintenance.redaction import ScrubFilter, ensure_log_masking, scrub, trim
+from solemate_maintenance.redaction import ensure_log_masking, scrub, trim
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,19 @@ class Delivery(BaseModel):
     error: str | None = None
     task_id: str | None = None
     seconds: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _outcome_from_ok(cls, data: Any) -> Any:
+        # Reports written before `outcome` existed only say ok true/false.
+        if isinstance(data, dict) and "outcome" not in data and "ok" in data:
+            data = {**data, "outcome": "delivered" if data["ok"] else "failed"}
+        return data
+
+    @property
+    def arrived(self) -> bool:
+        """Delivered, or timed out after sending (it may well have arrived): never send it again."""
+        return self.outcome in ("delivered", "unknown")
 
 
 # Seconds spent delivering, per run, in this process. Under a real executor each task is its own
@@ -58,8 +71,7 @@ class DeliveryBudget:
     """
 
     def __init__(self, seconds: float, run_id: str | None = None) -> None:
-        self.started = time.monotonic()
-        self.deadline = self.started + seconds
+        self.deadline = time.monotonic() + seconds
         self.run_id = run_id
 
     @classmethod
@@ -147,7 +159,6 @@ def send_slack(*, kind: str, conn_id: str, text: str, attachments: list[dict], a
                budget: DeliveryBudget | None = None) -> Delivery:
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-    quiet_third_party_loggers()
     register_connection_secrets(conn_id)
     # No slack_sdk retry handlers: on retry slack_sdk logs "Going to retry the same request: POST
     # <full webhook URL>" through the hook's structlog logger, token included. _deliver retries instead.
@@ -251,15 +262,3 @@ def _secret_values(extra: Any, depth: int = 0) -> list[str]:
         for item in extra:
             found += _secret_values(item, depth + 1)
     return found
-
-
-_THIRD_PARTY_LOGGERS = ("slack_sdk.webhook.client", "slack_sdk.http_retry", "slack_sdk.http_retry.handler",
-                        "slack_sdk.webhook", "slack_sdk")
-
-
-def quiet_third_party_loggers() -> None:
-    """Install the scrubbing filter on the loggers that print webhook URLs (idempotent)."""
-    for name in _THIRD_PARTY_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
-            logger.addFilter(ScrubFilter())

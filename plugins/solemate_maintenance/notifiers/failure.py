@@ -63,8 +63,8 @@ class MaintenanceFailureNotifier(BaseNotifier):
         cause = classify(exception)
         if cause and cause.platform_wide and not isinstance(exception, ChecksFailedError):
             self._record(ti, COMMON_CAUSE_XCOM_KEY, {
-                "key": cause.key, "title": cause.title, "hint": cause.hint, "retryable": cause.retryable,
-                "error": trim(scrub(f"{type(exception).__name__}: {exception}"), 400), "log_url": ti.log_url})
+                **cause.as_dict(), "error": trim(scrub(f"{type(exception).__name__}: {exception}"), 400),
+                "log_url": ti.log_url})
             log.warning("%s failed on a platform-wide cause (%s): the run's report sends one alert for every "
                         "task it affected", ti.task_id, cause.title)
             return
@@ -109,11 +109,9 @@ class MaintenanceFailureNotifier(BaseNotifier):
         store = ReportStore(bucket=self.reports.bucket, prefix=self.reports.prefix, aws_conn_id=self.aws_conn_id,
                             region_name=self.region_name, quick=True)
         try:
-            earlier = store.read_report(store.date_key(facts.dag_id, facts.logical_date))
-            if earlier is not None and not (earlier.run_id == facts.run_id
-                                            and earlier.clear_number >= facts.clear_number):
-                if _repeats(earlier, ti.task_id, severities):
-                    return earlier.run_id
+            earlier = store.earlier_report_for_date(facts)
+            if earlier is not None and _repeats(earlier, ti.task_id, severities):
+                return earlier.run_id
             if facts.may_page:
                 previous = ti.get_previous_dagrun()
                 previous_date = getattr(previous, "logical_date", None)
@@ -140,11 +138,9 @@ def failure_notifier(config: PlatformConfig) -> MaintenanceFailureNotifier:
 
 
 def _repeats(earlier: Any, task_id: str, severities: dict[str, Severity]) -> bool:
-    before = {f.key: f.severity for f in earlier.problems() if f.is_failing and f.severity}
-    if not all(key in before and before[key] <= severity for key, severity in severities.items()):
+    if not all(earlier.already_failing(key, severity) for key, severity in severities.items()):
         return False
     if Severity.P1 in severities.values():
         # The earlier run did not page (a backfill, or SNS failed): this one must.
-        return any(d.channel == "sns" and d.task_id == task_id and d.outcome in ("delivered", "unknown")
-                   for d in earlier.alert_deliveries)
+        return any(d.channel == "sns" and d.task_id == task_id and d.arrived for d in earlier.alert_deliveries)
     return True

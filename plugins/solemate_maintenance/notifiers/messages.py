@@ -162,9 +162,8 @@ def digest_message(report: RunReport, colors: dict[str, str]) -> tuple[str, list
     if report.refreshed_after_rerun:
         verdict += " (updated after a re-run)"
     kind = report.facts.get("run_kind", "live")
-    tag = f" [{kind.split(';')[0]}]" if kind != "live" else ""
     title = (f"{SEVERITY_EMOJI[worst.value if worst else None]} {report.environment}: {report.dag_id} {verdict}"
-             f" — {report.checked_label}{tag}")
+             f" — {report.checked_label}{report.facts.get('run_tag', '')}")
     status = report.totals["status"]
     severity = ", ".join(f"{k}: {v}" for k, v in report.totals["severity"].items() if v) or "none"
     context_lines = [f"*Checked* {report.checked_label}; {report.windows_label}"]

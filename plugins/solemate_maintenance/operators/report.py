@@ -216,18 +216,12 @@ class PublishReportOperator(BaseOperator):
         )
 
     def _earlier_report_for_date(self, facts: RunFacts) -> RunReport | None:
-        """The report an earlier run (or an earlier clear of this one) wrote for the same date."""
-        if facts.logical_date is None:
-            return None
         try:
-            earlier = self.store.read_report(self.store.date_key(facts.dag_id, facts.logical_date), log=self.log)
+            return self.store.earlier_report_for_date(facts, log=self.log)
         except Exception as exc:  # S3 trouble shows up (and is handled) when the report is written
             self.log.warning("Could not read the earlier report for %s: %s", facts.date_label,
                              trim(scrub(str(exc)), 200))
             return None
-        if earlier is None or (earlier.run_id == facts.run_id and earlier.clear_number >= facts.clear_number):
-            return None
-        return earlier
 
     # -- publishing ------------------------------------------------------------------------------------
     def publish(self, context: Any, facts: RunFacts, report: RunReport, *, ledger_suffix: str = "") -> None:
@@ -260,8 +254,7 @@ class PublishReportOperator(BaseOperator):
         if report.write_error:
             message = (f"The run report could not be written to {report.report_uri}: {report.write_error}. The "
                        "digest carried the findings instead; no check failed because of this.")
-            digest_out = any(d.kind == "digest" and d.outcome in ("delivered", "unknown")
-                             for d in report.alert_deliveries)
+            digest_out = any(d.kind == "digest" and d.arrived for d in report.alert_deliveries)
             # The digest already says so; a failure alert would repeat it. Without a digest, alert.
             raise FailureAlreadyAnnounced(message) if digest_out else AirflowFailException(message)
         try:
@@ -283,9 +276,8 @@ class PublishReportOperator(BaseOperator):
 
     def _send_cause(self, context: Any, facts: RunFacts, cause: dict[str, Any], budget: DeliveryBudget) -> list[
             Delivery]:
-        error_cause = ErrorCause(cause["key"], cause["title"], cause["retryable"], True, cause["hint"])
-        severity, title, attachments = cause_message(error_cause, cause["errors"], self.alerts, self.environment,
-                                                     facts, cause["log_urls"])
+        severity, title, attachments = cause_message(ErrorCause.from_dict(cause), cause["errors"], self.alerts,
+                                                     self.environment, facts, cause["log_urls"])
         return [send_slack(kind="cause", conn_id=slack_channel_for(severity, self.alerts), text=title,
                            attachments=attachments, alerts=self.alerts, context=context, budget=budget)]
 
@@ -304,14 +296,15 @@ class PublishReportOperator(BaseOperator):
                 return
         deliveries = [d.model_copy(update={"task_id": self.task_id}) for d in send()]
         report.alert_deliveries += deliveries
-        if any(d.outcome in ("delivered", "unknown") for d in deliveries):
-            self._delivered.append(kind)
-            try:  # survives this try's failure (XCom is cleared only when a new try starts)
-                ti.xcom_push(key=DELIVERED_XCOM_KEY, value=self._delivered)
-            except Exception:
-                self.log.warning("Could not record the %s delivery in XCom", kind)
-        if report.write_error or not any(d.outcome in ("delivered", "unknown") for d in deliveries):
+        if not any(d.arrived for d in deliveries):
             return  # nothing arrived: a retry may try again
+        self._delivered.append(kind)
+        try:  # survives this try's failure (XCom is cleared only when a new try starts)
+            ti.xcom_push(key=DELIVERED_XCOM_KEY, value=self._delivered)
+        except Exception:
+            self.log.warning("Could not record the %s delivery in XCom", kind)
+        if report.write_error:
+            return  # S3 is failing: no ledger, and this try is the last
         try:
             self.store.write(key, json.dumps({"try": ti.try_number,
                                               "deliveries": [d.model_dump() for d in deliveries]}))
@@ -324,8 +317,8 @@ class PublishReportOperator(BaseOperator):
         run_key = self.store.run_key(report.dag_id, report.run_id)
         self.store.write(run_key, payload)
         self.store.write(run_key.replace(".json", ".md"), markdown)
-        if report.by_date_uri:
-            date_key = report.by_date_uri.split("/", 3)[3]
+        if report.logical_date:
+            date_key = self.store.date_key(report.dag_id, datetime.fromisoformat(report.logical_date))
             self.store.write(date_key, payload)
             self.store.write(date_key.replace(".json", ".md"), markdown)
         self._update_latest(report, payload)
@@ -405,7 +398,7 @@ class _Collected:
                     check=TASK_ERROR_CHECK, resource=task_id, status=Status.CRITICAL, severity=Severity.P2,
                     task_id=task_id, summary=summary))
             if cause:
-                group = causes.setdefault(cause["key"], {**{k: cause[k] for k in ("key", "title", "hint", "retryable")},
+                group = causes.setdefault(cause["key"], {**ErrorCause.from_dict(cause).as_dict(),
                                                          "tasks": [], "errors": {}, "log_urls": {}})
                 group["tasks"].append(task_id)
                 group["errors"][task_id] = cause["error"]
