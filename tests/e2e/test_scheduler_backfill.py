@@ -1,9 +1,10 @@
 """A real scheduler: `airflow standalone` (scheduler, dag-processor, triggerer, api-server, LocalExecutor).
 
-A user backfills three past days, each with its own problem, the way users start one (`airflow
-backfill create`): the runs go concurrently, and each day's report must still compare with the day
-before (the report waits, deferred, for the previous date's report). Then the UI's usual recovery,
-"clear only failed tasks", after the problem is fixed: the run turns green and its report says so.
+A user backfills three past days, each with its own problem, through the REST API (what the UI's
+backfill dialog calls): the runs go concurrently, and each day's report must still compare with the
+day before (the report waits, deferred, for the previous date's report). Then the UI's usual
+recovery, "clear only failed tasks" (the same API call), after the problem is fixed: the run turns
+green and its report says so.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Standalone:
     def __init__(self, sandbox: Sandbox, home: Path):
         self.sandbox, self.home = sandbox, home
         port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
         self.env = sandbox_env_for_subprocess(sandbox, home)
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             self.env.pop(name, None)
@@ -64,6 +66,7 @@ class Standalone:
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_for(lambda: self.query("SELECT 1 FROM serialized_dag WHERE dag_id = 'daily_maintenance'"),
                       240, "the DAG to be parsed")
+        self.wait_for(self._api_up, 120, "the API server")
         return self
 
     def stop(self) -> None:
@@ -76,11 +79,34 @@ class Standalone:
                 continue
         self.log.close()
 
+    def _api_up(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
     def airflow(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 0, f"airflow {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         return result.stdout
+
+    def api(self, method: str, path: str, body: dict) -> dict:
+        """Call the REST API as the admin user standalone created (its password is in AIRFLOW_HOME)."""
+        import requests
+
+        if not hasattr(self, "_token"):
+            password = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+            login = requests.post(f"{self.api_url}/auth/token", json={"username": "admin", "password": password},
+                                  timeout=30)
+            assert login.status_code in (200, 201), login.text
+            self._token = login.json()["access_token"]
+        response = requests.request(method, f"{self.api_url}/api/v2{path}", json=body, timeout=60,
+                                    headers={"Authorization": f"Bearer {self._token}"})
+        assert response.status_code in (200, 201), f"{method} {path}: {response.status_code} {response.text[:2000]}"
+        return response.json()
 
     def query(self, sql: str, *params) -> list[tuple]:
         with sqlite3.connect(self.home / "airflow.db", timeout=30) as db:
@@ -123,8 +149,10 @@ def airflow(tmp_path_factory):
 
 def test_concurrent_backfill_compares_each_day_with_the_day_before(airflow):
     airflow.sandbox.seed_days(DAYS)
-    airflow.airflow("backfill", "create", "--dag-id", "daily_maintenance", "--from-date", "2026-11-20T00:00:00+00:00",
-                    "--to-date", "2026-11-22T02:00:00+00:00", "--max-active-runs", "3")
+    backfill = airflow.api("POST", "/backfills", {
+        "dag_id": "daily_maintenance", "from_date": "2026-11-20T00:00:00Z", "to_date": "2026-11-22T02:00:00Z",
+        "max_active_runs": 3, "reprocess_behavior": "none"})
+    assert backfill["dag_id"] == "daily_maintenance"
     airflow.wait_for(lambda: len(airflow.runs()) == 3 and all(r[1] in FINAL for r in airflow.runs().values()),
                      600, "the backfill to finish")
     runs = airflow.runs()
@@ -163,8 +191,9 @@ def test_clear_only_failed_after_a_fix_leaves_a_green_run_and_a_report_that_says
     run_id = airflow.runs()[day][0]
     airflow.sandbox.seed_days({**DAYS, datetime(2026, 11, 22, 2, tzinfo=UTC): set()})  # the fix
     airflow.sandbox.slack.clear()
-    airflow.airflow("tasks", "clear", "daily_maintenance", "--start-date", f"{day}T00:00:00+00:00",
-                    "--end-date", f"{day}T03:00:00+00:00", "--only-failed", "--yes")
+    cleared = airflow.api("POST", "/dags/daily_maintenance/clearTaskInstances", {
+        "dag_run_id": run_id, "only_failed": True, "dry_run": False})
+    assert {ti["task_id"] for ti in cleared["task_instances"]} == {"rds_health", "run_verdict"}
     airflow.wait_for(lambda: airflow.runs()[day][1] == "success", 300, "the cleared run to turn green")
     states = dict(airflow.query("SELECT task_id, state FROM task_instance WHERE run_id = ?", run_id))
     assert states["rds_health"] == "success" and states["run_verdict"] == "success"
