@@ -175,11 +175,13 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
     blocks = json.dumps(p1["payload"]["attachments"][0]["blocks"])
     for field in (f"*Checked date*\\n{label(when)}", "*Window*\\n", "*Task*\\ndaily_maintenance.business_metrics",
                   f"*Run*\\n{outcome.run_id} (manual)", "*What happened*\\nfailed on its findings", "*Duration*",
-                  "ChecksFailedError", "payment success rate", "/tasks/business_metrics?try_number=1"):
+                  "ChecksFailedError", "payment success rate", "/tasks/business_metrics?try_number=1",
+                  "*What to do*\\nCheck the payment provider's status page"):
         assert field in blocks, field
     [(_, page, subject, *_)] = outcome.pages  # the SMS carries the finding itself
     assert subject.startswith("[P1] production: daily_maintenance.business_metrics failed")
     assert re.search(r"\[P1\] SoleMate/Business: payment success rate [\d.]+ % <= critical threshold 95", page), page
+    assert "Do: Check the payment provider's status page" in page
     [digest] = outcome.digests()
     assert f"daily_maintenance failed — {label(when)}" in digest["payload"]["text"]
     deliveries = {(d["task_id"], d["channel"]): d["ok"] for d in outcome.report["alert_deliveries"]}
@@ -293,6 +295,7 @@ def test_aws_wide_outage_is_one_alert_and_still_a_digest(sandbox, history, capfd
     [digest] = outcome.digests()
     text = json.dumps(digest["payload"])
     assert "The report could not be written" in text and "check could not run: no usable AWS credentials" in text
+    assert "check the aws_default connection" in text  # the write error says what to do too
     assert "Task's retry" not in outcome.printed and outcome.printed.count("up_for_retry") == 0
     assert "the checks themselves also failed" in outcome.printed  # the verdict names both
 

@@ -76,7 +76,7 @@ def test_failure_message_carries_what_on_call_needs(sink, alerts):
                      "*Task*\\ndaily_maintenance.rds_health", "*Run*\\nscheduled__2026-11-20T02:00:00+00:00 (scheduled)",
                      "*What happened*\\nfailed on its findings; checks are not retried", "*Duration*",
                      "ChecksFailedError: 1 failing finding(s), worst P2", "max CPUUtilization 95 %",
-                     context["ti"].log_url):
+                     "*What to do*\\nOpen Performance Insights for the window", context["ti"].log_url):
         assert expected in text, expected
     assert "BACKFILL" not in text and "PAST DATE" not in text and "(final: not retried)" not in text
     [delivery] = context["ti"].pushed["alert_deliveries"]
@@ -123,6 +123,7 @@ def test_live_p1_goes_to_the_critical_channel_and_pages_with_the_finding(sink, a
     assert subject.startswith("[P1] production: daily_maintenance.rds_health failed")
     assert "[P1] production-postgres: payment success rate 80 % <= critical threshold 95" in message
     assert "Checked: " + context["logical_date"].strftime("%Y-%m-%d %H:%M UTC") in message
+    assert "Do: Open Performance Insights for the window" in message  # rds.cpu_utilization's next step
     assert [d["channel"] for d in context["ti"].pushed["alert_deliveries"]] == ["slack:slack_critical", "sns"]
 
 
@@ -154,7 +155,7 @@ def test_permanent_aws_error_says_it_was_not_retried(sink, alerts):
     notifier(alerts).notify(context)
     text = blocks_text(sink.messages()[0]["payload"])
     assert "failed at once, not retried: AWS resource not found (ClusterNotFoundException)" in text
-    assert "resource name in the platform config may be wrong" in text
+    assert "*What to do*\\nthe resource name in the platform config may be wrong" in text
 
 
 def test_platform_wide_cause_is_left_to_the_report_not_alerted_per_task(sink, alerts):

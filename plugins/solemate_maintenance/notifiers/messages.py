@@ -25,6 +25,42 @@ SEVERITY_EMOJI = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":l
                   "P4": ":large_blue_circle:", None: ":white_check_mark:"}
 OK_COLOR = "#2eb886"
 
+# The first thing on-call does for a failing check, by check name (the longest matching prefix wins).
+NEXT_STEPS = {
+    "application.endpoint": "Open the health URL yourself; if it fails, check the ECS service's recent events and "
+                            "the application log group for errors since the window start.",
+    "application.alb_targets": "Check the target group's health-check reasons in the EC2 console (Target groups > "
+                               "Targets) and the failing tasks' logs.",
+    "ecs.service": "Check that the ECS service exists and is ACTIVE in the cluster named in the platform config.",
+    "ecs.task_count": "Check the ECS service's Events tab for why tasks stop or cannot be placed (capacity, image "
+                      "pull, health check).",
+    "ecs.deployments": "Look at the failed deployment's events; roll back to the last good task definition if it "
+                       "keeps failing.",
+    "ecs": "Check the service's CPU/memory graphs and scaling activity for the window; scale out if it is saturated.",
+    "rds.status": "Check the RDS instance's events (failover, maintenance, storage full) in the RDS console.",
+    "rds.query": "Try the connection yourself with the platform_db credentials; check the security group and "
+                 "max connections.",
+    "rds.free_storage": "Grow the allocated storage or enable storage autoscaling before the database stops writing.",
+    "rds": "Open Performance Insights for the window: find the top SQL by load and the connections behind it.",
+    "elasticache": "Check the Redis cluster's metrics for the window (memory, evictions, CPU); scale the node type "
+                   "if it is saturated.",
+    "business.payment_success_rate": "Check the payment provider's status page and the application log for payment "
+                                     "errors; escalate to the payments owner.",
+    "business": "Compare with the same hour last week and check the checkout funnel for errors.",
+    "kpi": "Look at the ALB's slowest and 5xx-heavy targets for the day, and recent deployments.",
+    "maintenance.task_error": "Open the task log: the check itself broke, so this area was not measured.",
+}
+DEFAULT_NEXT_STEP = "Open the task log, then the report for every measurement."
+
+
+def next_step(findings: Sequence[Finding]) -> str:
+    """What to do first, for the worst failing finding."""
+    for finding in sorted(findings, key=lambda f: f.severity or "P9"):
+        for prefix in sorted(NEXT_STEPS, key=len, reverse=True):
+            if finding.check == prefix or finding.check.startswith(prefix + "."):
+                return NEXT_STEPS[prefix]
+    return DEFAULT_NEXT_STEP
+
 
 def finding_lines(findings: Iterable[Finding], *, emoji: bool = True, limit: int = MAX_FINDINGS_IN_MESSAGE) -> str:
     findings = list(findings)
@@ -107,8 +143,8 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
                                                     "text": f"*Failing findings*\n{finding_lines(findings)}"}})
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{error}```"}})
     cause = classify(exception)
-    if cause and not isinstance(exception, ChecksFailedError):
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*What to check*\n{cause.hint}"}})
+    hint = cause.hint if cause and not isinstance(exception, ChecksFailedError) else next_step(findings)
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do*\n{hint}"}})
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{ti.log_url}|Open the task log>"}})
     attachments = [{"color": alerts.severities[severity.value].color, "fallback": title, "blocks": blocks}]
     return severity, title, attachments
@@ -133,7 +169,7 @@ def cause_message(cause: ErrorCause, errors: dict[str, str], alerts: Alerts, env
             {"type": "mrkdwn", "text": f"*Run*\n{facts.run_id} ({facts.run_type})"},
             {"type": "mrkdwn", "text": f"*Retried*\n{retried}"},
         ]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to check*\n{cause.hint}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do*\n{cause.hint}"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error (first task)*\n```{sample}```"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "These checks measured nothing: the platform's "
                                      "state for this date is unknown, not healthy."}},
@@ -149,6 +185,7 @@ def page_text(title: str, facts: RunFacts, findings: Sequence[Finding], link: st
     lines += [f"[{f.severity}] {f.resource}: {f.summary}" for f in findings[:5]]
     if len(findings) > 5:
         lines.append(f"... and {len(findings) - 5} more")
+    lines.append(f"Do: {next_step(findings)}")
     lines.append(link)
     return "\n".join(lines)
 

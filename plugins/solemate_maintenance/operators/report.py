@@ -235,7 +235,8 @@ class PublishReportOperator(BaseOperator):
             if (cause is None or cause.retryable) and not last_try:
                 self.log.warning("Report not written (%s); the retry writes it, then sends the digest", exc)
                 raise
-            report.write_error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300)
+            report.write_error = trim(scrub(f"{type(exc).__name__}: {exc}"), 300) + \
+                (f" — {cause.hint}" if cause else "")
             self.log.error("The report could not be written to %s: %s", report.report_uri, report.write_error)
         budget = self._budget(ti, report)
         for cause in report.common_causes:
