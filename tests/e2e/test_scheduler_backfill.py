@@ -1,4 +1,6 @@
-"""A real scheduler: `airflow standalone` (scheduler, dag-processor, triggerer, api-server, LocalExecutor).
+"""A real scheduler: `airflow standalone` (scheduler, dag-processor, triggerer, api-server, LocalExecutor)
+with its metadata database on PostgreSQL, as in production (Airflow refuses concurrent backfill
+creation on SQLite: "Database is locked").
 
 A user backfills three past days, each with its own problem, through the REST API (what the UI's
 backfill dialog calls): the runs go concurrently, and each day's report must still compare with the
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -39,11 +40,16 @@ class Standalone:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self.env = sandbox_env_for_subprocess(sandbox, home)
+        # The metadata database in the sandbox's PostgreSQL server (its own database, local socket).
+        sandbox.postgres.server.psql("CREATE DATABASE airflow_metadata;")
+        self.db_dsn = {"host": str(sandbox.postgres.socket_dir), "dbname": "airflow_metadata", "user": "postgres"}
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             self.env.pop(name, None)
         self.env.update({
             # standalone starts its components as `airflow ...` from PATH: this interpreter's.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")]),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+                f"postgresql+psycopg2://postgres@/airflow_metadata?host={sandbox.postgres.socket_dir}",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             # Only the backfill's runs: no scheduled run of today beside them.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
@@ -109,16 +115,19 @@ class Standalone:
         return response.json()
 
     def query(self, sql: str, *params) -> list[tuple]:
-        with sqlite3.connect(self.home / "airflow.db", timeout=30) as db:
-            try:
-                return db.execute(sql, params).fetchall()
-            except sqlite3.OperationalError:  # tables not there yet
-                return []
+        import psycopg2
+
+        try:
+            with psycopg2.connect(**self.db_dsn) as db, db.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        except psycopg2.Error:  # tables not there yet
+            return []
 
     def runs(self) -> dict[str, tuple]:
         rows = self.query("SELECT logical_date, run_id, state, run_type, start_date, end_date FROM dag_run "
                           "WHERE dag_id = 'daily_maintenance'")
-        return {row[0][:10]: row[1:] for row in rows}
+        return {row[0].date().isoformat(): row[1:] for row in rows}
 
     def wait_for(self, condition, seconds: int, what: str) -> None:
         deadline = time.monotonic() + seconds
@@ -195,7 +204,7 @@ def test_clear_only_failed_after_a_fix_leaves_a_green_run_and_a_report_that_says
         "dag_run_id": run_id, "only_failed": True, "dry_run": False})
     assert {ti["task_id"] for ti in cleared["task_instances"]} == {"rds_health", "run_verdict"}
     airflow.wait_for(lambda: airflow.runs()[day][1] == "success", 300, "the cleared run to turn green")
-    states = dict(airflow.query("SELECT task_id, state FROM task_instance WHERE run_id = ?", run_id))
+    states = dict(airflow.query("SELECT task_id, state FROM task_instance WHERE run_id = %s", run_id))
     assert states["rds_health"] == "success" and states["run_verdict"] == "success"
     report = airflow.report(run_id)
     assert report["refreshed_after_rerun"] is True
