@@ -15,6 +15,7 @@ from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from sandbox import metrics
+from sandbox.backups import BACKUP_PROBLEMS, RESTORE_PROBLEMS, BackupHistory, backdate_instance
 from sandbox.servers import HealthEndpoint
 from solemate_maintenance.config import PlatformConfig
 
@@ -26,11 +27,14 @@ PROBLEMS = {
     "payment_failures": "payment success rate near 88 % (P1)",
     "endpoint_down": "health endpoint answers 503 (P1)",
     "unhealthy_target": "one ALB target unhealthy (P2)",
+    **BACKUP_PROBLEMS,
+    **RESTORE_PROBLEMS,
 }
 DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"})
 # Problems of the platform's live state (describe calls answer for now, not for a past date), as
 # opposed to metric problems, which CloudWatch keeps per timestamp.
-STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target"})
+STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target", *BACKUP_PROBLEMS,
+                            *RESTORE_PROBLEMS})
 SNS_TOPIC = "solemate-p1"
 
 
@@ -68,6 +72,7 @@ class Platform:
                              f"{misplaced}")
         self.problems = frozenset(days[latest])
         self._apply_state_problems()
+        BackupHistory(self.config).write(latest, self.problems)
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
     def create(self) -> None:
@@ -100,8 +105,10 @@ class Platform:
         self._client("rds").create_db_instance(
             DBInstanceIdentifier=res.rds.instance_id, Engine="postgres", EngineVersion="16.4",
             DBInstanceClass="db.r6g.large", AllocatedStorage=100, MasterUsername="solemate_admin",
-            MasterUserPassword=self.db_master_password, BackupRetentionPeriod=7, MultiAZ=True,
+            MasterUserPassword=self.db_master_password, BackupRetentionPeriod=self.config.backups.rds_retention_days,
+            MultiAZ=True, StorageEncrypted=True, DBName="solemate",
             Tags=[{"Key": "environment", "Value": self.config.environment}])
+        backdate_instance(self.config)
         self._client("elasticache").create_cache_cluster(
             CacheClusterId=res.elasticache.cluster_id, Engine="redis", CacheNodeType="cache.r6g.large",
             NumCacheNodes=1)

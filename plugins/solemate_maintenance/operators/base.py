@@ -22,6 +22,8 @@ WINDOW_XCOM_KEY = "window"
 # Set when a check stopped part-way: its findings are real but not the whole picture, so the report
 # must not call a previous problem resolved on their strength.
 INCOMPLETE_XCOM_KEY = "incomplete"
+# Headline numbers of a check (e.g. a restore's RTO and RPO): the report shows them and keeps them.
+MEASUREMENTS_XCOM_KEY = "measurements"
 
 
 class MaintenanceCheckOperator(BaseOperator):
@@ -69,6 +71,11 @@ class MaintenanceCheckOperator(BaseOperator):
         """Measure and judge. Return every finding, `ok` ones included: they document what was checked."""
 
     def execute(self, context: Any) -> dict[str, int]:
+        return self.record_findings(context, self.collect_findings(context))
+
+    def record_findings(self, context: Any, produced: Iterable[Finding]) -> dict[str, int]:
+        """Push `produced` to XCom and fail on P1/P2: the same for `execute` and for a check that
+        resumes after a deferral (its `execute_complete` passes the findings it makes then)."""
         from solemate_maintenance.notifiers.delivery import register_connection_secrets
 
         register_connection_secrets(self.aws_conn_id)
@@ -77,7 +84,7 @@ class MaintenanceCheckOperator(BaseOperator):
             context["ti"].xcom_push(key=WINDOW_XCOM_KEY, value=window.as_dict())
         findings: list[Finding] = []
         try:
-            for finding in self.collect_findings(context):
+            for finding in produced:
                 findings.append(finding)
         except Exception as exc:
             cause = classify(exc)

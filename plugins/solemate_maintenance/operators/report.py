@@ -33,7 +33,12 @@ from solemate_maintenance.notifiers.delivery import (
 )
 from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, FailureAlreadyAnnounced
 from solemate_maintenance.notifiers.messages import cause_message, digest_message
-from solemate_maintenance.operators.base import FINDINGS_XCOM_KEY, INCOMPLETE_XCOM_KEY, WINDOW_XCOM_KEY
+from solemate_maintenance.operators.base import (
+    FINDINGS_XCOM_KEY,
+    INCOMPLETE_XCOM_KEY,
+    MEASUREMENTS_XCOM_KEY,
+    WINDOW_XCOM_KEY,
+)
 from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.report import (
     ReportedFinding,
@@ -76,6 +81,7 @@ class PublishReportOperator(BaseOperator):
     :param alerts: the `alerts` section of the platform config.
     :param previous_report_wait_minutes: how long to wait for the previous date's report.
     :param poll_seconds: how often to look while waiting (the worker slot is free meanwhile).
+    :param also_collect: task ids to report on that are not direct upstream tasks (setup tasks).
     """
 
     template_fields: Sequence[str] = ("bucket", "prefix", "aws_conn_id", "region_name")
@@ -84,8 +90,11 @@ class PublishReportOperator(BaseOperator):
     def __init__(self, *, bucket: str, prefix: str = "reports", environment: str, alerts: Alerts,
                  aws_conn_id: str | None = "aws_default", region_name: str | None = None,
                  previous_report_wait_minutes: int = 60, poll_seconds: int = 30,
-                 trigger_rule: str = TriggerRule.ALL_DONE, **kwargs: Any) -> None:
+                 also_collect: Sequence[str] = (), trigger_rule: str = TriggerRule.ALL_DONE, **kwargs: Any) -> None:
         super().__init__(trigger_rule=trigger_rule, **kwargs)
+        # Tasks reported on though not directly upstream: setup tasks, whose direct downstream Airflow
+        # requires to be ALL_SUCCESS (the report is ALL_DONE). They finish before their teardown does.
+        self.also_collect = list(also_collect)
         self.bucket = bucket
         self.prefix = prefix
         self.environment = environment
@@ -101,7 +110,7 @@ class PublishReportOperator(BaseOperator):
                            region_name=self.region_name)
 
     def check_task_ids(self) -> list[str]:
-        return sorted(self.upstream_task_ids)
+        return sorted(self.upstream_task_ids | set(self.also_collect))
 
     # -- entry points ------------------------------------------------------------------------------
     def execute(self, context: Any) -> dict[str, Any]:
@@ -213,6 +222,7 @@ class PublishReportOperator(BaseOperator):
             airflow_url=str(getattr(ti, "log_url", "") or "").split("/tasks/", 1)[0],
             refreshed_after_rerun=refreshed,
             fingerprint=collected.fingerprint,
+            measurements=collected.measurements,
         )
 
     def _earlier_report_for_date(self, facts: RunFacts) -> RunReport | None:
@@ -372,6 +382,7 @@ class _Collected:
         self.deliveries: list[Delivery] = []
         self.windows: dict[str, dict[str, str]] = {}
         self.causes: list[dict[str, Any]] = []
+        self.measurements: dict[str, dict[str, Any]] = {}
         self.fingerprint = ""
 
     @classmethod
@@ -385,12 +396,20 @@ class _Collected:
             window = ti.xcom_pull(task_ids=task_id, key=WINDOW_XCOM_KEY)
             if window:
                 collected.windows[task_id] = window
+            measured = ti.xcom_pull(task_ids=task_id, key=MEASUREMENTS_XCOM_KEY)
+            if measured:
+                collected.measurements[task_id] = measured
             cause = ti.xcom_pull(task_ids=task_id, key=COMMON_CAUSE_XCOM_KEY) \
                 if states.get(task_id) in FAILED_STATES else None
             if pushed is not None:
                 if not ti.xcom_pull(task_ids=task_id, key=INCOMPLETE_XCOM_KEY):
                     collected.reporting.add(task_id)  # only a complete check can resolve earlier problems
                 collected.findings += [ReportedFinding(**item, task_id=task_id) for item in pushed]
+            elif states.get(task_id) == "upstream_failed":
+                # Never ran: the task it depends on failed and carries the alert and the finding.
+                collected.findings.append(ReportedFinding(
+                    check=TASK_ERROR_CHECK, resource=task_id, status=Status.SKIPPED, task_id=task_id,
+                    summary="not run: a task it depends on failed (see that task's findings)"))
             elif states.get(task_id) in FAILED_STATES:
                 # No findings and failed: the check itself broke. Say so rather than show nothing.
                 summary = (f"check could not run: {cause['title']}" if cause else
@@ -433,7 +452,7 @@ class RunVerdictOperator(PublishReportOperator):
         self.report_task_id = report_task_id
 
     def check_task_ids(self) -> list[str]:
-        return sorted(self.upstream_task_ids - {self.report_task_id})
+        return sorted((self.upstream_task_ids | set(self.also_collect)) - {self.report_task_id})
 
     def execute(self, context: Any) -> None:
         ti = context["ti"]
