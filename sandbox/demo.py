@@ -1,8 +1,10 @@
 """`make demo`: run daily_maintenance end to end on the sandbox and show what happened.
 
 Starts the sandbox, seeds a platform with a few deliberate problems, runs
-``airflow dags test daily_maintenance <date>`` in a separate process (exactly as an engineer would),
-then prints the findings, the Slack messages the sink received and where the report is.
+``airflow dags test <dag> <date>`` in a separate process (exactly as an engineer would), then prints
+the findings, the Slack messages the sink received and where the report is.
+``make demo DEMO_ARGS="--dag weekly_backup_verification"`` runs the backup verification with a real
+restore test and prints the measured RTO and RPO.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from sandbox.platform import DEMO_PROBLEMS, PROBLEMS
 from sandbox.world import Sandbox, sandbox_env_for_subprocess
 
 SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
+
+
+# What each DAG's demo injects unless --problems says otherwise.
+DEMO_DEFAULTS = {"daily_maintenance": sorted(DEMO_PROBLEMS), "weekly_backup_verification": ["plan_drift"]}
 
 
 def current_hour(moment: datetime) -> datetime:
@@ -52,11 +58,19 @@ def print_table(rows: list[list[str]], headers: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", default=",".join(sorted(DEMO_PROBLEMS)),
-                        help=f"comma-separated, from: {', '.join(sorted(PROBLEMS))}; empty for a healthy world")
+    parser.add_argument("--dag", default="daily_maintenance", choices=sorted(DEMO_DEFAULTS),
+                        help="which DAG to run (weekly_backup_verification runs a real restore test)")
+    parser.add_argument("--problems", default=None,
+                        help=f"comma-separated, from: {', '.join(sorted(PROBLEMS))}; empty for a healthy world "
+                             "(default: a few that show what the DAG finds)")
     parser.add_argument("--keep", type=Path, help="copy the report and Slack payloads into this folder")
     args = parser.parse_args(argv)
-    problems = frozenset(p for p in args.problems.split(",") if p)
+    dag_id = args.dag
+    chosen = DEMO_DEFAULTS[dag_id] if args.problems is None else args.problems.split(",")
+    problems = frozenset(p for p in chosen if p)
+    unknown = sorted(problems - PROBLEMS.keys())
+    if unknown:
+        parser.error(f"unknown problems {unknown}; known: {', '.join(sorted(PROBLEMS))}")
 
     started = time.monotonic()
     logical_date = current_hour(datetime.now(UTC))
@@ -71,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         if run_airflow(["db", "migrate"], env, log_path) != 0:
             print(log_path.read_text()[-3000:])
             return 1
-        print(f"Running: airflow dags test daily_maintenance {logical_date.isoformat()}")
-        run_airflow(["dags", "test", "daily_maintenance", logical_date.isoformat()], env, log_path)
+        print(f"Running: airflow dags test {dag_id} {logical_date.isoformat()}")
+        run_airflow(["dags", "test", dag_id, logical_date.isoformat()], env, log_path)
 
         s3 = sandbox.client("s3")
         bucket, prefix = sandbox.config.reports.bucket, sandbox.config.reports.prefix
-        latest_key = f"{prefix}/daily_maintenance/latest.json"
+        latest_key = f"{prefix}/{dag_id}/latest.json"
         try:
             report = json.loads(s3.get_object(Bucket=bucket, Key=latest_key)["Body"].read())
         except s3.exceptions.NoSuchKey:
@@ -95,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_table(rows, ["sev", "status", "since", "check", "resource", "summary"])
         print("\nTotals: " + json.dumps(report["totals"]["status"]) + "  " + json.dumps(report["totals"]["severity"]))
+        for task_id, measured in report.get("measurements", {}).items():
+            if measured.get("headline"):
+                print(f"\nMeasured by {task_id}: {measured['headline']}")
+        if dag_id == "weekly_backup_verification":
+            left = [i["DBInstanceIdentifier"] for i in sandbox.client("rds").describe_db_instances()["DBInstances"]
+                    if i["DBInstanceIdentifier"] != sandbox.config.resources.rds.instance_id]
+            print(f"Restore copies left in RDS after the run: {len(left)} {left or ''}")
 
         messages = sandbox.slack.messages()
         print(f"\nSlack messages received by the sink: {len(messages)}")
@@ -109,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for name in ("report.json", "report.md"):
-                key = f"{prefix}/daily_maintenance/{report['run_id']}/{name}"
+                key = f"{prefix}/{dag_id}/{report['run_id']}/{name}"
                 (args.keep / name).write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             (args.keep / "slack.jsonl").write_text("\n".join(json.dumps(m) for m in messages) + "\n")
             (args.keep / "airflow.log").write_text(log_path.read_text())

@@ -26,7 +26,10 @@ def test_no_import_errors(dagbag):
     assert "daily_maintenance" in dagbag.dags
 
 
-@pytest.mark.parametrize("dag_id", ["daily_maintenance"])
+DAG_IDS = ["daily_maintenance", "weekly_backup_verification"]
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
 def test_dag_follows_conventions(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.tags and "maintenance" in dag.tags
@@ -46,19 +49,31 @@ def test_dag_follows_conventions(dagbag, dag_id):
 
 
 def test_all_dags_in_the_folder_are_checked(dagbag):
-    parametrized = {"daily_maintenance"}
+    parametrized = set(DAG_IDS)
     assert set(dagbag.dag_ids) == parametrized, "add new DAGs to test_dag_follows_conventions"
 
 
-def test_report_and_watcher_wiring(dagbag):
-    dag = dagbag.dags["daily_maintenance"]
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_report_and_watcher_wiring(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
     checks = {t.task_id for t in dag.tasks} - {"report", "run_verdict"}
-    assert dag.get_task("report").upstream_task_ids == checks
-    assert dag.get_task("report").trigger_rule == "all_done"
+    report = dag.get_task("report")
+    # Every task is reported on: directly upstream, or (a setup task) named in also_collect.
+    assert set(report.check_task_ids()) == checks
+    assert report.trigger_rule == "all_done"
     verdict = dag.get_task("run_verdict")
-    assert verdict.upstream_task_ids == checks | {"report"}
+    assert set(verdict.check_task_ids()) == checks and "report" in verdict.upstream_task_ids
     # all_done: it must also run after "clear only failed tasks" re-ran checks, to refresh the report.
     assert verdict.trigger_rule == "all_done" and verdict.retries == 0 and not verdict.on_failure_callback
+
+
+def test_restore_cleanup_is_the_teardown_of_the_restore_request(dagbag):
+    dag = dagbag.dags["weekly_backup_verification"]
+    request, cleanup = dag.get_task("restore_request"), dag.get_task("restore_cleanup")
+    assert request.is_setup and cleanup.is_teardown
+    assert "restore_request" in cleanup.upstream_task_ids and "restore_validate" in cleanup.upstream_task_ids
+    # The report waits for the teardown: a run is reported only once its copy is gone.
+    assert "restore_cleanup" in dag.get_task("report").upstream_task_ids
 
 
 _NO_NETWORK = """

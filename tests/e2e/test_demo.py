@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,17 @@ def test_demo_prints_findings_alerts_and_report(tmp_path):
     assert (tmp_path / "report.md").read_text().startswith("# daily_maintenance — production")
     finished = [line for line in (tmp_path / "airflow.log").read_text().splitlines() if "DagRun Finished" in line]
     assert len(finished) == 1 and "state=failed," in finished[0]  # the run itself ended failed
+
+
+def test_demo_of_the_backup_verification_prints_measured_rto_and_rpo():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MAINTENANCE"))}
+    env["PYTHONPATH"] = f"{REPO / 'plugins'}{os.pathsep}{REPO}"
+    result = subprocess.run([sys.executable, "-m", "sandbox.demo", "--dag", "weekly_backup_verification"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=540)
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "Running: airflow dags test weekly_backup_verification" in out
+    assert "backup.plan.rule" in out and "retention_days: expected 30, actual 7" in out  # the injected drift
+    assert re.search(r"Measured by restore_validate: Restore test \(point-in-time to .+\): validation passed; "
+                     r"RTO \d+\.\d min \(target 15\); data RPO \d+\.\d min \(target 5\)", out), out[-3000:]
+    assert "Restore copies left in RDS after the run: 0" in out

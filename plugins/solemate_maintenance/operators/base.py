@@ -71,7 +71,11 @@ class MaintenanceCheckOperator(BaseOperator):
         """Measure and judge. Return every finding, `ok` ones included: they document what was checked."""
 
     def execute(self, context: Any) -> dict[str, int]:
-        return self.record_findings(context, self.collect_findings(context))
+        def produced() -> Iterable[Finding]:
+            # Called inside record_findings' error handling, even if collect_findings is no generator.
+            yield from self.collect_findings(context)
+
+        return self.record_findings(context, produced())
 
     def record_findings(self, context: Any, produced: Iterable[Finding]) -> dict[str, int]:
         """Push `produced` to XCom and fail on P1/P2: the same for `execute` and for a check that

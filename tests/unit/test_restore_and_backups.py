@@ -1,0 +1,171 @@
+"""Backup checks and the restore test's guard rails, against moto (mock_aws) with the sandbox's patches."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+
+from solemate_maintenance import restore
+from solemate_maintenance.backup_schedule import previous_fire, to_croniter
+from solemate_maintenance.config import ConfigError, load_config, parse_config
+from solemate_maintenance.operators.backups import RdsBackupOperator
+from solemate_maintenance.operators.restore import (
+    RestoreCleanupOperator,
+    RestoreJanitorOperator,
+    RestoreRequestOperator,
+)
+from tests.helpers import ANCHOR, findings_of, make_context
+
+SOURCE = "production-postgres"
+
+
+def test_aws_cron_weekdays_count_from_sunday_as_one():
+    assert to_croniter("cron(0 3 ? * 1 *)") == "0 3 * * 0"
+    assert to_croniter("cron(0 3 ? * 2-6 *)") == "0 3 * * 1-5"
+    assert previous_fire("cron(0 3 ? * SUN *)", datetime(2026, 11, 25, tzinfo=UTC)) == datetime(2026, 11, 22, 3,
+                                                                                                  tzinfo=UTC)
+    with pytest.raises(ValueError, match="years"):
+        to_croniter("cron(0 3 * * ? 2027)")
+
+
+def test_a_bad_backup_schedule_names_file_key_and_reason(tmp_path):
+    text = load_config_text().replace('schedule: "cron(0 2 * * ? *)"', 'schedule: "0 2 * * *"')
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "platform.yaml")
+    assert "platform.yaml: backups.rules.[0].schedule" in str(error.value).replace("rules[0]", "rules.[0]")
+    assert "AWS cron expression" in str(error.value)
+    floors = load_config_text().replace("min_rows: {users: 100", "min_rows: {userz: 100")
+    with pytest.raises(ConfigError, match="restore_test: .*min_rows names tables not in required_tables: userz"):
+        parse_config(floors, "platform.yaml")
+
+
+def load_config_text() -> str:
+    from solemate_maintenance.config import DEFAULT_CONFIG_PATH
+
+    return DEFAULT_CONFIG_PATH.read_text()
+
+
+def test_instance_id_is_derived_from_dag_and_date_never_the_clock():
+    first = restore.instance_id("restore-test", "weekly_backup_verification", ANCHOR)
+    assert first == restore.instance_id("restore-test", "weekly_backup_verification", ANCHOR)
+    assert first != restore.instance_id("restore-test", "weekly_backup_verification", ANCHOR + timedelta(days=7))
+    assert first != restore.instance_id("restore-test", "other_dag", ANCHOR)
+    assert re.fullmatch(r"restore-test-20261120-0200-[0-9a-f]{6}", first) and len(first) <= 63
+
+
+def _tagged(identifier: str, run_id: str = "run-1", **overrides) -> dict:
+    now = datetime.now(UTC)
+    tags = restore.creation_tags(source=SOURCE, dag_id="d", run_id=run_id, requested_at=now,
+                                 expires_at=now + timedelta(hours=1), restore_point=now, restore_type="point_in_time",
+                                 environment="production")
+    instance = {"DBInstanceIdentifier": identifier, "TagList": tags, "DeletionProtection": False}
+    instance.update(overrides)
+    return instance
+
+
+@pytest.mark.parametrize(("instance", "reason"), [
+    (_tagged(SOURCE), "it is the source (production) database"),
+    (_tagged("prod-copy"), "does not start with 'restore-test'-"),
+    (_tagged("restore-test-x", TagList=[]), "tag solemate:purpose is None"),
+    (_tagged("restore-test-x", DeletionProtection=True), "deletion protection is on"),
+    (_tagged("restore-test-x", run_id="someone-else"), "belongs to run 'someone-else', not this run"),
+])
+def test_the_delete_guard_refuses_anything_not_provably_this_runs_copy(instance, reason):
+    reasons = restore.why_not_ephemeral(instance, prefix="restore-test", source=SOURCE, run_id="run-1")
+    assert any(reason in r for r in reasons), reasons
+    with pytest.raises(restore.RefusedToDelete, match="Nothing was deleted"):
+        restore.ensure_ephemeral(instance, prefix="restore-test", source=SOURCE, run_id="run-1")
+    assert restore.why_not_ephemeral(_tagged("restore-test-x"), prefix="restore-test", source=SOURCE,
+                                     run_id="run-1") == []
+
+
+def _restore_args(config) -> dict:
+    return {"source_db_instance_identifier": SOURCE, "settings": config.restore_test, "environment": "production",
+            "region_name": config.regions.primary}
+
+
+def test_cleanup_refuses_an_untagged_instance_under_its_name_and_deletes_nothing(platform, config):
+    context = make_context(dag_id="weekly_backup_verification", task_id="restore_cleanup")
+    target = restore.instance_id(config.restore_test.instance_prefix, "weekly_backup_verification", ANCHOR)
+    rds = boto3.client("rds", region_name=config.regions.primary)
+    rds.create_db_instance(DBInstanceIdentifier=target, Engine="postgres", DBInstanceClass="db.t3.micro",
+                           AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123")
+    operator = RestoreCleanupOperator(task_id="restore_cleanup", **_restore_args(config))
+    with pytest.raises(restore.RefusedToDelete, match="tag solemate:purpose is None"):
+        operator.execute(context)
+    statuses = {i["DBInstanceIdentifier"]: i["DBInstanceStatus"] for i in rds.describe_db_instances()["DBInstances"]}
+    assert statuses == {SOURCE: "available", target: "available"}
+
+
+def test_janitor_leaves_lookalikes_and_unexpired_copies_alone(platform, config):
+    rds = boto3.client("rds", region_name=config.regions.primary)
+    rds.create_db_instance(DBInstanceIdentifier="restore-test-handmade", Engine="postgres",
+                           DBInstanceClass="db.t3.micro", AllocatedStorage=20, MasterUsername="admin",
+                           MasterUserPassword="password123")
+    fresh = _tagged("restore-test-20991231-0000-aaaaaa")
+    rds.restore_db_instance_to_point_in_time(SourceDBInstanceIdentifier=SOURCE,
+                                             TargetDBInstanceIdentifier=fresh["DBInstanceIdentifier"],
+                                             UseLatestRestorableTime=True, Tags=fresh["TagList"])
+    context = make_context(dag_id="weekly_backup_verification", task_id="restore_janitor")
+    RestoreJanitorOperator(task_id="restore_janitor", **_restore_args(config)).execute(context)
+    found = {f["resource"]: f for f in context["ti"].pushed["findings"]}
+    assert found["restore-test-handmade"]["severity"] == "P3"
+    assert "not provably one, left alone" in found["restore-test-handmade"]["summary"]
+    assert "not expired yet" in found["restore-test-20991231-0000-aaaaaa"]["summary"]
+    assert {i["DBInstanceStatus"] for i in rds.describe_db_instances()["DBInstances"]} <= {"available", "creating"}
+
+
+def test_restore_to_a_date_before_the_restore_window_is_skipped_not_attempted(platform, config):
+    # ANCHOR is a week ago; with 7 days of retention its point in time is no longer restorable.
+    context = make_context(dag_id="weekly_backup_verification", task_id="restore_request")
+    RestoreRequestOperator(task_id="restore_request", **_restore_args(config)).execute(context)
+    [finding] = context["ti"].pushed["findings"]
+    assert finding["status"] == "skipped" and "before the restore window" in finding["summary"]
+    rds = boto3.client("rds", region_name=config.regions.primary)
+    assert [i["DBInstanceIdentifier"] for i in rds.describe_db_instances()["DBInstances"]] == [SOURCE]
+
+
+def test_rds_backups_at_the_checked_date(platform, config):
+    context = make_context()
+    RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
+                      dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    found = findings_of(context)
+    assert {check: f["status"] for check, f in found.items()} == {
+        "backup.rds.automated_backups": "ok", "backup.rds.encryption": "ok", "backup.rds.pitr_lag": "ok",
+        "backup.rds.latest_snapshot": "ok", "backup.rds.dr_copy": "ok"}
+    assert found["backup.rds.latest_snapshot"]["metrics"]["snapshot_age_hours"]["value"] < 26
+
+
+def test_stale_snapshots_and_missing_dr_copies_fail(platform, config):
+    from solemate_maintenance.findings import ChecksFailedError
+
+    platform.seed(ANCHOR, {"stale_snapshots", "no_dr_copies"})
+    context = make_context()
+    with pytest.raises(ChecksFailedError):
+        RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
+                          dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    found = findings_of(context)
+    assert found["backup.rds.latest_snapshot"]["severity"] == "P2"
+    assert "no copy of the database in the DR region us-west-2" in found["backup.rds.dr_copy"]["summary"]
+
+
+def test_a_snapshot_taken_after_the_checked_date_does_not_count_for_it(platform, config):
+    # A backfill of a date before any snapshot: nothing older than the date exists.
+    context = make_context(anchor=ANCHOR - timedelta(days=30))
+    with pytest.raises(Exception):  # noqa: B017 - ChecksFailedError; the findings say why
+        RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
+                          dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    assert "no automated snapshot taken before 2026-10-21" in findings_of(context)["backup.rds.latest_snapshot"][
+        "summary"]
+
+
+def test_config_defaults_match_the_operations_guide():
+    config = load_config()
+    assert [(r.name, r.schedule, r.delete_after_days, r.copy_to_dr) for r in config.backups.rules] == [
+        ("daily", "cron(0 2 * * ? *)", 30, True), ("weekly", "cron(0 3 ? * SUN *)", 90, True),
+        ("monthly", "cron(0 4 1 * ? *)", 365, True)]
+    assert (config.backups.database_rto_minutes, config.backups.database_rpo_minutes) == (15, 5)
+    assert config.regions.dr == "us-west-2"
