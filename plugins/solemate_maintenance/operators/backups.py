@@ -158,11 +158,15 @@ class RdsBackupOperator(_BackupCheck):
                 created = snapshot.get("SnapshotCreateTime")
                 if created and _utc(created) <= checked:
                     found["snapshot copy " + snapshot["DBSnapshotIdentifier"]] = _utc(created)
-        for backup in rds_dr.describe_db_instance_automated_backups(DBInstanceAutomatedBackupsArn=arn).get(
-                "DBInstanceAutomatedBackups", []) if arn else []:
-            latest = (backup.get("RestoreWindow") or {}).get("LatestTime")
-            if latest and _utc(latest) <= checked:
-                found["replicated automated backup"] = _utc(latest)
+        resource_id = instance.get("DbiResourceId")
+        replicated = rds_dr.describe_db_instance_automated_backups(DbiResourceId=resource_id).get(
+            "DBInstanceAutomatedBackups", []) if resource_id else []
+        for backup in replicated:
+            window = backup.get("RestoreWindow") or {}
+            earliest, latest = window.get("EarliestTime"), window.get("LatestTime")
+            if earliest and latest and _utc(earliest) <= checked:
+                # A live replica's window keeps moving past the checked time: it covers it up to there.
+                found["replicated automated backup"] = min(_utc(latest), checked)
         backup_dr = self._client("backup", self.dr_region)
         try:
             points = backup_dr.list_recovery_points_by_backup_vault(

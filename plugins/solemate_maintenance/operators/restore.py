@@ -34,6 +34,10 @@ from solemate_maintenance.window import run_end
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RESTORE_XCOM_KEY = "restore"
+MAX_REWAITS = 3
+# A restore that reached one of these will not become available by waiting longer.
+FAILED_INSTANCE_STATES = frozenset({"failed", "incompatible-restore", "incompatible-parameters", "incompatible-network",
+                                    "storage-full", "deleting", "inaccessible-encryption-credentials"})
 
 
 def _stamp(value: datetime | None) -> str:
@@ -139,10 +143,11 @@ class RestoreRequestOperator(_RestoreTask):
             return
         tags = restore.tags_of(instance)
         run_id = context["ti"].run_id
-        if tags.get(restore.TAG_RUN) != restore.tag_value(run_id):
-            # This run now owns it: its teardown deletes it, the janitor leaves it alone.
-            self.rds.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=[
-                {"Key": restore.TAG_RUN, "Value": restore.tag_value(run_id)}])
+        # This run now owns it: its teardown deletes it, and a janitor leaves it alone until the new expiry.
+        expires = utcnow() + timedelta(hours=self.settings.expiry_hours)
+        self.rds.add_tags_to_resource(ResourceName=instance["DBInstanceArn"], Tags=[
+            {"Key": restore.TAG_RUN, "Value": restore.tag_value(run_id)},
+            {"Key": restore.TAG_EXPIRES, "Value": restore.tag_value(expires.isoformat(timespec="seconds"))}])
         info = {"instance": target, "restore_type": tags.get(restore.TAG_RESTORE_TYPE),
                 "restore_point": tags.get(restore.TAG_RESTORE_POINT),
                 "requested_at": tags.get(restore.TAG_REQUESTED), "reused": True}
@@ -168,7 +173,9 @@ class RestoreRequestOperator(_RestoreTask):
             return newest["SnapshotCreateTime"], newest["DBSnapshotIdentifier"], None
         backups = self.rds.describe_db_instance_automated_backups(DBInstanceIdentifier=source).get(
             "DBInstanceAutomatedBackups", [])
-        window = next((b.get("RestoreWindow") for b in backups if b.get("RestoreWindow")), None)
+        # Only the live instance's backups: 'retained' ones belong to an earlier instance of the same name.
+        window = next((b.get("RestoreWindow") for b in backups
+                       if b.get("RestoreWindow") and b.get("Status", "active") == "active"), None)
         if not window or not window.get("LatestTime"):
             return None, None, Finding(check="restore.request", resource=source, status=Status.CRITICAL,
                                        severity=Severity.P2,
@@ -215,8 +222,18 @@ class RestoreRequestOperator(_RestoreTask):
         except Exception as exc:
             from botocore.exceptions import ClientError
 
+            from solemate_maintenance.aws_errors import classify
+
             if not isinstance(exc, ClientError):
-                raise
+                raise  # a timeout or a dropped connection: the retry finds (and reuses) what AWS created
+            appeared = self.describe(target)
+            if appeared is not None:
+                # AWS had accepted the request (botocore retried a lost response into 'already exists').
+                yield from self._reuse(context, appeared)
+                return
+            cause = classify(exc)
+            if cause is not None and cause.retryable:
+                raise  # throttling and the like: the task's retries
             code, message = _aws_error(exc)
             yield Finding(check="restore.request", resource=target, status=Status.CRITICAL, severity=Severity.P2,
                           summary=f"AWS refused the restore: {code}: {message}",
@@ -255,35 +272,42 @@ class RestoreValidationOperator(_RestoreTask):
         if instance is None:
             yield from self._nothing_restored(context, target)
             return
+        yield from self._wait_or_validate(context, instance)
+
+    def _wait_or_validate(self, context: Any, instance: dict[str, Any], event: dict[str, Any] | None = None,
+                          rewaits: int = 0) -> Iterable[Finding]:
+        target = instance["DBInstanceIdentifier"]
         requested_at = restore.parse_time(restore.tags_of(instance).get(restore.TAG_REQUESTED)) or utcnow()
-        if instance["DBInstanceStatus"] != "available":
+        status = instance["DBInstanceStatus"]
+        if status != "available":
             remaining = requested_at + timedelta(minutes=self.settings.restore_timeout_minutes) - utcnow()
-            if remaining.total_seconds() > 0:
+            # A trigger that keeps failing (e.g. the triggerer lacks permissions) must not loop until the deadline.
+            if remaining.total_seconds() > 0 and status not in FAILED_INSTANCE_STATES and rewaits < MAX_REWAITS:
                 from airflow.providers.amazon.aws.triggers.rds import RdsDbAvailableTrigger
 
-                self.log.info("%s is %s; waiting up to %.1f min without holding a worker slot", target,
-                              instance["DBInstanceStatus"], remaining.total_seconds() / 60)
+                # Also after a trigger gave up early (a triggerer restart, an AWS error): the deadline
+                # counts from the request, so waiting again never extends it.
+                self.log.info("%s is %s; waiting up to %.1f min without holding a worker slot", target, status,
+                              remaining.total_seconds() / 60)
                 self.defer(trigger=RdsDbAvailableTrigger(**self._trigger_kwargs(target, remaining.total_seconds())),
-                           method_name="resume_when_available")
-            yield self._not_available(target, instance, requested_at)
+                           method_name="resume_when_available",
+                           kwargs={"rewaits": rewaits + (1 if event is not None else 0)})
+            yield self._not_available(target, instance, requested_at, event)
             return
         yield from self._validate(context, instance, requested_at)
 
-    def resume_when_available(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, int]:
-        return self.record_findings(context, self._after_wait(context, event))
+    def resume_when_available(self, context: Any, event: dict[str, Any] | None = None, rewaits: int = 0
+                              ) -> dict[str, int]:
+        return self.record_findings(context, self._after_wait(context, event, rewaits))
 
-    def _after_wait(self, context: Any, event: dict[str, Any] | None) -> Iterable[Finding]:
+    def _after_wait(self, context: Any, event: dict[str, Any] | None, rewaits: int) -> Iterable[Finding]:
         target = self.target_id(context)
         instance = self.describe(target)
         if instance is None:
             yield Finding(check="restore.available", resource=target, status=Status.CRITICAL, severity=Severity.P2,
                           summary="the restored instance disappeared while it was being waited for")
             return
-        requested_at = restore.parse_time(restore.tags_of(instance).get(restore.TAG_REQUESTED)) or utcnow()
-        if instance["DBInstanceStatus"] != "available":
-            yield self._not_available(target, instance, requested_at, event)
-            return
-        yield from self._validate(context, instance, requested_at)
+        yield from self._wait_or_validate(context, instance, event, rewaits)
 
     def _nothing_restored(self, context: Any, target: str) -> Iterable[Finding]:
         info = context["ti"].xcom_pull(task_ids=self.request_task_id, key=RESTORE_XCOM_KEY)
@@ -334,13 +358,15 @@ class RestoreValidationOperator(_RestoreTask):
         available_after = _minutes(utcnow() - requested_at)
         yield Finding(check="restore.available", resource=target, status=Status.OK,
                       summary=f"available {available_after:.1f} min after the request")
-        hook = self._hook(instance)
         results: list[Finding] = []
         counts: dict[str, int] = {}
         newest: datetime | None = None
         try:
+            hook = self._hook(instance)
             row = hook.get_first(self._sql("newest_business_timestamp"))
             newest = row[0] if row else None
+            if newest is not None and newest.tzinfo is None:
+                newest = newest.replace(tzinfo=UTC)  # a `timestamp without time zone` column: stored as UTC
             results += self._tables(hook, target)
             counts = {row[0]: int(row[1]) for row in hook.get_records(self._sql("row_counts"))}
             results += self._row_counts(context, target, counts)
@@ -428,10 +454,21 @@ class RestoreValidationOperator(_RestoreTask):
             return findings
         try:
             checked = hook.get_records(self._sql("amcheck_btree"))
-        except Exception as exc:  # amcheck raises on the first corrupt index
-            findings.append(Finding(check="restore.amcheck", resource=target, status=Status.CRITICAL,
-                                    severity=Severity.P2,
-                                    summary=f"amcheck found a damaged index: {trim(scrub(str(exc)), 200)}"))
+        except Exception as exc:  # amcheck raises on the first corrupt index, or when it may not run
+            code = getattr(exc, "pgcode", None) or getattr(getattr(exc, "__cause__", None), "pgcode", None)
+            if code in ("XX001", "XX002"):  # data_corrupted, index_corrupted
+                findings.append(Finding(check="restore.amcheck", resource=target, status=Status.CRITICAL,
+                                        severity=Severity.P2,
+                                        summary=f"amcheck found a damaged index: {trim(scrub(str(exc)), 200)}"))
+            elif code == "42501":
+                findings.append(Finding(check="restore.amcheck", resource=target, status=Status.SKIPPED,
+                                        summary=f"amcheck not run: the {self.settings.conn_id} user may not execute "
+                                                "bt_index_check (GRANT EXECUTE ON FUNCTION bt_index_check(regclass) "
+                                                "to it in production)"))
+            else:
+                findings.append(Finding(check="restore.amcheck", resource=target, status=Status.WARNING,
+                                        severity=Severity.P3,
+                                        summary=f"amcheck could not run: {trim(scrub(str(exc)), 200)}"))
             return findings
         findings.append(Finding(check="restore.amcheck", resource=target, status=Status.OK,
                                 summary=f"amcheck verified {len(checked)} B-tree indexes"))
@@ -503,8 +540,9 @@ class RestoreValidationOperator(_RestoreTask):
                   "data_rpo_minutes": e.get("data_rpo_minutes")} for e in self._previous(context)]
         rto_text = f"RTO {rto:.1f} min" if rto is not None else "RTO not achieved"
         rpo_text = f"data RPO {data_rpo:.1f} min" if data_rpo is not None else "data RPO not measured"
+        point = restore.parse_time(tags.get(restore.TAG_RESTORE_POINT))
         headline = (f"Restore test ({tags.get(restore.TAG_RESTORE_TYPE, '?').replace('_', '-')} to "
-                    f"{tags.get(restore.TAG_RESTORE_POINT, '?')}): validation {'passed' if passed else 'FAILED'}; "
+                    f"{_stamp(point)}): validation {'passed' if passed else 'FAILED'}; "
                     f"{rto_text} (target {self.policy.database_rto_minutes}); {rpo_text} "
                     f"(target {self.policy.database_rpo_minutes})")
         context["ti"].xcom_push(key=restore.MEASUREMENTS_KEY, value={
