@@ -116,7 +116,7 @@ def test_airflow_cli_lists_the_dag_without_import_errors(airflow_db):
 
     assert airflow("dags", "reserialize").returncode == 0
     listed = airflow("dags", "list")
-    assert "daily_maintenance" in listed.stdout
+    assert "daily_maintenance" in listed.stdout and "weekly_backup_verification" in listed.stdout
     errors = airflow("dags", "list-import-errors")
     assert errors.returncode == 0 and "No data found" in errors.stdout + errors.stderr
 

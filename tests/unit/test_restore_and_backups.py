@@ -169,3 +169,23 @@ def test_config_defaults_match_the_operations_guide():
         ("monthly", "cron(0 4 1 * ? *)", 365, True)]
     assert (config.backups.database_rto_minutes, config.backups.database_rpo_minutes) == (15, 5)
     assert config.regions.dr == "us-west-2"
+
+
+def test_latest_snapshot_method_restores_the_newest_snapshot_before_the_checked_date(platform, config):
+    from sandbox import moto_rds
+
+    settings = config.restore_test.model_copy(update={"method": "latest_snapshot"})
+    context = make_context(dag_id="weekly_backup_verification", task_id="restore_request")
+    before = len(moto_rds.BEHAVIOUR.requests)
+    RestoreRequestOperator(task_id="restore_request", source_db_instance_identifier=SOURCE, settings=settings,
+                           environment="production", region_name=config.regions.primary).execute(context)
+    [request] = moto_rds.BEHAVIOUR.requests[before:]
+    assert request["restore_type"] == "snapshot"
+    assert request["as_of"] == datetime(2026, 11, 19, 5, tzinfo=UTC)  # the newest taken before ANCHOR
+    pushed = context["ti"].pushed["restore"]
+    assert pushed["snapshot"] == "rds:production-postgres-2026-11-19-05-00" and pushed["reused"] is False
+    [instance] = [i for i in boto3.client("rds", region_name=config.regions.primary).describe_db_instances()[
+        "DBInstances"] if i["DBInstanceIdentifier"] == pushed["instance"]]
+    tags = restore.tags_of(instance)
+    assert tags[restore.TAG_PURPOSE] == "restore-test" and tags[restore.TAG_RESTORE_TYPE] == "snapshot"
+    assert instance["DBInstanceClass"] == config.restore_test.instance_class
