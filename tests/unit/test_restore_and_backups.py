@@ -189,3 +189,11 @@ def test_latest_snapshot_method_restores_the_newest_snapshot_before_the_checked_
     tags = restore.tags_of(instance)
     assert tags[restore.TAG_PURPOSE] == "restore-test" and tags[restore.TAG_RESTORE_TYPE] == "snapshot"
     assert instance["DBInstanceClass"] == config.restore_test.instance_class
+
+
+def test_pitr_lag_of_a_past_date_says_it_is_live_state(platform, config):
+    context = make_context()  # ANCHOR is a week ago; LatestRestorableTime is now
+    RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
+                      dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    lag = findings_of(context)["backup.rds.pitr_lag"]
+    assert lag["status"] == "ok" and "live state: restorable up to" in lag["summary"]

@@ -122,6 +122,12 @@ class RdsBackupOperator(_BackupCheck):
             yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.CRITICAL, severity=Severity.P2,
                           summary=f"point-in-time restore lags {lag_minutes:.1f} min behind the checked time, "
                                   f"RPO is {rpo} min", details=details, metrics=metrics)
+        elif _utc(latest) > checked + timedelta(minutes=rpo):
+            # A past date: LatestRestorableTime describes now, so this says nothing about that day's lag.
+            yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.OK,
+                          summary=f"the checked time is restorable (live state: restorable up to "
+                                  f"{_stamp(_utc(latest))}; the lag on the checked day itself is not recorded by AWS)",
+                          details=details, metrics=metrics)
         else:
             yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.OK,
                           summary=f"restorable to within {lag_minutes:.1f} min of the checked time (RPO {rpo} min)",
