@@ -55,7 +55,6 @@ class BackupHistory:
         """Replace the backup history with the one ending at `anchor` (the latest seeded day)."""
         self._rds_snapshots(anchor, problems)
         self._aws_backup(anchor, problems)
-        self._restore_behaviour(problems)
 
     # -- RDS ------------------------------------------------------------------------------------------
     def _rds_snapshots(self, anchor: datetime, problems: frozenset[str]) -> None:
@@ -139,14 +138,16 @@ class BackupHistory:
                 return fires
             fires.append(moment)
 
-    # -- restores ---------------------------------------------------------------------------------------
-    def _restore_behaviour(self, problems: frozenset[str]) -> None:
-        behaviour = moto_rds.BEHAVIOUR
-        behaviour.corrupt_sources = set()
-        if "corrupt_backup" in problems:
-            behaviour.corrupt_sources = {self.instance_id, *self.rds(self.primary).database_snapshots}
-        behaviour.refuse_next_restore = "InsufficientDBInstanceCapacity" if "restore_refused" in problems else None
-        behaviour.never_available = "restore_never_available" in problems
+
+def apply_restore_problems(config: PlatformConfig, problems: frozenset[str]) -> None:
+    """How the next restores behave: live state, like the ECS task counts."""
+    behaviour = moto_rds.BEHAVIOUR
+    behaviour.corrupt_sources = set()
+    if "corrupt_backup" in problems:
+        primary = get_backend("rds")[DEFAULT_ACCOUNT_ID][config.regions.primary]
+        behaviour.corrupt_sources = {config.resources.rds.instance_id, *primary.database_snapshots}
+    behaviour.refuse_next_restore = "InsufficientDBInstanceCapacity" if "restore_refused" in problems else None
+    behaviour.never_available = "restore_never_available" in problems
 
 
 def backdate_instance(config: PlatformConfig, days: int = 60) -> None:

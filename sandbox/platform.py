@@ -15,7 +15,13 @@ from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from sandbox import metrics
-from sandbox.backups import BACKUP_PROBLEMS, RESTORE_PROBLEMS, BackupHistory, backdate_instance
+from sandbox.backups import (
+    BACKUP_PROBLEMS,
+    RESTORE_PROBLEMS,
+    BackupHistory,
+    apply_restore_problems,
+    backdate_instance,
+)
 from sandbox.servers import HealthEndpoint
 from solemate_maintenance.config import PlatformConfig
 
@@ -73,6 +79,7 @@ class Platform:
         self.problems = frozenset(days[latest])
         self._apply_state_problems()
         BackupHistory(self.config).write(latest, self.problems)
+        apply_restore_problems(self.config, self.problems)  # after the history: corrupts its snapshots too
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
     def create(self) -> None:

@@ -12,8 +12,6 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 PURPOSE = "restore-test"
 TAG_PURPOSE = "solemate:purpose"
 TAG_EPHEMERAL = "solemate:ephemeral"
@@ -24,12 +22,6 @@ TAG_EXPIRES = "solemate:expires-at"
 TAG_REQUESTED = "solemate:restore-requested-at"
 TAG_RESTORE_POINT = "solemate:restore-point"
 TAG_RESTORE_TYPE = "solemate:restore-type"
-# Where the measurements of one restore travel (the report collects this XCom key of every task).
-MEASUREMENTS_KEY = "measurements"
-
-
-class RefusedToDelete(AirflowFailException):
-    """An instance about to be deleted is not provably this test's ephemeral copy. Never retried."""
 
 
 def instance_id(prefix: str, dag_id: str, logical_date: datetime) -> str:
@@ -92,10 +84,3 @@ def why_not_ephemeral(instance: dict[str, Any], *, prefix: str, source: str, run
     if run_id is not None and tags.get(TAG_RUN) != tag_value(run_id):
         reasons.append(f"it belongs to run {tags.get(TAG_RUN)!r}, not this run")
     return reasons
-
-
-def ensure_ephemeral(instance: dict[str, Any], *, prefix: str, source: str, run_id: str | None = None) -> None:
-    reasons = why_not_ephemeral(instance, prefix=prefix, source=source, run_id=run_id)
-    if reasons:
-        raise RefusedToDelete(f"Refused to delete {instance.get('DBInstanceIdentifier')!r}: {'; '.join(reasons)}. "
-                              "Nothing was deleted. If it is a leftover restore copy, check it and delete it by hand.")

@@ -8,7 +8,7 @@ the present.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -18,7 +18,10 @@ def _run_type(dag_run: Any) -> str:
 
 
 def format_instant(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown"
+    if moment is None:
+        return "unknown"
+    # boto returns aware datetimes in the machine's local zone: convert, or "UTC" would be a lie.
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def format_age(age: timedelta) -> str:

@@ -76,8 +76,6 @@ def _tagged(identifier: str, run_id: str = "run-1", **overrides) -> dict:
 def test_the_delete_guard_refuses_anything_not_provably_this_runs_copy(instance, reason):
     reasons = restore.why_not_ephemeral(instance, prefix="restore-test", source=SOURCE, run_id="run-1")
     assert any(reason in r for r in reasons), reasons
-    with pytest.raises(restore.RefusedToDelete, match="Nothing was deleted"):
-        restore.ensure_ephemeral(instance, prefix="restore-test", source=SOURCE, run_id="run-1")
     assert restore.why_not_ephemeral(_tagged("restore-test-x"), prefix="restore-test", source=SOURCE,
                                      run_id="run-1") == []
 
@@ -93,9 +91,16 @@ def test_cleanup_refuses_an_untagged_instance_under_its_name_and_deletes_nothing
     rds = boto3.client("rds", region_name=config.regions.primary)
     rds.create_db_instance(DBInstanceIdentifier=target, Engine="postgres", DBInstanceClass="db.t3.micro",
                            AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123")
+    from solemate_maintenance.findings import ChecksFailedError, Finding
+    from solemate_maintenance.notifiers.messages import next_step
+
     operator = RestoreCleanupOperator(task_id="restore_cleanup", **_restore_args(config))
-    with pytest.raises(restore.RefusedToDelete, match="tag solemate:purpose is None"):
+    with pytest.raises(ChecksFailedError, match="tag solemate:purpose is None"):  # fails at once, never retried
         operator.execute(context)
+    [refused] = context["ti"].pushed["findings"]
+    assert refused["check"] == "restore.cleanup.refused" and refused["severity"] == "P2"
+    assert refused["summary"].endswith("Nothing was deleted")
+    assert next_step([Finding(**refused)]).startswith("Do NOT delete it blindly")
     statuses = {i["DBInstanceIdentifier"]: i["DBInstanceStatus"] for i in rds.describe_db_instances()["DBInstances"]}
     assert statuses == {SOURCE: "available", target: "available"}
 
@@ -197,3 +202,17 @@ def test_pitr_lag_of_a_past_date_says_it_is_live_state(platform, config):
                       dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
     lag = findings_of(context)["backup.rds.pitr_lag"]
     assert lag["status"] == "ok" and "live state: restorable up to" in lag["summary"]
+
+
+def test_each_restore_failure_says_what_to_do_first():
+    from solemate_maintenance.findings import Finding, Severity, Status
+    from solemate_maintenance.notifiers.messages import next_step
+
+    def step(check: str) -> str:
+        return next_step([Finding(check=check, resource="r", status=Status.CRITICAL, severity=Severity.P2,
+                                  summary="s")])
+
+    assert "restore_test_db connection" in step("restore.validation")  # cannot query: not a bad backup
+    assert step("restore.foreign_keys").startswith("Treat the backup as suspect")
+    assert "left-behind restore copy" in step("restore.janitor")
+    assert "try another restore_test.instance_class" in step("restore.request")

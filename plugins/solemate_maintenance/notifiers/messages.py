@@ -64,8 +64,16 @@ NEXT_STEPS = {
                        "clear the restore_request task to try again.",
     "restore.available": "Check the restored instance's events in the RDS console; the teardown deletes it. Clear the "
                          "run to try again.",
+    "restore.validation": "The restored copy could not be queried: check the restore_test_db connection's user and "
+                          "password and that the workers reach the copy (restore_test.vpc_security_group_ids, port "
+                          "5432); then clear the run to test again.",
     "restore.cleanup": "Delete the restore-test instance named in the finding by hand in the RDS console (no final "
                        "snapshot), after checking that it is a restore copy.",
+    "restore.cleanup.refused": "Do NOT delete it blindly: nothing was deleted. Find out who created the instance "
+                               "named in the finding and why its tags differ; fix restore_test in the platform "
+                               "config if its name or prefix is wrong.",
+    "restore.janitor": "Check the left-behind restore copy named in the finding in the RDS console; delete it by hand "
+                       "(no final snapshot) if it is still there.",
     "restore": "Treat the backup as suspect until a restore validates: read the failed validations in the report, "
                "then restore by hand and compare with production.",
 }

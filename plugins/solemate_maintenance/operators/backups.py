@@ -16,6 +16,7 @@ from solemate_maintenance.backup_schedule import previous_fire
 from solemate_maintenance.config import Backups
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
+from solemate_maintenance.run_facts import format_instant as _stamp
 from solemate_maintenance.window import TimeWindow
 
 FAILED_JOB_STATES = ("FAILED", "EXPIRED", "ABORTED")
@@ -23,10 +24,6 @@ FAILED_JOB_STATES = ("FAILED", "EXPIRED", "ABORTED")
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _stamp(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
 
 def _hours(delta: timedelta) -> float:
@@ -321,11 +318,12 @@ class AwsBackupOperator(_BackupCheck):
             resource = f"{self.policy.backup_vault}/{wanted.name}"
             due = previous_fire(wanted.schedule, checked - timedelta(hours=wanted.completion_hours))
             last = newest.get(actual.get("RuleId", ""))
-            details = {"scheduled": wanted.schedule, "expected_since": _stamp(due), "newest": _stamp(last)}
+            newest_shown = _stamp(last) if last else "none"
+            details = {"scheduled": wanted.schedule, "expected_since": _stamp(due), "newest": newest_shown}
             if last is None or last < due:
                 yield Finding(check="backup.recovery_point", resource=resource, status=Status.CRITICAL,
                               severity=Severity.P2,
-                              summary=f"no recovery point since the {_stamp(due)} backup; newest {_stamp(last)}",
+                              summary=f"no recovery point since the {_stamp(due)} backup; newest {newest_shown}",
                               details=details)
             else:
                 yield Finding(check="backup.recovery_point", resource=resource, status=Status.OK,

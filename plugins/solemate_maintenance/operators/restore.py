@@ -28,8 +28,9 @@ from airflow.sdk.timezone import utcnow
 from solemate_maintenance import restore
 from solemate_maintenance.config import Backups, RestoreTest
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status
-from solemate_maintenance.operators.base import MaintenanceCheckOperator
+from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.run_facts import format_instant as _stamp
 from solemate_maintenance.window import run_end
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -38,10 +39,6 @@ MAX_REWAITS = 3
 # A restore that reached one of these will not become available by waiting longer.
 FAILED_INSTANCE_STATES = frozenset({"failed", "incompatible-restore", "incompatible-parameters", "incompatible-network",
                                     "storage-full", "deleting", "inaccessible-encryption-credentials"})
-
-
-def _stamp(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
 def _minutes(delta: timedelta) -> float:
@@ -255,8 +252,9 @@ class RestoreValidationOperator(_RestoreTask):
     ``database_rpo_minutes``. Row counts are compared with the previous restore test's.
 
     :param policy: the `backups` section (RTO and RPO targets).
-    :param conn_id: connection with the validation user and password (host and port come from AWS).
-    :param previous_measurements: callable returning earlier runs' measurements, newest first.
+    :param request_task_id: the restore request task (its XCom says whether a restore was made).
+    :param reports: the reports bucket and prefix, where earlier restore tests' measurements are read.
+    The validation user and password come from ``settings.conn_id``; host and port from AWS.
     """
 
     def __init__(self, *, policy: Backups, request_task_id: str = "restore_request",
@@ -358,6 +356,7 @@ class RestoreValidationOperator(_RestoreTask):
         available_after = _minutes(utcnow() - requested_at)
         yield Finding(check="restore.available", resource=target, status=Status.OK,
                       summary=f"available {available_after:.1f} min after the request")
+        earlier = self._earlier_tests(context)
         results: list[Finding] = []
         counts: dict[str, int] = {}
         newest: datetime | None = None
@@ -369,7 +368,7 @@ class RestoreValidationOperator(_RestoreTask):
                 newest = newest.replace(tzinfo=UTC)  # a `timestamp without time zone` column: stored as UTC
             results += self._tables(hook, target)
             counts = {row[0]: int(row[1]) for row in hook.get_records(self._sql("row_counts"))}
-            results += self._row_counts(context, target, counts)
+            results += self._row_counts(target, counts, earlier)
             results += self._foreign_keys(hook, target)
             results += self._indexes(hook, target)
         except Exception as exc:
@@ -385,7 +384,8 @@ class RestoreValidationOperator(_RestoreTask):
         data_rpo = _minutes(restore_point - newest) if restore_point and newest else None
         yield from self._rpo_finding(target, restore_point, newest, data_rpo)
         yield self._rto_finding(target, rto)
-        self._record(context, target, tags, requested_at, available_after, rto, data_rpo, counts, passed)
+        self._record(context, target, tags, restore_point, requested_at, available_after, rto, data_rpo, counts,
+                     passed, earlier)
 
     def _tables(self, hook: Any, target: str) -> list[Finding]:
         present = {row[0] for row in hook.get_records(self._sql("tables"))}
@@ -397,8 +397,10 @@ class RestoreValidationOperator(_RestoreTask):
         return [Finding(check="restore.tables", resource=target, status=Status.OK,
                         summary=f"all {len(self.settings.required_tables)} required tables present")]
 
-    def _row_counts(self, context: Any, target: str, counts: dict[str, int]) -> list[Finding]:
-        previous = self._previous_counts(context)
+    def _row_counts(self, target: str, counts: dict[str, int], earlier: list[dict[str, Any]]) -> list[Finding]:
+        # The newest earlier test that passed: a failed one's counts are no baseline.
+        previous = next((e["row_counts"] for e in earlier if e.get("validation") == "passed" and e.get("row_counts")),
+                        {})
         findings = []
         for table, count in sorted(counts.items()):
             floor = self.settings.min_rows.get(table)
@@ -509,43 +511,34 @@ class RestoreValidationOperator(_RestoreTask):
                        metrics=metrics)
 
     # -- measurements and history ----------------------------------------------------------------------
-    def _previous(self, context: Any) -> list[dict[str, Any]]:
+    def _earlier_tests(self, context: Any) -> list[dict[str, Any]]:
+        """Earlier runs' measurements of this task, newest first (read once per validation)."""
         if not self.reports:
             return []
-        if not hasattr(self, "_previous_cache"):
-            from solemate_maintenance.report_store import ReportStore
+        from solemate_maintenance.report_store import ReportStore
 
-            store = ReportStore(bucket=self.reports["bucket"], prefix=self.reports.get("prefix", "reports"),
-                                aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-            try:
-                earlier = store.reports_before(context["ti"].dag_id, run_end(context), limit=6, log=self.log)
-            except Exception as exc:  # history is a comparison, not the test: say so and go on
-                self.log.warning("Earlier restore tests could not be read: %s", trim(scrub(str(exc)), 200))
-                earlier = []
-            self._previous_cache = [
-                {"logical_date": r.logical_date, **r.measurements[self.task_id]}
-                for r in earlier if r.measurements.get(self.task_id)]
-        return self._previous_cache
+        store = ReportStore(bucket=self.reports["bucket"], prefix=self.reports.get("prefix", "reports"),
+                            aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        try:
+            reports = store.reports_before(context["ti"].dag_id, run_end(context), limit=6, log=self.log)
+        except Exception as exc:  # history is a comparison, not the test: say so and go on
+            self.log.warning("Earlier restore tests could not be read: %s", trim(scrub(str(exc)), 200))
+            return []
+        return [{"logical_date": r.logical_date, **r.measurements[self.task_id]}
+                for r in reports if r.measurements.get(self.task_id)]
 
-    def _previous_counts(self, context: Any) -> dict[str, int]:
-        for earlier in self._previous(context):
-            if earlier.get("validation") == "passed" and earlier.get("row_counts"):
-                return earlier["row_counts"]
-        return {}
-
-    def _record(self, context: Any, target: str, tags: dict[str, str], requested_at: datetime,
-                available_after: float, rto: float | None, data_rpo: float | None, counts: dict[str, int],
-                passed: bool) -> None:
+    def _record(self, context: Any, target: str, tags: dict[str, str], point: datetime | None,
+                requested_at: datetime, available_after: float, rto: float | None, data_rpo: float | None,
+                counts: dict[str, int], passed: bool, earlier: list[dict[str, Any]]) -> None:
         trend = [{"logical_date": e.get("logical_date"), "rto_minutes": e.get("rto_minutes"),
-                  "data_rpo_minutes": e.get("data_rpo_minutes")} for e in self._previous(context)]
+                  "data_rpo_minutes": e.get("data_rpo_minutes")} for e in earlier]
         rto_text = f"RTO {rto:.1f} min" if rto is not None else "RTO not achieved"
         rpo_text = f"data RPO {data_rpo:.1f} min" if data_rpo is not None else "data RPO not measured"
-        point = restore.parse_time(tags.get(restore.TAG_RESTORE_POINT))
         headline = (f"Restore test ({tags.get(restore.TAG_RESTORE_TYPE, '?').replace('_', '-')} to "
                     f"{_stamp(point)}): validation {'passed' if passed else 'FAILED'}; "
                     f"{rto_text} (target {self.policy.database_rto_minutes}); {rpo_text} "
                     f"(target {self.policy.database_rpo_minutes})")
-        context["ti"].xcom_push(key=restore.MEASUREMENTS_KEY, value={
+        context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
             "headline": headline, "instance": target, "restore_type": tags.get(restore.TAG_RESTORE_TYPE),
             "restore_point": tags.get(restore.TAG_RESTORE_POINT), "requested_at": requested_at.isoformat(),
             "available_after_minutes": available_after, "rto_minutes": rto,
@@ -557,20 +550,26 @@ class RestoreValidationOperator(_RestoreTask):
 class RestoreCleanupOperator(_RestoreTask):
     """Delete the restored instance (the teardown): no final snapshot, then wait (deferred) until it is gone.
 
-    Refuses (and fails loudly) when the instance is not tagged as this run's ephemeral copy of the
-    source database: a wrong identifier in a config must never be able to delete production.
+    Refuses (a P2 finding naming every reason; nothing deleted) when the instance is not tagged as this
+    run's ephemeral copy of the source database: a wrong name in a config must never delete production.
     """
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         target = self.target_id(context)
         instance = self.describe(target)
         if instance is None:
-            context["ti"].xcom_push(key=restore.MEASUREMENTS_KEY, value={"deleted": [], "created": []})
+            context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={"deleted": [], "created": []})
             yield Finding(check="restore.cleanup", resource=target, status=Status.OK,
                           summary="nothing to delete: no restored instance exists")
             return
-        restore.ensure_ephemeral(instance, prefix=self.settings.instance_prefix,
-                                 source=self.source_db_instance_identifier, run_id=context["ti"].run_id)
+        refused = restore.why_not_ephemeral(instance, prefix=self.settings.instance_prefix,
+                                            source=self.source_db_instance_identifier, run_id=context["ti"].run_id)
+        if refused:
+            yield Finding(check="restore.cleanup.refused", resource=target, status=Status.CRITICAL,
+                          severity=Severity.P2,
+                          summary=f"refused to delete {target}: {'; '.join(refused)}. Nothing was deleted",
+                          details={"reasons": refused})
+            return
         if instance["DBInstanceStatus"] != "deleting":
             self.log.info("Deleting %s (no final snapshot)", target)
             self.rds.delete_db_instance(DBInstanceIdentifier=target, SkipFinalSnapshot=True,
@@ -594,7 +593,7 @@ class RestoreCleanupOperator(_RestoreTask):
                                   "(the janitor retries after its expiry)",
                           details={"trigger": trim(scrub(str((event or {}).get("message", ""))), 300)})
             return
-        context["ti"].xcom_push(key=restore.MEASUREMENTS_KEY, value={"deleted": [target], "created": [target]})
+        context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={"deleted": [target], "created": [target]})
         yield Finding(check="restore.cleanup", resource=target, status=Status.OK,
                       summary="restored instance deleted (no final snapshot)")
 
@@ -617,7 +616,6 @@ class RestoreJanitorOperator(_RestoreTask):
                 if identifier == own or not identifier.startswith(self.settings.instance_prefix + "-"):
                     continue
                 findings.append(self._consider(instance, now, deleting))
-        context["ti"].xcom_push(key="janitor_deleting", value=deleting)
         if deleting:
             self._wait_for(context, deleting, findings)
         yield from findings or [Finding(check="restore.janitor", resource=self.settings.instance_prefix,
