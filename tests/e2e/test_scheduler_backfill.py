@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -214,9 +214,72 @@ def test_clear_only_failed_after_a_fix_leaves_a_green_run_and_a_report_that_says
     assert "passed (updated after a re-run) — 2026-11-22 02:00 UTC" in digest
 
 
+def _wednesdays_before(moment: datetime) -> tuple[datetime, datetime]:
+    """The last two weekly_backup_verification dates (Wednesdays 03:00 UTC) at or before `moment`."""
+    from solemate_maintenance.backup_schedule import previous_fire
+
+    last = previous_fire("cron(0 3 ? * WED *)", moment)
+    return previous_fire("cron(0 3 ? * WED *)", last - timedelta(seconds=1)), last
+
+
+def test_weekly_backfill_defers_in_the_triggerer_and_skips_a_date_beyond_retention(airflow):
+    """Two weeks backfilled concurrently: last week is restored for real (the wait runs in the
+    triggerer, the task shows `deferred`), the week before is older than the 7-day restore window
+    and its expired snapshots: skipped with the reason, not a false alarm."""
+    from solemate_maintenance import restore
+
+    older, newer = _wednesdays_before(datetime.now(UTC))
+    airflow.sandbox.seed_days({newer: set()})
+    airflow.sandbox.restores.restore_seconds = 12  # long enough to see the task wait deferred
+    requests_before = len(airflow.sandbox.restores.requests)
+    airflow.sandbox.slack.clear()
+    airflow.api("POST", "/backfills", {
+        "dag_id": "weekly_backup_verification", "from_date": (older - timedelta(hours=1)).isoformat(),
+        "to_date": (newer + timedelta(hours=1)).isoformat(), "max_active_runs": 2, "reprocess_behavior": "none"})
+
+    def weekly_runs() -> dict[str, tuple]:
+        return {row[0]: row[1:] for row in airflow.query(
+            "SELECT run_id, state, logical_date FROM dag_run WHERE dag_id = 'weekly_backup_verification'")}
+
+    deferred: set[str] = set()
+
+    def finished() -> bool:
+        deferred.update(row[0] for row in airflow.query(
+            "SELECT task_id FROM task_instance WHERE dag_id = 'weekly_backup_verification' AND state = 'deferred'"))
+        runs = weekly_runs()
+        return len(runs) == 2 and all(state in FINAL for state, _ in runs.values())
+
+    airflow.wait_for(finished, 600, "the weekly backfill to finish")
+    runs = {logical.astimezone(UTC): (run_id, state) for run_id, (state, logical) in weekly_runs().items()}
+    assert {moment: state for moment, (_, state) in runs.items()} == {older: "success", newer: "success"}
+    assert {"restore_validate", "restore_cleanup"} <= deferred  # the waits freed the worker slot
+
+    s3 = airflow.sandbox.client("s3")
+
+    def report(moment: datetime) -> dict:
+        key = f"{airflow.sandbox.config.reports.prefix}/weekly_backup_verification/{runs[moment][0]}/report.json"
+        return json.loads(s3.get_object(Bucket=airflow.sandbox.config.reports.bucket, Key=key)["Body"].read())
+
+    old_findings = {f["check"]: f for f in report(older)["findings"]}
+    assert old_findings["restore.request"]["status"] == "skipped"
+    assert "before the restore window" in old_findings["restore.request"]["summary"]
+    assert old_findings["backup.rds.latest_snapshot"]["status"] == "skipped"
+    assert "automated snapshots are kept 7 days" in old_findings["backup.rds.latest_snapshot"]["summary"]
+    measured = report(newer)["measurements"]["restore_validate"]
+    assert measured["validation"] == "passed" and measured["available_after_minutes"] >= 12 / 60
+    [request] = airflow.sandbox.restores.requests[requests_before:]  # one restore, for the newer date only
+    assert request["as_of"] == newer
+    tagged = [i for i in airflow.sandbox.client("rds").describe_db_instances()["DBInstances"]
+              if restore.tags_of(i).get(restore.TAG_PURPOSE) == restore.PURPOSE]
+    assert tagged == [] and airflow.sandbox.postgres.restored_databases() == []
+    digests = sorted(m["payload"]["text"] for m in airflow.sandbox.slack.messages())
+    assert digests == sorted(f":white_check_mark: production: weekly_backup_verification passed — "
+                             f"{moment:%Y-%m-%d %H:%M} UTC [BACKFILL of a past date]" for moment in (older, newer))
+
+
 def test_task_logs_written_by_the_scheduler_hold_no_secret(airflow):
     logs = "".join(p.read_text(errors="replace") for p in (airflow.home / "logs").rglob("*") if p.is_file())
-    assert "business_metrics" in logs  # the task logs are there to scan
+    assert "business_metrics" in logs and "restore_validate" in logs  # the task logs are there to scan
     for secret in airflow.sandbox.secrets():
         for form in secret_forms(secret):
             assert form not in logs, f"a form of a secret is in the task logs: {form[:4]}…"

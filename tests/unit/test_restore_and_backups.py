@@ -158,13 +158,26 @@ def test_stale_snapshots_and_missing_dr_copies_fail(platform, config):
 
 
 def test_a_snapshot_taken_after_the_checked_date_does_not_count_for_it(platform, config):
-    # A backfill of a date before any snapshot: nothing older than the date exists.
+    # Snapshots are seeded daily at 05:00 up to ANCHOR; at 04:00 on Nov 16 the newest that counts is
+    # Nov 15 05:00 (23 h old), not Nov 16 05:00 one hour later.
+    context = make_context(anchor=datetime(2026, 11, 16, 4, tzinfo=UTC))
+    RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
+                      dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    latest = findings_of(context)["backup.rds.latest_snapshot"]
+    assert latest["status"] == "ok" and latest["metrics"]["snapshot_age_hours"]["value"] == 23.0
+    assert "(2026-11-15 05:00 UTC)" in latest["summary"]
+
+
+def test_a_day_older_than_the_snapshot_retention_is_not_judged_on_missing_evidence(platform, config):
+    # Backfilling a month back: AWS has deleted that month's automated snapshots (7-day retention), so
+    # "no snapshot before that day" proves nothing; a P2 would be a false alarm.
     context = make_context(anchor=ANCHOR - timedelta(days=30))
-    with pytest.raises(Exception):  # noqa: B017 - ChecksFailedError; the findings say why
-        RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
-                          dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
-    assert "no automated snapshot taken before 2026-10-21" in findings_of(context)["backup.rds.latest_snapshot"][
-        "summary"]
+    RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
+                      dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    latest = findings_of(context)["backup.rds.latest_snapshot"]
+    assert latest["status"] == "skipped"
+    assert latest["summary"] == ("cannot be judged for 2026-10-21 02:00 UTC: automated snapshots are kept 7 days, "
+                                 "the oldest left is from 2026-11-13 05:00 UTC")
 
 
 def test_config_defaults_match_the_operations_guide():
@@ -216,3 +229,18 @@ def test_each_restore_failure_says_what_to_do_first():
     assert step("restore.foreign_keys").startswith("Treat the backup as suspect")
     assert "left-behind restore copy" in step("restore.janitor")
     assert "try another restore_test.instance_class" in step("restore.request")
+
+
+def test_a_rule_whose_recovery_points_expired_by_design_is_not_judged_for_an_old_date(platform, config):
+    from solemate_maintenance.operators.backups import AwsBackupOperator
+
+    # 40 days back: the daily rule keeps 30 days, so that day's daily recovery point is gone by design;
+    # the weekly (90 days) and monthly (365 days) rules still show theirs.
+    context = make_context(anchor=ANCHOR - timedelta(days=40))
+    AwsBackupOperator(task_id="aws_backup", db_instance_identifier=SOURCE, policy=config.backups,
+                      dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    points = {f["resource"]: f for f in context["ti"].pushed["findings"] if f["check"] == "backup.recovery_point"}
+    assert points["solemate-production/daily"]["status"] == "skipped"
+    assert "this rule keeps recovery points 30 days" in points["solemate-production/daily"]["summary"]
+    assert points["solemate-production/weekly"]["status"] == "ok"
+    assert points["solemate-production/monthly"]["status"] == "ok"

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from airflow.sdk.timezone import utcnow
+
 from solemate_maintenance.backup_schedule import previous_fire
 from solemate_maintenance.config import Backups
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status
@@ -101,7 +103,7 @@ class RdsBackupOperator(_BackupCheck):
                           summary="storage is NOT encrypted, so neither are its snapshots",
                           details={"expected": "StorageEncrypted: true", "actual": "false"})
         yield from self._pitr_lag(db, instance, checked)
-        yield from self._latest_snapshot(db, checked)
+        yield from self._latest_snapshot(db, checked, retention)
         yield from self._dr_copies(db, instance, checked)
 
     def _pitr_lag(self, db: str, instance: dict[str, Any], checked: datetime) -> Iterable[Finding]:
@@ -130,13 +132,24 @@ class RdsBackupOperator(_BackupCheck):
                           summary=f"restorable to within {lag_minutes:.1f} min of the checked time (RPO {rpo} min)",
                           details=details, metrics=metrics)
 
-    def _latest_snapshot(self, db: str, checked: datetime) -> Iterable[Finding]:
+    def _latest_snapshot(self, db: str, checked: datetime, retention_days: int) -> Iterable[Finding]:
         paginator = self.rds.get_paginator("describe_db_snapshots")
         taken = [_utc(s["SnapshotCreateTime"]) for page in paginator.paginate(
             DBInstanceIdentifier=db, SnapshotType="automated") for s in page["DBSnapshots"]
             if s.get("SnapshotCreateTime") and s.get("Status") == "available"]
         before = [t for t in taken if t <= checked]
         limit = self.policy.snapshot_max_age_hours
+        judged_from = checked - timedelta(hours=limit)
+        fresh_enough = bool(before) and max(before) >= judged_from
+        if not fresh_enough and taken and min(taken) > judged_from \
+                and judged_from < utcnow() - timedelta(days=retention_days):
+            # A backfill of a day older than the retention: AWS has deleted the snapshots that would
+            # show whether that day had a fresh one. Absence of evidence is not a missing backup.
+            yield Finding(check="backup.rds.latest_snapshot", resource=db, status=Status.SKIPPED,
+                          summary=f"cannot be judged for {_stamp(checked)}: automated snapshots are kept "
+                                  f"{retention_days} days, the oldest left is from {_stamp(min(taken))}",
+                          details={"oldest_snapshot": _stamp(min(taken)), "retention_days": retention_days})
+            return
         if not before:
             yield Finding(check="backup.rds.latest_snapshot", resource=db, status=Status.CRITICAL,
                           severity=Severity.P2, summary=f"no automated snapshot taken before {_stamp(checked)}")
@@ -320,7 +333,13 @@ class AwsBackupOperator(_BackupCheck):
             last = newest.get(actual.get("RuleId", ""))
             newest_shown = _stamp(last) if last else "none"
             details = {"scheduled": wanted.schedule, "expected_since": _stamp(due), "newest": newest_shown}
-            if last is None or last < due:
+            kept_days = (actual.get("Lifecycle") or {}).get("DeleteAfterDays") or wanted.delete_after_days
+            if (last is None or last < due) and due < utcnow() - timedelta(days=kept_days):
+                # A backfill older than the rule's retention: its recovery points were deleted by design.
+                yield Finding(check="backup.recovery_point", resource=resource, status=Status.SKIPPED,
+                              summary=f"cannot be judged for the {_stamp(due)} backup: this rule keeps recovery "
+                                      f"points {kept_days} days", details=details)
+            elif last is None or last < due:
                 yield Finding(check="backup.recovery_point", resource=resource, status=Status.CRITICAL,
                               severity=Severity.P2,
                               summary=f"no recovery point since the {_stamp(due)} backup; newest {newest_shown}",
