@@ -56,7 +56,7 @@ class _Strict(BaseModel):
 
 
 @cache
-def _known_regions() -> frozenset[str]:
+def known_regions() -> frozenset[str]:
     # botocore ships the endpoint data; read the file directly: building a botocore session costs
     # ~0.3 s of CPU, paid by the DAG processor on every parse of every DAG file.
     import importlib.util
@@ -82,7 +82,7 @@ class Regions(_Strict):
     @field_validator("primary", "dr")
     @classmethod
     def _known(cls, value: str) -> str:
-        known = _known_regions()
+        known = known_regions()
         if known and value not in known:
             raise ValueError(f"unknown AWS region {value!r}")
         return value
@@ -407,12 +407,97 @@ class RestoreTest(_Strict):
         return self
 
 
-# Sections the monthly and DR DAGs will read; in the schema now so that those DAGs slot in unchanged.
+DR_COMPONENTS = ("database", "application", "static_assets", "complete_system")
+# The operations guide's disaster-recovery table; a config overrides only what differs.
+DEFAULT_DR_TARGETS: dict[str, dict[str, Any]] = {
+    "database": {"rto_minutes": 15, "rpo_minutes": 5, "recovery_method": "point-in-time recovery"},
+    "application": {"rto_minutes": 10, "rpo_minutes": 60, "recovery_method": "ECS service redeployment"},
+    "static_assets": {"rto_minutes": 5, "rpo_minutes": 24 * 60, "recovery_method": "S3 cross-region replication"},
+    "complete_system": {"rto_minutes": 30, "rpo_minutes": 60, "recovery_method": "cross-region failover"},
+}
+DrComponentName = Literal["database", "application", "static_assets", "complete_system"]
+
+
+class DrTarget(_Strict):
+    rto_minutes: Minutes
+    rpo_minutes: Minutes
+    recovery_method: str = Field(min_length=1)
+
+
+class AssetReplication(_Strict):
+    """A bucket of static assets and its replica in the DR region (S3 cross-region replication)."""
+
+    source_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    replica_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class DrDrill(_Strict):
+    """The drill's throw-away resources in the DR region: a restored database and one application task."""
+
+    # Restored copies are named <prefix>-<date>-<digest>; teardown and the janitor touch nothing else.
+    instance_prefix: str = Field(default="dr-drill", pattern=_DB_IDENTIFIER)
+    instance_class: str = Field(default="db.t3.medium", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    db_subnet_group: str | None = None
+    vpc_security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]] = []
+    # The DR cluster's network for the test task (Fargate needs one in AWS).
+    task_subnets: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
+    task_security_groups: list[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]] = []
+    restore_timeout_minutes: float = Field(default=60, gt=0, le=24 * 60)
+    task_timeout_minutes: float = Field(default=15, gt=0, le=24 * 60)
+    delete_timeout_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    poll_seconds: int = Field(default=30, ge=1, le=600)
+    expiry_hours: float = Field(default=6, gt=0, le=24 * 7)
+    # The newest objects of each asset bucket compared with the replica.
+    replication_sample: int = Field(default=50, ge=1, le=1000)
+
+
 class DisasterRecovery(_Strict):
-    rto_minutes: Minutes = 60
-    rpo_minutes: Minutes = 15
+    """The guide's DR model: per-component targets, what the DR region holds, and the failover gate."""
+
+    targets: dict[DrComponentName, DrTarget] = Field(
+        default_factory=lambda: {k: DrTarget(**v) for k, v in DEFAULT_DR_TARGETS.items()})
     # Real failover changes production; it stays off unless the config and the run both ask for it.
     allow_failover: bool = False
+    # The DR region's ECS cluster (the production services' names are reused there).
+    cluster: str = "production-cluster-dr"
+    # ECR repository name of the application image, the same in both regions.
+    ecr_repository: str = "solemate/backend"
+    asset_buckets: list[AssetReplication] = []
+    # Route 53: the public record with PRIMARY/SECONDARY failover entries, and the DR load balancer.
+    hosted_zone: str = "solemate.example."
+    record_name: str = "www.solemate.example."
+    dr_endpoint: str = "production-alb-dr.us-west-2.elb.amazonaws.com"
+    # What the failover's validation asks once DNS points at the DR region.
+    dr_health_endpoint: AnyHttpUrl | None = None
+    # The DR-only infrastructure, created by dr_failover and validated by dr_drill.
+    cloudformation_template: str = "include/cloudformation/dr-stack.yaml"
+    stack_name: str = "solemate-dr"
+    # The database dr_failover restores in the DR region (kept: it becomes production).
+    failover_instance_id: str = Field(default="production-postgres-dr", pattern=_DB_IDENTIFIER)
+    failover_instance_class: str = Field(default="db.r6g.large", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    failover_timeout_minutes: float = Field(default=60, gt=0, le=24 * 60)
+    drill: DrDrill = DrDrill()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_pair_replaced(cls, value: Any) -> Any:
+        if isinstance(value, dict) and {"rto_minutes", "rpo_minutes"} & value.keys():
+            raise ValueError("rto_minutes/rpo_minutes were replaced by the guide's per-component table: "
+                             "targets.<database|application|static_assets|complete_system>.rto_minutes/rpo_minutes")
+        return value
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _merge_targets(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        merged: dict[Any, Any] = {name: dict(target) for name, target in DEFAULT_DR_TARGETS.items()}
+        for name, target in value.items():
+            if name in merged and isinstance(target, dict):
+                merged[name].update(target)
+            else:
+                merged[name] = target  # unknown component or wrong type: let validation name it
+        return merged
 
 
 class LogRetention(_Strict):
@@ -438,6 +523,16 @@ class PlatformConfig(_Strict):
     disaster_recovery: DisasterRecovery = DisasterRecovery()
     log_retention: LogRetention = LogRetention()
     cost: Cost = Cost()
+
+    def drill_restore_settings(self) -> RestoreTest:
+        """The restore test's settings for the DR drill's copy: same validation, the drill's name and network."""
+        drill = self.disaster_recovery.drill
+        return self.restore_test.model_copy(update={
+            "method": "point_in_time", "instance_class": drill.instance_class, "instance_prefix": drill.instance_prefix,
+            "db_subnet_group": drill.db_subnet_group, "vpc_security_group_ids": list(drill.vpc_security_group_ids),
+            "restore_timeout_minutes": drill.restore_timeout_minutes,
+            "delete_timeout_minutes": drill.delete_timeout_minutes, "poll_seconds": drill.poll_seconds,
+            "expiry_hours": drill.expiry_hours})
 
 
 def config_path() -> Path:

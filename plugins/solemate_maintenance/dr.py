@@ -1,0 +1,90 @@
+"""Disaster recovery: the drill's scorecard against the guide's table, and the failover's gate.
+
+Pure logic, no AWS: the operators measure, this judges. A component's verdict is one of
+
+* ``met``: measured RTO and RPO within the targets;
+* ``missed``: it can fail over, but a measured value is over its target (P2);
+* ``cannot fail over``: something it needs in the DR region is missing (P1);
+* ``not measured``: not selected for this drill, or its measurement did not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from solemate_maintenance.config import DR_COMPONENTS, DrTarget
+
+MET, MISSED, CANNOT, NOT_MEASURED = "met", "missed", "cannot fail over", "not measured"
+LABELS = {"database": "Database", "application": "Application", "static_assets": "Static assets",
+          "complete_system": "Complete system"}
+
+
+@dataclass(frozen=True)
+class ComponentResult:
+    """What the drill measured for one component (minutes; None when not measured)."""
+
+    component: str
+    rto_minutes: float | None = None
+    rpo_minutes: float | None = None
+    can_fail_over: bool | None = None
+    note: str = ""
+
+    def verdict(self, target: DrTarget) -> str:
+        if self.can_fail_over is False:
+            return CANNOT
+        if self.rto_minutes is None and self.rpo_minutes is None:
+            return NOT_MEASURED
+        # Met means both were measured within target: an RTO that was never reached (a restore that
+        # did not validate) is a miss, not a pass on the RPO alone.
+        if self.rto_minutes is None or self.rpo_minutes is None:
+            return MISSED
+        if self.rto_minutes > target.rto_minutes or self.rpo_minutes > target.rpo_minutes:
+            return MISSED
+        return MET
+
+
+def estimate_complete_system(parts: dict[str, ComponentResult], dns_ttl_seconds: int | None,
+                             ready: bool | None) -> ComponentResult:
+    """The whole region's RTO from the measured parts: the database restore, then the application
+    start (it needs the database), then clients following DNS (the record's TTL). Static assets are
+    served from the live replica, so they add nothing. RPO: the worst of the data the system loses."""
+    database, application = parts.get("database"), parts.get("application")
+    rto_parts = [database.rto_minutes if database else None, application.rto_minutes if application else None]
+    rto = None if any(v is None for v in rto_parts) else round(sum(rto_parts) + (dns_ttl_seconds or 0) / 60, 2)
+    rpos = [p.rpo_minutes for p in (database, application) if p is not None and p.rpo_minutes is not None]
+    blocked = [LABELS[name] for name, part in parts.items() if part.can_fail_over is False]
+    can = ready if not blocked else False
+    note = "estimated: database RTO + application RTO + DNS TTL" if rto is not None else \
+        "estimate needs the database and application RTOs"
+    if blocked:
+        note += f"; blocked by: {', '.join(blocked)}"
+    return ComponentResult("complete_system", rto, max(rpos) if rpos else None, can, note)
+
+
+def scorecard_rows(results: dict[str, ComponentResult], targets: dict[str, DrTarget]) -> list[dict[str, Any]]:
+    """One row per component of the guide's table, in the guide's order."""
+    rows = []
+    for name in DR_COMPONENTS:
+        target = targets[name]
+        result = results.get(name, ComponentResult(name))
+        rows.append({"component": LABELS[name], "recovery_method": target.recovery_method,
+                     "rto_target_minutes": target.rto_minutes, "rto_minutes": result.rto_minutes,
+                     "rpo_target_minutes": target.rpo_minutes, "rpo_minutes": result.rpo_minutes,
+                     "verdict": result.verdict(target), "note": result.note})
+    return rows
+
+
+def failover_refusal(*, confirm: Any, reason: Any, environment: str, allowed: bool) -> str | None:
+    """Why this failover run must not start (one line for the person who triggered it), or None."""
+    problems = []
+    if not allowed:
+        problems.append("disaster_recovery.allow_failover is false in the platform config (a reviewed change "
+                        "must set it to true first)")
+    if not isinstance(confirm, str) or confirm.strip() != environment:
+        problems.append(f"param 'confirm' must be the environment name {environment!r} (got {str(confirm)[:40]!r})")
+    if not isinstance(reason, str) or not reason.strip():
+        problems.append("param 'reason' must say why (the incident, who decided)")
+    if not problems:
+        return None
+    return "Failover refused, nothing was changed: " + "; ".join(problems)
