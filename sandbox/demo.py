@@ -4,7 +4,8 @@ Starts the sandbox, seeds a platform with a few deliberate problems, runs
 ``airflow dags test <dag> <date>`` in a separate process (exactly as an engineer would), then prints
 the findings, the Slack messages the sink received and where the report is.
 ``make demo DEMO_ARGS="--dag weekly_backup_verification"`` runs the backup verification with a real
-restore test and prints the measured RTO and RPO.
+restore test and prints the measured RTO and RPO; ``--dag dr_drill`` runs the DR drill and prints its
+table against the guide's targets (``--problems replication_stopped`` shows a missed target).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
 
 
 # What each DAG's demo injects unless --problems says otherwise.
-DEMO_DEFAULTS = {"daily_maintenance": sorted(DEMO_PROBLEMS), "weekly_backup_verification": ["plan_drift"]}
+DEMO_DEFAULTS = {"daily_maintenance": sorted(DEMO_PROBLEMS), "weekly_backup_verification": ["plan_drift"],
+                 "dr_drill": []}
 
 
 def current_hour(moment: datetime) -> datetime:
@@ -56,10 +58,15 @@ def print_table(rows: list[list[str]], headers: list[str]) -> None:
         print(line.format(*row))
 
 
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dag", default="daily_maintenance", choices=sorted(DEMO_DEFAULTS),
-                        help="which DAG to run (weekly_backup_verification runs a real restore test)")
+                        help="which DAG to run (weekly_backup_verification runs a real restore test, dr_drill "
+                             "a DR drill in the sandbox's DR region)")
     parser.add_argument("--problems", default=None,
                         help=f"comma-separated, from: {', '.join(sorted(PROBLEMS))}; empty for a healthy world "
                              "(default: a few that show what the DAG finds)")
@@ -112,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         for task_id, measured in report.get("measurements", {}).items():
             if measured.get("headline"):
                 print(f"\nMeasured by {task_id}: {measured['headline']}")
+        scorecard = report.get("measurements", {}).get("dr_scorecard")
+        if scorecard:
+            print("\nThe drill against the guide's table (minutes):")
+            print_table([[r["component"], r["rto_target_minutes"], _num(r["rto_minutes"]), r["rpo_target_minutes"],
+                          _num(r["rpo_minutes"]), r["verdict"]] for r in scorecard["components"]],
+                        ["component", "RTO target", "RTO", "RPO target", "RPO", "verdict"])
+            print(f"Created {len(scorecard['created'])}, deleted {len(scorecard['deleted'])}, "
+                  f"left {len(scorecard['left'])} {scorecard['left'] or ''}")
         if dag_id == "weekly_backup_verification":
             left = [i["DBInstanceIdentifier"] for i in sandbox.client("rds").describe_db_instances()["DBInstances"]
                     if i["DBInstanceIdentifier"] != sandbox.config.resources.rds.instance_id]

@@ -11,7 +11,10 @@ backups. The sandbox needs the real contract:
 * a restored instance's endpoint is a real PostgreSQL database holding the source's data as of the
   restore point (``restore_point`` is sent to a :class:`RestoredData` such as the embedded server);
 * a source (instance or snapshot) can be marked corrupt, a restore request can be refused, and an
-  instance can be made to never become available.
+  instance can be made to never become available;
+* automated backups can be replicated to another region (moto has no cross-region replication):
+  :func:`replicate_automated_backups` lists them in the DR region with a window that trails the
+  source's by ``lag``, and a point-in-time restore from their ARN creates the instance there.
 
 The behaviour is module state (moto runs in this process), set by the sandbox and the tests.
 """
@@ -60,6 +63,86 @@ class RestoreBehaviour:
 
 
 BEHAVIOUR = RestoreBehaviour()
+
+
+class ReplicatedAutomatedBackup:
+    """An automated backup replicated into this region; attribute names follow the API's shape."""
+
+    status = "replicating"
+    engine = "postgres"
+    encrypted = True
+
+    def __init__(self, backend: RDSBackend, source: DBInstance, lag: timedelta) -> None:
+        self.backend = backend
+        self.source = source
+        self.lag = lag
+        self.db_instance_identifier = source.db_instance_identifier
+        self.region = source.region
+        self.dbi_resource_id = source.dbi_resource_id
+        self.db_instance_arn = source.db_instance_arn
+        self.db_instance_automated_backups_arn = (
+            f"arn:aws:rds:{backend.region_name}:{backend.account_id}:auto-backup:ab-"
+            f"{source.dbi_resource_id.lower().removeprefix('db-')}")
+        self.backup_retention_period = source.backup_retention_period
+
+    @property
+    def restore_window(self) -> dict[str, datetime]:
+        earliest, latest = restore_window(self.source)
+        return {"EarliestTime": earliest, "LatestTime": max(earliest, latest - self.lag)}
+
+
+def replicate_automated_backups(source: DBInstance, dr: RDSBackend, lag: timedelta | None) -> None:
+    """Replicate `source`'s automated backups into backend `dr` (lag behind the source's window), or stop (None)."""
+    replicated = dr.__dict__.setdefault("_sandbox_replicated", {})
+    replicated.clear()
+    if lag is not None:
+        entry = ReplicatedAutomatedBackup(dr, source, lag)
+        replicated[entry.db_instance_automated_backups_arn] = entry
+
+
+def describe_db_instance_automated_backups(self: RDSBackend, db_instance_identifier: str | None = None,
+                                           **kwargs: Any) -> list[Any]:
+    found = _ORIGINAL["describe_db_instance_automated_backups"](self, db_instance_identifier, **kwargs)
+    resource_id = kwargs.get("dbi_resource_id")
+    arn = kwargs.get("db_instance_automated_backups_arn")
+    if resource_id or arn:
+        found = [b for b in found if resource_id and getattr(b.backend.databases.get(b.db_instance_identifier),
+                                                              "dbi_resource_id", None) == resource_id]
+    for entry in self.__dict__.get("_sandbox_replicated", {}).values():
+        if (db_instance_identifier in (None, entry.db_instance_identifier)
+                and resource_id in (None, entry.dbi_resource_id)
+                and arn in (None, entry.db_instance_automated_backups_arn)):
+            found.append(entry)
+    return found
+
+
+def _restore_from_replicated(backend: RDSBackend, arn: str, target: str, overrides: dict[str, Any],
+                             as_of: datetime | None, use_latest: bool) -> DBInstance:
+    import copy
+
+    entry = backend.__dict__.get("_sandbox_replicated", {}).get(arn)
+    if entry is None:
+        raise RDSClientError("DBInstanceAutomatedBackupNotFound", f"No automated backup {arn} in {backend.region_name}")
+    window = entry.restore_window
+    point = window["LatestTime"] if use_latest else _utc(as_of)
+    if not window["EarliestTime"] <= point <= window["LatestTime"]:
+        raise RDSClientError("InvalidRestoreFault",
+                             f"Restore time {point:%Y-%m-%dT%H:%M:%SZ} is outside the replicated backup's window")
+    if target in backend.databases:
+        raise RDSClientError("DBInstanceAlreadyExists", "DB instance already exists")
+    _refuse_if_asked()
+    props = {}
+    for key, value in entry.source.__dict__.items():
+        key = key.removeprefix("_")
+        if key in ("backend", "db_subnet_group", "max_allocated_storage", "region", "option_group_name") \
+                or key.startswith("sandbox"):
+            continue
+        props[key] = copy.deepcopy(value)
+    props.update({k: v for k, v in overrides.items() if v})
+    props["db_instance_identifier"] = target
+    with _LOCK:
+        instance = backend.create_db_instance(props)
+        return _finish_restore(instance, entry.db_instance_identifier, point, "point_in_time")
 
 
 def _now() -> datetime:
@@ -146,6 +229,14 @@ def _finish_restore(instance: DBInstance, source_id: str, as_of: datetime, resto
 
 def restore_db_instance_to_point_in_time(self: RDSBackend, source_db_identifier: str, target_db_identifier: str,
                                          overrides: dict[str, Any]) -> DBInstance:
+    replicated_arn = overrides.get("source_db_instance_automated_backups_arn")
+    if not source_db_identifier and replicated_arn:
+        rest = {k: v for k, v in overrides.items() if k not in (
+            "source_db_instance_automated_backups_arn", "restore_time", "use_latest_restorable_time",
+            "target_db_instance_identifier")}
+        return _restore_from_replicated(self, replicated_arn, target_db_identifier, rest,
+                                        overrides.get("restore_time"),
+                                        bool(overrides.get("use_latest_restorable_time")))
     source = self.describe_db_instances(db_instance_identifier=source_db_identifier)[0]
     if not source.backup_retention_period:
         raise RDSClientError("PointInTimeRestoreNotEnabled",
@@ -203,12 +294,14 @@ def apply() -> None:
     if _ORIGINAL:
         return
     for name in ("describe_db_instances", "restore_db_instance_to_point_in_time",
+                 "describe_db_instance_automated_backups",
                  "restore_db_instance_from_db_snapshot", "delete_db_instance"):
         _ORIGINAL[name] = getattr(RDSBackend, name)
     RDSBackend.describe_db_instances = describe_db_instances  # type: ignore[method-assign]
     RDSBackend.restore_db_instance_to_point_in_time = restore_db_instance_to_point_in_time  # type: ignore[method-assign]
     RDSBackend.restore_db_instance_from_db_snapshot = restore_db_instance_from_db_snapshot  # type: ignore[method-assign]
     RDSBackend.delete_db_instance = delete_db_instance  # type: ignore[method-assign]
+    RDSBackend.describe_db_instance_automated_backups = describe_db_instance_automated_backups  # type: ignore[method-assign]
     DBInstance.latest_restorable_time = property(_latest_restorable_time)  # type: ignore[assignment]
     DBInstance.address = property(_address)  # type: ignore[assignment]
     DBInstanceAutomatedBackup.restore_window = property(_automated_backup_window)  # type: ignore[attr-defined]

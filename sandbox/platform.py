@@ -22,6 +22,7 @@ from sandbox.backups import (
     apply_restore_problems,
     backdate_instance,
 )
+from sandbox.dr import DR_PROBLEMS, DrRegion, image_uri
 from sandbox.servers import HealthEndpoint
 from solemate_maintenance.config import PlatformConfig
 
@@ -35,19 +36,20 @@ PROBLEMS = {
     "unhealthy_target": "one ALB target unhealthy (P2)",
     **BACKUP_PROBLEMS,
     **RESTORE_PROBLEMS,
+    **DR_PROBLEMS,
 }
 DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"})
 # Problems of the platform's live state (describe calls answer for now, not for a past date), as
 # opposed to metric problems, which CloudWatch keeps per timestamp.
 STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target", *BACKUP_PROBLEMS,
-                            *RESTORE_PROBLEMS})
+                            *RESTORE_PROBLEMS, *DR_PROBLEMS})
 SNS_TOPIC = "solemate-p1"
 
 
 class Platform:
     """Creates the resources once, then re-describes the world for each run anchor."""
 
-    def __init__(self, config: PlatformConfig, client: Callable[[str], Any],
+    def __init__(self, config: PlatformConfig, client: Callable[..., Any],
                  health: HealthEndpoint | None = None) -> None:
         self.config = config
         self._client = client
@@ -80,6 +82,7 @@ class Platform:
         self._apply_state_problems()
         BackupHistory(self.config).write(latest, self.problems)
         apply_restore_problems(self.config, self.problems)  # after the history: corrupts its snapshots too
+        self.dr.apply(latest, self.problems)
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
     def create(self) -> None:
@@ -102,8 +105,12 @@ class Platform:
 
         ecs = self._client("ecs")
         ecs.create_cluster(clusterName=res.ecs.cluster)
+        self.dr = DrRegion(self.config, self._client, primary_alb_dns=lb["DNSName"])
+        self.dr.create(production_task_family="solemate-backend")
         ecs.register_task_definition(family="solemate-backend", containerDefinitions=[
-            {"name": "backend", "image": "solemate/backend:1.0", "memory": 1024, "cpu": 512}])
+            {"name": "backend", "image": image_uri(self.config.regions.primary,
+                                                   self.config.disaster_recovery.ecr_repository),
+             "memory": 1024, "cpu": 512}])
         for service in res.ecs.services:
             ecs.create_service(cluster=res.ecs.cluster, serviceName=service.name, taskDefinition="solemate-backend",
                                desiredCount=service.min_tasks, launchType="FARGATE")

@@ -26,7 +26,7 @@ import yaml
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
-from sandbox import moto_patches, moto_rds
+from sandbox import moto_patches, moto_rds, request_log
 from sandbox.platform import SNS_TOPIC, Platform
 from sandbox.postgres import EmbeddedPostgres
 from sandbox.servers import HealthEndpoint, SlackSink, SmtpSink, free_port
@@ -37,8 +37,10 @@ class Sandbox:
     """Start/stop the whole local world. Everything lives under one temp dir removed on stop."""
 
     def __init__(self, config_path: Path = DEFAULT_CONFIG_PATH, slack_critical: bool = False,
-                 restore_seconds: float = 3.0, restore_timeout_minutes: float = 0.5) -> None:
+                 restore_seconds: float = 3.0, restore_timeout_minutes: float = 0.5, allow_failover: bool = False
+                 ) -> None:
         self.base_config_path = config_path
+        self.allow_failover = allow_failover
         self.slack_critical = slack_critical
         self.restore_seconds = restore_seconds
         self.restore_timeout_minutes = restore_timeout_minutes
@@ -55,6 +57,7 @@ class Sandbox:
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
             self.moto.start()
             self._started.append(self.moto)
+            self.aws_requests = request_log.install(self.moto)
             # moto's backends live in this process, shared by every server and mock started in it: a
             # sandbox starts from an empty AWS, whatever an earlier one in the same process left.
             self._reset_moto()
@@ -62,6 +65,8 @@ class Sandbox:
             self._started.append(self.slack)
             self.health = HealthEndpoint().start()
             self._started.append(self.health)
+            self.dr_health = HealthEndpoint().start()  # the DR region's load balancer, for dr_failover
+            self._started.append(self.dr_health)
             # Distinctive values for every secret that reaches Airflow, so that the end-to-end scans
             # can search for them (and their encodings) in everything a run prints, sends or writes.
             self.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits)
@@ -165,12 +170,18 @@ class Sandbox:
         # Restores take seconds here, not minutes: look often, give up soon.
         raw.setdefault("restore_test", {}).update({
             "poll_seconds": 1, "restore_timeout_minutes": self.restore_timeout_minutes, "delete_timeout_minutes": 1})
+        recovery = raw.setdefault("disaster_recovery", {})
+        recovery.update({"allow_failover": self.allow_failover, "dr_health_endpoint": self.dr_health.health_url,
+                         "failover_timeout_minutes": 1})
+        recovery.setdefault("drill", {}).update({
+            "poll_seconds": 1, "restore_timeout_minutes": self.restore_timeout_minutes, "task_timeout_minutes": 1,
+            "delete_timeout_minutes": 1})
         path = self.workdir / "platform.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         return path
 
-    def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.config.regions.primary,
+    def client(self, service: str, region: str | None = None) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=region or self.config.regions.primary,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     # -- the platform --------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def health() -> Iterator[HealthEndpoint]:
 def platform(config, health) -> Iterator[Platform]:
     """The SoleMate platform in moto (mock_aws), healthy, metrics up to ANCHOR."""
     with mock_aws():
-        world = Platform(config, lambda service: boto3.client(service, region_name=config.regions.primary), health)
+        world = Platform(config, lambda service, region=None: boto3.client(
+            service, region_name=region or config.regions.primary), health)
         world.create()
         world.seed(ANCHOR)
         yield world
