@@ -187,6 +187,15 @@ class RestoreRequestOperator(_RestoreTask):
                 details={"earliest": _stamp(earliest), "latest": _stamp(latest)})
         return min(checked, latest), None, None
 
+    def _submit(self, target: str, point: datetime | None, snapshot: str | None, common: dict[str, Any]) -> None:
+        if snapshot:
+            self.rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=target, DBSnapshotIdentifier=snapshot,
+                                                          **common)
+        else:
+            self.rds.restore_db_instance_to_point_in_time(
+                SourceDBInstanceIdentifier=self.source_db_instance_identifier, TargetDBInstanceIdentifier=target,
+                RestoreTime=point, **common)
+
     def _request(self, context: Any, target: str) -> Iterable[Finding]:
         point, snapshot, problem = self._restore_point(context)
         if problem is not None:
@@ -209,13 +218,7 @@ class RestoreRequestOperator(_RestoreTask):
         self.log.info("Restoring %s (%s to %s) into %s", self.source_db_instance_identifier, restore_type,
                       _stamp(point), target)
         try:
-            if snapshot:
-                self.rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=target,
-                                                              DBSnapshotIdentifier=snapshot, **common)
-            else:
-                self.rds.restore_db_instance_to_point_in_time(
-                    SourceDBInstanceIdentifier=self.source_db_instance_identifier,
-                    TargetDBInstanceIdentifier=target, RestoreTime=point, **common)
+            self._submit(target, point, snapshot, common)
         except Exception as exc:
             from botocore.exceptions import ClientError
 
@@ -257,12 +260,18 @@ class RestoreValidationOperator(_RestoreTask):
     The validation user and password come from ``settings.conn_id``; host and port from AWS.
     """
 
+    headline_label = "Restore test"
+
     def __init__(self, *, policy: Backups, request_task_id: str = "restore_request",
-                 reports: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 reports: dict[str, Any] | None = None, rto_target_minutes: int | None = None,
+                 rpo_target_minutes: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.policy = policy
         self.request_task_id = request_task_id
         self.reports = reports or {}
+        # The DR drill reuses the validation against the DR table's database targets.
+        self.rto_target = rto_target_minutes or policy.database_rto_minutes
+        self.rpo_target = rpo_target_minutes or policy.database_rpo_minutes
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         target = self.target_id(context)
@@ -323,11 +332,11 @@ class RestoreValidationOperator(_RestoreTask):
         return Finding(check="restore.available", resource=target, status=Status.CRITICAL, severity=Severity.P2,
                        summary=f"restored instance not available {waited:.1f} min after the request (status "
                                f"{instance['DBInstanceStatus']!r}, limit {self.settings.restore_timeout_minutes:g} "
-                               f"min); RTO target {self.policy.database_rto_minutes} min missed",
+                               f"min); RTO target {self.rto_target} min missed",
                        details={"status": instance["DBInstanceStatus"], "requested_at": _stamp(requested_at),
                                 "trigger": trim(scrub(str((event or {}).get("message", ""))), 300)},
                        metrics={"rto_minutes": Measurement(value=None, unit="min",
-                                                           critical=self.policy.database_rto_minutes,
+                                                           critical=self.rto_target,
                                                            bad_when="above")})
 
     # -- validation ---------------------------------------------------------------------------------------
@@ -478,7 +487,7 @@ class RestoreValidationOperator(_RestoreTask):
 
     def _rpo_finding(self, target: str, restore_point: datetime | None, newest: datetime | None,
                      data_rpo: float | None) -> Iterable[Finding]:
-        target_minutes = self.policy.database_rpo_minutes
+        target_minutes = self.rpo_target
         metrics = {"data_rpo_minutes": Measurement(value=data_rpo, unit="min", warning=target_minutes,
                                                    bad_when="above")}
         details = {"restore_point": _stamp(restore_point), "newest_business_row": _stamp(newest)}
@@ -497,7 +506,7 @@ class RestoreValidationOperator(_RestoreTask):
                           metrics=metrics)
 
     def _rto_finding(self, target: str, rto: float | None) -> Finding:
-        goal = self.policy.database_rto_minutes
+        goal = self.rto_target
         metrics = {"rto_minutes": Measurement(value=rto, unit="min", warning=goal, bad_when="above")}
         if rto is None:
             return Finding(check="restore.rto", resource=target, status=Status.SKIPPED,
@@ -534,16 +543,16 @@ class RestoreValidationOperator(_RestoreTask):
                   "data_rpo_minutes": e.get("data_rpo_minutes")} for e in earlier]
         rto_text = f"RTO {rto:.1f} min" if rto is not None else "RTO not achieved"
         rpo_text = f"data RPO {data_rpo:.1f} min" if data_rpo is not None else "data RPO not measured"
-        headline = (f"Restore test ({tags.get(restore.TAG_RESTORE_TYPE, '?').replace('_', '-')} to "
+        headline = (f"{self.headline_label} ({tags.get(restore.TAG_RESTORE_TYPE, '?').replace('_', '-')} to "
                     f"{_stamp(point)}): validation {'passed' if passed else 'FAILED'}; "
-                    f"{rto_text} (target {self.policy.database_rto_minutes}); {rpo_text} "
-                    f"(target {self.policy.database_rpo_minutes})")
+                    f"{rto_text} (target {self.rto_target}); {rpo_text} "
+                    f"(target {self.rpo_target})")
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
             "headline": headline, "instance": target, "restore_type": tags.get(restore.TAG_RESTORE_TYPE),
             "restore_point": tags.get(restore.TAG_RESTORE_POINT), "requested_at": requested_at.isoformat(),
             "available_after_minutes": available_after, "rto_minutes": rto,
-            "rto_target_minutes": self.policy.database_rto_minutes, "data_rpo_minutes": data_rpo,
-            "rpo_target_minutes": self.policy.database_rpo_minutes, "validation": "passed" if passed else "failed",
+            "rto_target_minutes": self.rto_target, "data_rpo_minutes": data_rpo,
+            "rpo_target_minutes": self.rpo_target, "validation": "passed" if passed else "failed",
             "row_counts": counts, "trend": trend})
 
 
