@@ -1,0 +1,648 @@
+"""The failover runbook (the guide's 8 steps), one operator per step.
+
+Every step is idempotent: it looks at what AWS holds first and changes only what is not yet as the
+runbook wants it, so clearing a task (or the whole run) and running it again changes nothing twice.
+:class:`FailoverGateOperator` runs first and refuses, before any AWS call, a run the config or its
+params do not allow. Each step pushes what it did (``measurements``) so the run report is the
+incident log.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.timezone import utcnow
+
+from solemate_maintenance import dr, restore
+from solemate_maintenance.config import Alerts, DisasterRecovery
+from solemate_maintenance.findings import Finding, Severity, Status
+from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
+from solemate_maintenance.operators.dr_drill import _DrClients, _error, _value, newest_dr_source
+from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.run_facts import format_instant as _stamp
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+FAILOVER_PURPOSE = "dr-failover"
+ALARM_PREFIX = "solemate-dr-"
+
+
+class FailoverGateOperator(BaseOperator):
+    """Step 0: refuse the run unless the config allows failover and the run's params confirm it.
+
+    Makes no AWS call. A refusal fails this task (no retry) with one line saying what to fix; every
+    other task then stays not run.
+    """
+
+    ui_color = "#fbe3e3"
+
+    def __init__(self, *, environment: str, allowed: bool, **kwargs: Any) -> None:
+        kwargs["retries"] = 0
+        super().__init__(**kwargs)
+        self.environment = environment
+        self.allowed = allowed
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        params = context.get("params") or {}
+        refusal = dr.failover_refusal(confirm=params.get("confirm"), reason=params.get("reason"),
+                                      environment=self.environment, allowed=self.allowed)
+        if refusal:
+            raise AirflowFailException(refusal)
+        request = {"environment": self.environment, "reason": trim(scrub(str(params["reason"]).strip()), 500),
+                   "run_id": context["ti"].run_id}
+        self.log.info("Failover of %s confirmed: %s", self.environment, request["reason"])
+        return request
+
+
+class _FailoverStep(_DrClients, MaintenanceCheckOperator):
+    """A runbook step in the DR region (``region_name``), with the DR settings of the config."""
+
+    def __init__(self, *, recovery: DisasterRecovery, primary_region: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.recovery = recovery
+        self.primary_region = primary_region
+
+    def record(self, context: Any, **done: Any) -> None:
+        context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value=done)
+
+    def wait_attempts(self, minutes: float, poll: int) -> int:
+        return max(1, math.ceil(minutes * 60 / poll))
+
+
+class FailoverAssessmentOperator(_FailoverStep):
+    """Step 1: what is broken in the primary region, and can the DR region take over? Read-only.
+
+    The primary being unhealthy is why this runs: it is reported, not failed on. The DR region lacking
+    a database copy or the service is P1 and stops the runbook before anything is created.
+    """
+
+    def __init__(self, *, database: str, services: list[str], health_endpoint: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.database = database
+        self.services = services
+        self.health_endpoint = health_endpoint
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        yield self._primary_health()
+        source = newest_dr_source(self.client("rds"), self.database, self.region_name)
+        if source is None:
+            yield Finding(check="failover.assessment.database", resource=f"{self.database} ({self.region_name})",
+                          status=Status.CRITICAL, severity=Severity.P1,
+                          summary=f"no replicated backup and no snapshot copy in {self.region_name}: the database "
+                                  "cannot be restored there; do not fail over, escalate")
+        else:
+            kind, _, point = source
+            lag = (utcnow() - point).total_seconds() / 60
+            yield Finding(check="failover.assessment.database", resource=f"{self.database} ({self.region_name})",
+                          status=Status.OK, summary=f"{kind} restorable to {_stamp(point)} ({lag:.1f} min of data "
+                                                    "would be lost)")
+        ecs = self.client("ecs")
+        try:
+            found = ecs.describe_services(cluster=self.recovery.cluster, services=self.services).get("services", [])
+        except ecs.exceptions.ClusterNotFoundException:
+            found = []
+        active = {s["serviceName"] for s in found if s.get("status") == "ACTIVE"}
+        missing = [s for s in self.services if s not in active]
+        if missing:
+            yield Finding(check="failover.assessment.application", resource=f"{self.recovery.cluster} "
+                          f"({self.region_name})", status=Status.CRITICAL, severity=Severity.P1,
+                          summary=f"services not defined in the DR cluster: {', '.join(missing)}")
+        else:
+            yield Finding(check="failover.assessment.application", resource=self.recovery.cluster, status=Status.OK,
+                          summary=f"{len(active)} service(s) defined in the DR cluster")
+        before = self._records()
+        self.record(context, dns_before=before, dr_source=source[0] if source else None)
+        yield Finding(check="failover.assessment.dns", resource=self.recovery.record_name, status=Status.OK,
+                      summary="DNS before the failover (for failback): "
+                              + (", ".join(f"{k} -> {v}" for k, v in sorted(before.items())) or "no failover records"))
+
+    def _primary_health(self) -> Finding:
+        import requests
+
+        try:
+            response = requests.get(self.health_endpoint, timeout=10)
+            state = f"HTTP {response.status_code}"
+            healthy = response.status_code == 200
+        except requests.RequestException as exc:
+            state, healthy = f"unreachable ({type(exc).__name__})", False
+        return Finding(check="failover.assessment.primary", resource=self.health_endpoint,
+                       status=Status.OK if healthy else Status.WARNING, severity=None if healthy else Severity.P3,
+                       summary=f"primary health endpoint answers {state}"
+                               + ("" if not healthy else ": the primary looks healthy, be sure failover is needed"))
+
+    def _records(self) -> dict[str, str]:
+        zone = hosted_zone_id(self.client("route53", self.primary_region), self.recovery.hosted_zone)
+        if zone is None:
+            return {}
+        return {role: _value(record) for role, record in failover_records(
+            self.client("route53", self.primary_region), zone, self.recovery.record_name).items()}
+
+
+class FailoverNotifyOperator(_FailoverStep):
+    """Steps 2 and the gate/end messages: tell Slack (critical channel), SNS and e-mail.
+
+    A channel that fails is a P3 finding (the runbook goes on; the report lists every delivery).
+    """
+
+    def __init__(self, *, stage: str, alerts: Alerts, environment: str, approval_task_id: str = "approve_dns_switch",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stage = stage
+        self.alerts = alerts
+        self.environment = environment
+        self.approval_task_id = approval_task_id
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        from solemate_maintenance.notifiers.delivery import (
+            DeliveryBudget,
+            send_email,
+            send_slack,
+            send_sns,
+            slack_channel_for,
+        )
+        from solemate_maintenance.notifiers.failure import ALERT_DELIVERIES_XCOM_KEY
+
+        title, lines = self.message(context)
+        text = "\n".join(lines)
+        budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, f"{context['ti'].run_id}-{self.stage}",
+                                        floor=self.alerts.slack_timeout_seconds)
+        deliveries = [send_slack(kind=f"failover-{self.stage}", conn_id=slack_channel_for(Severity.P1, self.alerts),
+                                 text=title, attachments=[{"color": self.alerts.severities["P1"].color,
+                                                           "text": text}],
+                                 alerts=self.alerts, context=context, budget=budget)]
+        if self.alerts.sns_topic_arn:
+            deliveries.append(send_sns(kind=f"failover-{self.stage}", topic_arn=self.alerts.sns_topic_arn,
+                                       subject=title, message=f"{title}\n{text}", aws_conn_id=self.aws_conn_id,
+                                       context=context, budget=budget))
+        if self.alerts.digest_email:
+            html = "<p><b>{}</b></p><ul>{}</ul>".format(_html(title), "".join(f"<li>{_html(line)}</li>"
+                                                                              for line in lines))
+            deliveries.append(send_email(kind=f"failover-{self.stage}", to=list(self.alerts.digest_email),
+                                         subject=title, html=html, alerts=self.alerts, context=context,
+                                         budget=budget))
+        ti = context["ti"]
+        ti.xcom_push(key=ALERT_DELIVERIES_XCOM_KEY,
+                     value=[d.model_copy(update={"task_id": ti.task_id}).model_dump() for d in deliveries])
+        self.record(context, message=title, **({"headline": title} if self.stage == "end" else {}))
+        if self.stage == "end":
+            yield self._decision(context)
+        failed = [d.channel for d in deliveries if not d.arrived]
+        if failed:
+            yield Finding(check=f"failover.communication.{self.stage}", resource=", ".join(failed),
+                          status=Status.WARNING, severity=Severity.P3,
+                          summary=f"'{title}' not delivered to {', '.join(failed)}: tell them by phone")
+        else:
+            yield Finding(check=f"failover.communication.{self.stage}", resource=self.stage, status=Status.OK,
+                          summary=f"sent to {', '.join(d.channel for d in deliveries)}: {title}")
+
+    def _decision(self, context: Any) -> Finding:
+        """The human decision at the DNS gate, for the incident log."""
+        approval = context["ti"].xcom_pull(task_ids=self.approval_task_id) or {}
+        chosen = (approval.get("chosen_options") or [None])[0]
+        if chosen is None:
+            return Finding(check="failover.approval", resource=self.approval_task_id, status=Status.SKIPPED,
+                           summary="the DNS gate was not reached or not answered")
+        return Finding(check="failover.approval", resource=self.approval_task_id, status=Status.OK,
+                       summary=f"{'approved' if chosen == 'Approve' else 'rejected'} by {_who(approval)}",
+                       details={"chosen": chosen})
+
+    def message(self, context: Any) -> tuple[str, list[str]]:
+        ti = context["ti"]
+        params = context.get("params") or {}
+        reason = trim(scrub(str(params.get("reason") or "")), 300)
+        where = f"{self.environment} -> {self.region_name}"
+        run = f"Run {ti.run_id}: {ti.log_url.split('/tasks/')[0] if getattr(ti, 'log_url', None) else ''}"
+        if self.stage == "start":
+            return (f":rotating_light: DR FAILOVER STARTED: {where}",
+                    [f"Reason: {reason}", "Now: DR infrastructure, database restore from the latest point in time, "
+                     "application scale-up in the DR region. DNS is NOT switched before a human approves.", run])
+        if self.stage == "gate":
+            database = ti.xcom_pull(task_ids="failover_database", key=MEASUREMENTS_XCOM_KEY) or {}
+            application = ti.xcom_pull(task_ids="failover_application", key=MEASUREMENTS_XCOM_KEY) or {}
+            return (f":raised_hand: DR FAILOVER awaiting approval to switch DNS: {where}",
+                    [f"Database {database.get('instance', '?')} available, restored to "
+                     f"{database.get('restore_point', '?')} (data lost: {database.get('rpo_minutes', '?')} min)",
+                     f"Application: {application.get('services', '?')} running in {self.region_name}",
+                     f"Approve or reject in Airflow: Browse > Required Actions, task {self.approval_task_id}", run])
+        return self._end(context, where, reason, run)
+
+    def _end(self, context: Any, where: str, reason: str, run: str) -> tuple[str, list[str]]:
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        approval = ti.xcom_pull(task_ids=self.approval_task_id) or {}
+        chosen = (approval.get("chosen_options") or [None])[0]
+        switched = ti.xcom_pull(task_ids="failover_dns", key=MEASUREMENTS_XCOM_KEY) or {}
+        failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed") and t != ti.task_id)
+        if failed:
+            return (f":x: DR FAILOVER STOPPED: {where}",
+                    [f"Failed or not reached: {', '.join(failed)}", "What was done before the stop is still in place "
+                     "(see the run report); fix the failed step and clear it to resume.", f"Reason: {reason}", run])
+        if chosen == "Reject":
+            return (f":no_entry: DR FAILOVER REJECTED at the DNS gate: {where}",
+                    [f"Rejected by {_who(approval)}: DNS unchanged, traffic still goes to the primary.",
+                     "Still running in the DR region: the restored database, the scaled service and the DR stack. "
+                     "Keep them as a warm standby or remove them.", run])
+        return (f":white_check_mark: DR FAILOVER COMPLETE: {where}",
+                [f"{self.recovery.record_name} -> {switched.get('now', '?')} (was {switched.get('before', '?')})",
+                 f"Approved by {_who(approval)}. Validation and DR alarms in place; see the report.",
+                 f"Reason: {reason}", run])
+
+
+def _who(approval: dict[str, Any]) -> str:
+    user = approval.get("responded_by_user") or approval.get("responded_by") or {}
+    if isinstance(user, dict):
+        return str(user.get("name") or user.get("id") or "?")
+    return str(user or "?")
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+class FailoverInfrastructureOperator(_FailoverStep):
+    """Step 3: create the DR stack from the CloudFormation template (once), and wait for it (deferred)."""
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        cloudformation = self.client("cloudformation")
+        name = self.recovery.stack_name
+        stack = self._stack(cloudformation, name)
+        if stack is None:
+            body = (REPO_ROOT / self.recovery.cloudformation_template).read_text()
+            cloudformation.create_stack(
+                StackName=name, TemplateBody=body, OnFailure="DO_NOTHING",
+                Parameters=[{"ParameterKey": "ActivatedBy", "ParameterValue": restore.tag_value(context["ti"].run_id)}],
+                Tags=[{"Key": "solemate:purpose", "Value": FAILOVER_PURPOSE},
+                      {"Key": restore.TAG_RUN, "Value": restore.tag_value(context["ti"].run_id)}])
+            self.log.info("Creating stack %s in %s", name, self.region_name)
+        elif stack["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            yield from self._done(context, stack, created=False)
+            return
+        elif not stack["StackStatus"].endswith("IN_PROGRESS"):
+            yield self._broken(stack)
+            return
+        from solemate_maintenance.triggers.waiters import StackCreatedTrigger
+
+        poll = self.recovery.drill.poll_seconds
+        self.defer(trigger=StackCreatedTrigger(stack_name=name, waiter_delay=poll,
+                                               waiter_max_attempts=self.wait_attempts(30, poll),
+                                               aws_conn_id=self.aws_conn_id, region_name=self.region_name),
+                   method_name="resume_when_created")
+
+    def resume_when_created(self, context: Any, event: dict[str, Any] | None = None) -> dict:
+        return self.record_findings(context, self._after(context))
+
+    def _after(self, context: Any) -> Iterable[Finding]:
+        stack = self._stack(self.client("cloudformation"), self.recovery.stack_name)
+        if stack is None or stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            yield self._broken(stack or {"StackName": self.recovery.stack_name, "StackStatus": "gone"})
+            return
+        yield from self._done(context, stack, created=True)
+
+    @staticmethod
+    def _stack(cloudformation: Any, name: str) -> dict[str, Any] | None:
+        try:
+            return cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        except cloudformation.exceptions.ClientError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
+
+    def _done(self, context: Any, stack: dict[str, Any], created: bool) -> Iterable[Finding]:
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        self.record(context, stack=stack["StackName"], status=stack["StackStatus"], created=created, outputs=outputs)
+        yield Finding(check="failover.infrastructure", resource=f"{stack['StackName']} ({self.region_name})",
+                      status=Status.OK, summary=("stack created" if created else "stack already in place (no change)")
+                      + f": {stack['StackStatus']}")
+
+    def _broken(self, stack: dict[str, Any]) -> Finding:
+        return Finding(check="failover.infrastructure", resource=f"{stack['StackName']} ({self.region_name})",
+                       status=Status.CRITICAL, severity=Severity.P1,
+                       summary=f"DR stack is {stack['StackStatus']}: open its events in the CloudFormation console "
+                               f"({self.region_name}), fix, delete the stack if it rolled back, then clear this task")
+
+
+class FailoverDatabaseOperator(_FailoverStep):
+    """Step 4: restore the database in the DR region from the latest restorable point, and wait (deferred).
+
+    The instance is ``failover_instance_id``, tagged as this failover's (not ephemeral: it becomes
+    production, with deletion protection). A retry or a cleared task finds it and waits for it.
+    """
+
+    def __init__(self, *, database: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.database = database
+
+    @property
+    def target(self) -> str:
+        return self.recovery.failover_instance_id
+
+    def _describe(self) -> dict[str, Any] | None:
+        rds = self.client("rds")
+        try:
+            return rds.describe_db_instances(DBInstanceIdentifier=self.target)["DBInstances"][0]
+        except rds.exceptions.DBInstanceNotFoundFault:
+            return None
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        instance = self._describe()
+        if instance is not None:
+            tags = restore.tags_of(instance)
+            if tags.get(restore.TAG_PURPOSE) != FAILOVER_PURPOSE or tags.get(restore.TAG_SOURCE) != self.database:
+                yield Finding(check="failover.database", resource=f"{self.target} ({self.region_name})",
+                              status=Status.CRITICAL, severity=Severity.P1,
+                              summary=f"an instance named {self.target} exists that this runbook did not create "
+                                      f"(tags {tags.get(restore.TAG_PURPOSE)!r}/{tags.get(restore.TAG_SOURCE)!r}): "
+                                      "check what it is; set disaster_recovery.failover_instance_id to a free name")
+                return
+        else:
+            rds = self.client("rds")
+            source = newest_dr_source(rds, self.database, self.region_name)
+            if source is None:
+                yield Finding(check="failover.database", resource=f"{self.database} ({self.region_name})",
+                              status=Status.CRITICAL, severity=Severity.P1,
+                              summary=f"nothing to restore in {self.region_name}")
+                return
+            kind, identifier, point = source
+            now = utcnow()
+            common = {"DBInstanceClass": self.recovery.failover_instance_class, "MultiAZ": True,
+                      "PubliclyAccessible": False, "DeletionProtection": True, "CopyTagsToSnapshot": True,
+                      "Tags": [{"Key": restore.TAG_PURPOSE, "Value": FAILOVER_PURPOSE},
+                               {"Key": restore.TAG_SOURCE, "Value": self.database},
+                               {"Key": restore.TAG_RUN, "Value": restore.tag_value(context["ti"].run_id)},
+                               {"Key": restore.TAG_REQUESTED, "Value": now.isoformat(timespec="seconds")},
+                               {"Key": restore.TAG_RESTORE_POINT, "Value": point.isoformat(timespec="seconds")}]}
+            if kind == "snapshot copy":
+                rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=self.target,
+                                                         DBSnapshotIdentifier=identifier, **common)
+            else:
+                rds.restore_db_instance_to_point_in_time(SourceDBInstanceAutomatedBackupsArn=identifier,
+                                                         TargetDBInstanceIdentifier=self.target,
+                                                         RestoreTime=point, **common)
+            self.log.info("Restoring %s (%s, to %s) into %s", self.database, kind, _stamp(point), self.target)
+            instance = self._describe() or {"DBInstanceStatus": "creating"}
+        if instance.get("DBInstanceStatus") == "available":
+            yield from self._done(context, instance)
+            return
+        from airflow.providers.amazon.aws.triggers.rds import RdsDbAvailableTrigger
+
+        poll = self.recovery.drill.poll_seconds
+        self.defer(trigger=RdsDbAvailableTrigger(
+            db_identifier=self.target, waiter_delay=poll,
+            waiter_max_attempts=self.wait_attempts(self.recovery.failover_timeout_minutes, poll),
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, response={}, db_type="instance"),
+            method_name="resume_when_available")
+
+    def resume_when_available(self, context: Any, event: dict[str, Any] | None = None) -> dict:
+        return self.record_findings(context, self._after(context, event))
+
+    def _after(self, context: Any, event: dict[str, Any] | None) -> Iterable[Finding]:
+        instance = self._describe()
+        if instance is None or instance.get("DBInstanceStatus") != "available":
+            yield Finding(check="failover.database", resource=f"{self.target} ({self.region_name})",
+                          status=Status.CRITICAL, severity=Severity.P1,
+                          summary=f"restored database not available within {self.recovery.failover_timeout_minutes:g} "
+                                  f"min (status {(instance or {}).get('DBInstanceStatus', 'gone')!r}); check the RDS "
+                                  f"console in {self.region_name}, then clear this task to wait again",
+                          details={"trigger": trim(scrub(str((event or {}).get("message", ""))), 300)})
+            return
+        yield from self._done(context, instance)
+
+    def _done(self, context: Any, instance: dict[str, Any]) -> Iterable[Finding]:
+        tags = restore.tags_of(instance)
+        point = restore.parse_time(tags.get(restore.TAG_RESTORE_POINT))
+        requested = restore.parse_time(tags.get(restore.TAG_REQUESTED))
+        endpoint = instance.get("Endpoint") or {}
+        rpo = round((requested - point).total_seconds() / 60, 2) if point and requested else None
+        rto = round((utcnow() - requested).total_seconds() / 60, 2) if requested else None
+        self.record(context, instance=self.target, restore_point=_stamp(point), rpo_minutes=rpo,
+                    restore_minutes=rto, endpoint=f"{endpoint.get('Address')}:{endpoint.get('Port')}")
+        yield Finding(check="failover.database", resource=f"{self.target} ({self.region_name})", status=Status.OK,
+                      summary=f"available at {endpoint.get('Address')}:{endpoint.get('Port')}, restored to "
+                              f"{_stamp(point)} ({_num(rpo)} min of data lost, {_num(rto)} min since the request). "
+                              "Point the application's database secret at it")
+
+
+def _num(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
+class FailoverApplicationOperator(_FailoverStep):
+    """Step 5: scale the DR services to production's task counts and wait (deferred) until stable."""
+
+    def __init__(self, *, cluster: str, services: dict[str, int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+        self.services = services
+
+    def _wanted(self) -> dict[str, int]:
+        """Production's desired counts when the primary answers, else the configured minimums."""
+        wanted = dict(self.services)
+        try:
+            ecs = self.client("ecs", self.primary_region)
+            for service in ecs.describe_services(cluster=self.cluster, services=list(self.services))["services"]:
+                wanted[service["serviceName"]] = max(wanted[service["serviceName"]], service["desiredCount"])
+        except Exception as exc:  # the primary region is what is failing: its minimums will do
+            self.log.warning("Production's task counts unavailable (%s); using the configured minimums",
+                             _error(exc) if hasattr(exc, "response") else type(exc).__name__)
+        return wanted
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        ecs = self.client("ecs")
+        wanted = self._wanted()
+        changed = []
+        for service in ecs.describe_services(cluster=self.recovery.cluster, services=list(wanted))["services"]:
+            name = service["serviceName"]
+            if service["desiredCount"] != wanted[name]:
+                ecs.update_service(cluster=self.recovery.cluster, service=name, desiredCount=wanted[name])
+                changed.append(f"{name}: {service['desiredCount']} -> {wanted[name]}")
+        context["ti"].xcom_push(key="changes", value=changed)
+        unsteady = self._unsteady()
+        if unsteady:
+            self._wait(unsteady)
+        yield from self._after(context)
+
+    def _unsteady(self) -> str | None:
+        """The first service whose running count has not reached its desired count, if any."""
+        services = self.client("ecs").describe_services(cluster=self.recovery.cluster,
+                                                        services=list(self.services))["services"]
+        return next((s["serviceName"] for s in services if s["runningCount"] != s["desiredCount"]
+                     or len(s.get("deployments", [])) > 1), None)
+
+    def _wait(self, service: str) -> None:
+        from solemate_maintenance.triggers.waiters import EcsServiceStableTrigger
+
+        poll = self.recovery.drill.poll_seconds
+        self.defer(trigger=EcsServiceStableTrigger(
+            cluster=self.recovery.cluster, service=service, waiter_delay=poll,
+            waiter_max_attempts=self.wait_attempts(self.recovery.drill.task_timeout_minutes, poll),
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name), method_name="resume_when_stable")
+
+    def resume_when_stable(self, context: Any, event: dict[str, Any] | None = None) -> dict:
+        # What is still deploying is read from AWS again, not carried in the deferral's kwargs.
+        unsteady = self._unsteady()
+        if unsteady and (event or {}).get("status") == "success":
+            self._wait(unsteady)
+        return self.record_findings(context, self._after(context))
+
+    def _after(self, context: Any) -> Iterable[Finding]:
+        ecs = self.client("ecs")
+        services = ecs.describe_services(cluster=self.recovery.cluster, services=list(self.services))["services"]
+        short = [f"{s['serviceName']} {s['runningCount']}/{s['desiredCount']}" for s in services
+                 if s["runningCount"] < s["desiredCount"] or s["desiredCount"] == 0]
+        counts = {s["serviceName"]: s["runningCount"] for s in services}
+        changes = context["ti"].xcom_pull(task_ids=self.task_id, key="changes") or []
+        self.record(context, services=", ".join(f"{k} x{v}" for k, v in counts.items()), changes=changes)
+        if short:
+            yield Finding(check="failover.application", resource=f"{self.recovery.cluster} ({self.region_name})",
+                          status=Status.CRITICAL, severity=Severity.P1,
+                          summary=f"not running as wanted: {', '.join(short)}; see the service events in the ECS "
+                                  "console, then clear this task")
+            return
+        yield Finding(check="failover.application", resource=f"{self.recovery.cluster} ({self.region_name})",
+                      status=Status.OK, summary=f"running: {', '.join(f'{k} x{v}' for k, v in counts.items())}"
+                                                + (f" (changed {'; '.join(changes)})" if changes else " (no change)"))
+
+
+def hosted_zone_id(route53: Any, zone_name: str) -> str | None:
+    zones = [z for z in route53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"] if z["Name"] == zone_name]
+    return zones[0]["Id"].rsplit("/", 1)[-1] if zones else None
+
+
+def failover_records(route53: Any, zone_id: str, record_name: str) -> dict[str, dict[str, Any]]:
+    records = route53.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=record_name)["ResourceRecordSets"]
+    return {r["Failover"]: r for r in records if r["Name"] == record_name and r.get("Failover")}
+
+
+class FailoverDnsSwitchOperator(_FailoverStep):
+    """Step 6 (after the human approval): point the PRIMARY failover record at the DR load balancer.
+
+    Only the record's target changes (its set identifier, TTL and health check stay), and only when it
+    does not already point there; waits until Route 53 reports the change INSYNC.
+    """
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        route53 = self.client("route53", self.primary_region)
+        zone = hosted_zone_id(route53, self.recovery.hosted_zone)
+        records = failover_records(route53, zone, self.recovery.record_name) if zone else {}
+        primary = records.get("PRIMARY")
+        if primary is None:
+            yield Finding(check="failover.dns", resource=self.recovery.record_name, status=Status.CRITICAL,
+                          severity=Severity.P1, summary=f"no PRIMARY failover record {self.recovery.record_name} in "
+                                                        f"{self.recovery.hosted_zone}: switch DNS by hand")
+            return
+        before = _value(primary)
+        target = self.recovery.dr_endpoint
+        if before == target:
+            self.record(context, before=before, now=target, changed=False)
+            yield Finding(check="failover.dns", resource=self.recovery.record_name, status=Status.OK,
+                          summary=f"already points at {target} (no change)")
+            return
+        updated = {k: v for k, v in primary.items() if k not in ("ResourceRecords", "AliasTarget")}
+        updated["ResourceRecords"] = [{"Value": target}]
+        if "TTL" not in updated:
+            updated["TTL"] = 60
+        change = route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
+            "Comment": trim(f"DR failover by {context['ti'].run_id}", 256),
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": updated}]})["ChangeInfo"]
+        route53.get_waiter("resource_record_sets_changed").wait(Id=change["Id"],
+                                                                 WaiterConfig={"Delay": 10, "MaxAttempts": 30})
+        self.record(context, before=before, now=target, changed=True, change_id=change["Id"])
+        yield Finding(check="failover.dns", resource=self.recovery.record_name, status=Status.OK,
+                      summary=f"PRIMARY now -> {target} (was {before}); clients follow within the TTL "
+                              f"({updated.get('TTL')} s). Failback: point it at {before} again")
+
+
+class FailoverValidationOperator(_FailoverStep):
+    """Step 7: the health checks against the DR region: database, services, DNS and the health endpoint."""
+
+    def __init__(self, *, services: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services = services
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        rds = self.client("rds")
+        target = self.recovery.failover_instance_id
+        try:
+            status = rds.describe_db_instances(DBInstanceIdentifier=target)["DBInstances"][0]["DBInstanceStatus"]
+        except rds.exceptions.DBInstanceNotFoundFault:
+            status = "missing"
+        yield _check("failover.validation.database", f"{target} ({self.region_name})", status == "available",
+                     f"database {status}")
+        ecs = self.client("ecs")
+        for service in ecs.describe_services(cluster=self.recovery.cluster, services=self.services)["services"]:
+            ok = service["runningCount"] >= max(1, service["desiredCount"])
+            yield _check("failover.validation.service", f"{self.recovery.cluster}/{service['serviceName']}", ok,
+                         f"{service['runningCount']}/{service['desiredCount']} tasks running")
+        route53 = self.client("route53", self.primary_region)
+        zone = hosted_zone_id(route53, self.recovery.hosted_zone)
+        primary = (failover_records(route53, zone, self.recovery.record_name) if zone else {}).get("PRIMARY")
+        pointed = primary is not None and _value(primary) == self.recovery.dr_endpoint
+        yield _check("failover.validation.dns", self.recovery.record_name, pointed,
+                     f"PRIMARY -> {_value(primary) if primary else 'missing'}")
+        if self.recovery.dr_health_endpoint:
+            import requests
+
+            url = str(self.recovery.dr_health_endpoint)
+            try:
+                code = requests.get(url, timeout=10).status_code
+                state = f"HTTP {code}"
+            except requests.RequestException as exc:
+                code, state = None, f"unreachable ({type(exc).__name__})"
+            yield _check("failover.validation.health", url, code == 200, f"DR health endpoint answers {state}")
+        else:
+            yield Finding(check="failover.validation.health", resource="disaster_recovery.dr_health_endpoint",
+                          status=Status.SKIPPED, summary="no DR health endpoint configured: check the site by hand")
+
+
+def _check(check: str, resource: str, ok: bool, summary: str) -> Finding:
+    if ok:
+        return Finding(check=check, resource=resource, status=Status.OK, summary=summary)
+    return Finding(check=check, resource=resource, status=Status.CRITICAL, severity=Severity.P1,
+                   summary=f"{summary}: the DR region is not serving correctly")
+
+
+class FailoverMonitoringOperator(_FailoverStep):
+    """Step 8: enhanced monitoring in the DR region: alarms on the restored database and the services
+    (idempotent: an alarm is written by name), notifying the DR stack's alarm topic."""
+
+    def __init__(self, *, services: list[str], environment: str,
+                 infrastructure_task_id: str = "failover_infrastructure", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services = services
+        self.environment = environment
+        self.infrastructure_task_id = infrastructure_task_id
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        stack = context["ti"].xcom_pull(task_ids=self.infrastructure_task_id, key=MEASUREMENTS_XCOM_KEY) or {}
+        topic = (stack.get("outputs") or {}).get("AlarmTopicArn")
+        actions = {"AlarmActions": [topic], "OKActions": [topic]} if topic else {}
+        alarms = [
+            (f"{ALARM_PREFIX}{self.environment}-db-cpu", "AWS/RDS", "CPUUtilization",
+             [{"Name": "DBInstanceIdentifier", "Value": self.recovery.failover_instance_id}], 80.0),
+            (f"{ALARM_PREFIX}{self.environment}-db-connections", "AWS/RDS", "DatabaseConnections",
+             [{"Name": "DBInstanceIdentifier", "Value": self.recovery.failover_instance_id}], 400.0),
+            *[(f"{ALARM_PREFIX}{self.environment}-{service}-cpu", "AWS/ECS", "CPUUtilization",
+               [{"Name": "ClusterName", "Value": self.recovery.cluster},
+                {"Name": "ServiceName", "Value": service}], 80.0) for service in self.services],
+        ]
+        cloudwatch = self.client("cloudwatch")
+        for name, namespace, metric, dimensions, threshold in alarms:
+            cloudwatch.put_metric_alarm(
+                AlarmName=name,
+                AlarmDescription=f"DR failover ({context['ti'].run_id}): {metric} in {self.region_name}",
+                Namespace=namespace, MetricName=metric, Dimensions=dimensions, Statistic="Average", Period=60,
+                EvaluationPeriods=3, Threshold=threshold, ComparisonOperator="GreaterThanOrEqualToThreshold",
+                TreatMissingData="missing",
+                **actions)
+        names = [a[0] for a in alarms]
+        self.record(context, alarms=names, topic=topic)
+        yield Finding(check="failover.monitoring", resource=self.region_name or "DR region", status=Status.OK,
+                      summary=f"{len(names)} alarms in place ({', '.join(names)})"
+                              + (f", notifying {topic}" if topic else
+                                 ", with no notification topic (the stack output AlarmTopicArn is missing)"))

@@ -1,0 +1,186 @@
+"""The failover runbook's steps against moto (mock_aws, with the sandbox's DR region and patches).
+
+Every AWS call the steps make is recorded (botocore's own call path, the request still goes to moto):
+the gate makes none, and running every step a second time, as clearing the tasks does, changes
+nothing: no mutating call at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import botocore.client
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from solemate_maintenance import dr
+from solemate_maintenance.config import load_config
+from solemate_maintenance.findings import ChecksFailedError
+from solemate_maintenance.operators.dr_failover import (
+    FailoverApplicationOperator,
+    FailoverAssessmentOperator,
+    FailoverDatabaseOperator,
+    FailoverDnsSwitchOperator,
+    FailoverGateOperator,
+    FailoverInfrastructureOperator,
+    FailoverMonitoringOperator,
+    FailoverValidationOperator,
+)
+from tests.helpers import ANCHOR
+
+READ_ONLY = ("Describe", "List", "Get", "Validate", "Head")
+
+
+@dataclass
+class SharedTaskInstance:
+    """XComs shared between the steps of one run, as Airflow keeps them."""
+
+    task_id: str = "step"
+    dag_id: str = "dr_failover"
+    run_id: str = "manual__2026-11-27T03:00:00+00:00"
+    try_number: int = 1
+    log_url: str = "http://localhost:8080/dags/dr_failover/runs/manual/tasks/step"
+    store: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.store[(self.task_id, key)] = value
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.store.get((task_ids, key))
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[str]:
+    """Every AWS operation made, as 'service:Operation'."""
+    made: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(self, operation_name, api_params):
+        made.append(f"{self.meta.service_model.service_name}:{operation_name}")
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    return made
+
+
+def mutating(made: list[str]) -> list[str]:
+    return [c for c in made if not c.split(":", 1)[1].startswith(READ_ONLY)]
+
+
+def run(operator: Any, ti: SharedTaskInstance, params: dict | None = None) -> dict:
+    """Execute like Airflow: on a deferral, wait for what the trigger waits for, then resume."""
+    ti.task_id = operator.task_id
+    context = {"ti": ti, "params": params or {}, "logical_date": ANCHOR, "data_interval_end": ANCHOR,
+               "dag_run": None}
+    call, args = operator.execute, (context,)
+    for _ in range(10):
+        try:
+            call(*args)
+            return {f["check"]: f for f in ti.store.get((operator.task_id, "findings"), [])}
+        except ChecksFailedError:
+            return {f["check"]: f for f in ti.store.get((operator.task_id, "findings"), [])}
+        except TaskDeferred as deferred:
+            time.sleep(3.2)  # the sandbox's restores and tasks take seconds
+            call = getattr(operator, deferred.method_name)
+            args = (context, {"status": "success"})
+    raise AssertionError(f"{operator.task_id} kept deferring")
+
+
+@pytest.fixture
+def steps():
+    config = load_config()
+    recovery = config.disaster_recovery
+    common = {"recovery": recovery, "primary_region": config.regions.primary, "region_name": config.regions.dr}
+    services = [s.name for s in config.resources.ecs.services]
+    return [
+        FailoverAssessmentOperator(task_id="failover_assessment", database=config.resources.rds.instance_id,
+                                   services=services, health_endpoint="http://127.0.0.1:9/health", **common),
+        FailoverInfrastructureOperator(task_id="failover_infrastructure", **common),
+        FailoverDatabaseOperator(task_id="failover_database", database=config.resources.rds.instance_id, **common),
+        FailoverApplicationOperator(task_id="failover_application", cluster=config.resources.ecs.cluster,
+                                    services={s.name: s.min_tasks for s in config.resources.ecs.services}, **common),
+        FailoverDnsSwitchOperator(task_id="failover_dns", **common),
+        FailoverValidationOperator(task_id="failover_validation", services=services,
+                                   **{**common, "recovery": recovery.model_copy(update={"dr_health_endpoint": None})}),
+        FailoverMonitoringOperator(task_id="failover_monitoring", services=services, environment="production",
+                                   **common),
+    ]
+
+
+@pytest.mark.parametrize(("allowed", "params", "says"), [
+    (False, {"confirm": "production", "reason": "region outage INC-42"}, "allow_failover is false"),
+    (True, {"confirm": "prod", "reason": "region outage INC-42"}, "'confirm' must be the environment name"),
+    (True, {"confirm": "production", "reason": "   "}, "'reason' must say why"),
+    (True, {}, "'confirm' must be the environment name 'production' (got 'None')"),
+])
+def test_gate_refuses_with_one_line_and_no_aws_call(platform, calls, allowed, params, says):
+    gate = FailoverGateOperator(task_id="failover_gate", environment="production", allowed=allowed)
+    with pytest.raises(AirflowFailException) as refused:
+        run(gate, SharedTaskInstance(), params)
+    message = str(refused.value)
+    assert message.startswith("Failover refused, nothing was changed: ") and says in message
+    assert "\n" not in message
+    assert calls == []
+    assert gate.retries == 0  # a refusal is a decision, not a flake
+
+
+def test_gate_lets_a_confirmed_allowed_run_through(platform, calls):
+    gate = FailoverGateOperator(task_id="failover_gate", environment="production", allowed=True)
+    ti = SharedTaskInstance()
+    ti.task_id = gate.task_id
+    request = gate.execute({"ti": ti, "params": {"confirm": " production ", "reason": "us-east-1 outage, INC-42"}})
+    assert request["reason"] == "us-east-1 outage, INC-42" and calls == []
+
+
+def test_the_runbook_fails_over_and_a_second_pass_changes_nothing(platform, calls, steps):
+    before = platform.dr.failover_records()
+    assert before["PRIMARY"].startswith("production-alb")
+    ti = SharedTaskInstance()
+    results = {step.task_id: run(step, ti) for step in steps}
+    assert results["failover_assessment"]["failover.assessment.primary"]["status"] == "warning"  # unreachable
+    assert results["failover_infrastructure"]["failover.infrastructure"]["summary"].startswith("stack created")
+    database = results["failover_database"]["failover.database"]
+    assert database["status"] == "ok" and "min of data lost" in database["summary"]
+    assert "solemate-backend x2" in results["failover_application"]["failover.application"]["summary"]
+    assert platform.dr.failover_records() == {"PRIMARY": load_config().disaster_recovery.dr_endpoint,
+                                              "SECONDARY": before["SECONDARY"]}
+    assert {f["status"] for f in results["failover_validation"].values()} == {"ok", "skipped"}
+    # Database CPU and connections, and one per service; notifying the DR stack's topic.
+    monitoring = results["failover_monitoring"]["failover.monitoring"]["summary"]
+    assert monitoring.startswith("3 alarms in place") and "solemate-production-dr-alarms" in monitoring
+    first_changes = mutating(calls)
+    assert {c.split(":")[1] for c in first_changes} >= {"CreateStack", "RestoreDBInstanceToPointInTime",
+                                                        "UpdateService", "ChangeResourceRecordSets",
+                                                        "PutMetricAlarm"}
+    rds = platform._client("rds", "us-west-2")
+    [instance] = rds.describe_db_instances(DBInstanceIdentifier="production-postgres-dr")["DBInstances"]
+    assert instance["DeletionProtection"] is True and not instance.get("PubliclyAccessible")
+
+    calls.clear()
+    again = {step.task_id: run(step, ti) for step in steps}  # every task cleared and run again
+    changed_again = [c for c in mutating(calls) if not c.endswith(":PutMetricAlarm")]
+    assert changed_again == [], f"a second pass changed things: {changed_again}"
+    assert "(no change)" in again["failover_infrastructure"]["failover.infrastructure"]["summary"]
+    assert "(no change)" in again["failover_application"]["failover.application"]["summary"]
+    assert again["failover_dns"]["failover.dns"]["summary"].endswith("(no change)")
+    # Alarms are written by name: the same alarms, not more of them.
+    alarms = platform._client("cloudwatch", "us-west-2").describe_alarms()["MetricAlarms"]
+    assert len(alarms) == len(ti.store[("failover_monitoring", "measurements")]["alarms"])
+
+
+def test_database_step_refuses_an_instance_it_did_not_create(platform, calls, steps):
+    rds = platform._client("rds", "us-west-2")
+    rds.create_db_instance(DBInstanceIdentifier="production-postgres-dr", Engine="postgres",
+                           DBInstanceClass="db.t3.micro", AllocatedStorage=20, MasterUsername="someone",
+                           MasterUserPassword="not-ours-123")
+    database = next(s for s in steps if s.task_id == "failover_database")
+    findings = run(database, SharedTaskInstance())
+    assert findings["failover.database"]["severity"] == "P1"
+    assert "this runbook did not create" in findings["failover.database"]["summary"]
+    assert not [c for c in mutating(calls) if c != "rds:CreateDBInstance"]
+
+
+def test_refusal_text_for_the_ui():
+    assert dr.failover_refusal(confirm="production", reason="INC-42", environment="production", allowed=True) is None
