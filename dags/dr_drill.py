@@ -88,8 +88,7 @@ def dr_drill():
                                                   target=recovery.targets["database"], **restore_args)
     db_validate = DrDatabaseValidationOperator(
         task_id="dr_database_validate", request_task_id=db_request.task_id, policy=config.backups,
-        rto_target_minutes=recovery.targets["database"].rto_minutes,
-        rpo_target_minutes=recovery.targets["database"].rpo_minutes, reports=reporting, **restore_args)
+        target=recovery.targets["database"], reports=reporting, **restore_args)
     db_cleanup = DrDatabaseCleanupOperator(task_id="dr_database_cleanup", **restore_args)
     db_request >> db_validate >> db_cleanup.as_teardown(setups=db_request)
 

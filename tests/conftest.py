@@ -43,3 +43,9 @@ def airflow_db() -> Path:
     result = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return _AIRFLOW_HOME
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that drive the real Airflow (the session's `standalone`) run last, together: its idle
+    scheduler, DAG processor and API server would otherwise slow every test after the first of them."""
+    items.sort(key=lambda item: "standalone" in getattr(item, "fixturenames", ()))

@@ -26,7 +26,7 @@ def test_no_import_errors(dagbag):
     assert "daily_maintenance" in dagbag.dags
 
 
-DAG_IDS = ["daily_maintenance", "weekly_backup_verification"]
+DAG_IDS = ["daily_maintenance", "weekly_backup_verification", "dr_drill", "dr_failover"]
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)
@@ -42,7 +42,8 @@ def test_dag_follows_conventions(dagbag, dag_id):
         assert task.owner == "platform-ops", task.task_id
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=2), task.task_id
         if task.task_id != "run_verdict":  # the verdict must not retry or alert
-            assert task.retries >= 2, task.task_id
+            # A refused failover and a human's answer are decisions: retrying them would change nothing.
+            assert task.retries >= 2 or task.task_id in ("failover_gate", "approve_dns_switch"), task.task_id
             assert task.on_failure_callback, task.task_id
         # Retries stay quiet: Airflow calls on_failure_callback only after the last try.
         assert not task.on_retry_callback, task.task_id
@@ -116,7 +117,7 @@ def test_airflow_cli_lists_the_dag_without_import_errors(airflow_db):
 
     assert airflow("dags", "reserialize").returncode == 0
     listed = airflow("dags", "list")
-    assert "daily_maintenance" in listed.stdout and "weekly_backup_verification" in listed.stdout
+    assert all(dag_id in listed.stdout for dag_id in DAG_IDS)
     errors = airflow("dags", "list-import-errors")
     assert errors.returncode == 0 and "No data found" in errors.stdout + errors.stderr
 
@@ -141,3 +142,29 @@ def test_dag_parse_imports_no_provider_or_aws_sdk(dag_file):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "HEAVY", result.stdout
+
+
+def test_dr_drill_form_and_teardowns(dagbag):
+    dag = dagbag.dags["dr_drill"]
+    assert set(dag.params["components"]) == {"database", "application", "static_assets", "complete_system"}
+    assert dag.params["region"] == "us-west-2" and dag.params["reason"]
+    # Everything the drill creates has a teardown that runs even when the measurement fails.
+    for setup, teardown in (("dr_database_request", "dr_database_cleanup"), ("dr_application_start",
+                                                                           "dr_application_cleanup")):
+        assert dag.get_task(setup).is_setup and dag.get_task(teardown).is_teardown
+        assert setup in dag.get_task(teardown).upstream_task_ids
+    assert dag.get_task("dr_scorecard").trigger_rule == "all_done"
+    assert {"dr_database_cleanup", "dr_application_cleanup"} <= dag.get_task("dr_scorecard").upstream_task_ids
+
+
+def test_dr_failover_is_gated_in_the_guides_order(dagbag):
+    dag = dagbag.dags["dr_failover"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual only: no schedule ever fails over
+    order = ["failover_gate", "failover_assessment", "notify_start", "failover_infrastructure", "failover_database",
+             "failover_application", "notify_gate", "approve_dns_switch", "failover_dns", "failover_validation",
+             "failover_monitoring", "notify_end"]
+    for before, after in zip(order, order[1:], strict=False):
+        assert dag.get_task(before).downstream_task_ids & {after}, (before, after)
+    assert dag.get_task("failover_gate").is_setup  # nothing downstream runs, ALL_DONE included, if it refuses
+    assert type(dag.get_task("approve_dns_switch")).__name__ == "ApprovalOperator"
+    assert dag.params["confirm"] == "" and dag.params["reason"] == ""

@@ -12,18 +12,10 @@ green and its report says so.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from sandbox.servers import free_port
-from sandbox.world import Sandbox, sandbox_env_for_subprocess
 from solemate_maintenance.notifiers.delivery import secret_forms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -34,130 +26,23 @@ DAYS = {datetime(2026, 11, 20, 2, tzinfo=UTC): {"payment_failures"},
 FINAL = {"success", "failed"}
 
 
-class Standalone:
-    def __init__(self, sandbox: Sandbox, home: Path):
-        self.sandbox, self.home = sandbox, home
-        port = free_port()
-        self.api_url = f"http://127.0.0.1:{port}"
-        self.env = sandbox_env_for_subprocess(sandbox, home)
-        # The metadata database in the sandbox's PostgreSQL server (its own database, local socket).
-        sandbox.postgres.server.psql("CREATE DATABASE airflow_metadata;")
-        self.db_dsn = {"host": str(sandbox.postgres.socket_dir), "dbname": "airflow_metadata", "user": "postgres"}
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            self.env.pop(name, None)
-        self.env.update({
-            # standalone starts its components as `airflow ...` from PATH: this interpreter's.
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")]),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
-                f"postgresql+psycopg2://postgres@/airflow_metadata?host={sandbox.postgres.socket_dir}",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            # Only the backfill's runs: no scheduled run of today beside them.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
-        })
-        self.log_path = home / "standalone.log"
-
-    def start(self) -> Standalone:
-        self.airflow("db", "migrate")
-        self.log = self.log_path.open("w")
-        self.process = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=self.env,
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_for(lambda: self.query("SELECT 1 FROM serialized_dag WHERE dag_id = 'daily_maintenance'"),
-                      240, "the DAG to be parsed")
-        self.wait_for(self._api_up, 120, "the API server")
-        return self
-
-    def stop(self) -> None:
-        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.process.pid, sig)
-                self.process.wait(timeout=grace)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
-        self.log.close()
-
-    def _api_up(self) -> bool:
-        import requests
-
-        try:
-            return requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def airflow(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, f"airflow {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-        return result.stdout
-
-    def api(self, method: str, path: str, body: dict) -> dict:
-        """Call the REST API as the admin user standalone created (its password is in AIRFLOW_HOME)."""
-        import requests
-
-        if not hasattr(self, "_token"):
-            password = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-            login = requests.post(f"{self.api_url}/auth/token", json={"username": "admin", "password": password},
-                                  timeout=30)
-            assert login.status_code in (200, 201), login.text
-            self._token = login.json()["access_token"]
-        response = requests.request(method, f"{self.api_url}/api/v2{path}", json=body, timeout=60,
-                                    headers={"Authorization": f"Bearer {self._token}"})
-        assert response.status_code in (200, 201), f"{method} {path}: {response.status_code} {response.text[:2000]}"
-        return response.json()
-
-    def query(self, sql: str, *params) -> list[tuple]:
-        import psycopg2
-
-        try:
-            with psycopg2.connect(**self.db_dsn) as db, db.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall()
-        except psycopg2.Error:  # tables not there yet
-            return []
-
-    def runs(self) -> dict[str, tuple]:
-        rows = self.query("SELECT logical_date, run_id, state, run_type, start_date, end_date FROM dag_run "
-                          "WHERE dag_id = 'daily_maintenance'")
-        return {row[0].date().isoformat(): row[1:] for row in rows}
-
-    def wait_for(self, condition, seconds: int, what: str) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            if condition():
-                return
-            time.sleep(2)
-        tail = self.log_path.read_text(errors="replace")[-6000:]
-        pytest.fail(f"timed out waiting for {what}; runs: {self.runs()}\n--- standalone log tail ---\n{tail}")
-
-    def report(self, run_id: str) -> dict:
-        s3 = self.sandbox.client("s3")
-        key = f"{self.sandbox.config.reports.prefix}/daily_maintenance/{run_id}/report.json"
-        return json.loads(s3.get_object(Bucket=self.sandbox.config.reports.bucket, Key=key)["Body"].read())
+@pytest.fixture
+def airflow(standalone):
+    return standalone
 
 
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory):
-    with Sandbox() as sandbox:
-        standalone = Standalone(sandbox, tmp_path_factory.mktemp("standalone")).start()
-        try:
-            yield standalone
-        finally:
-            standalone.stop()
+def sns_topic(airflow):
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    topics = get_backend("sns")[DEFAULT_ACCOUNT_ID][airflow.sandbox.config.regions.primary].topics
+    return topics[airflow.sandbox.config.alerts.sns_topic_arn]
 
 
 def test_concurrent_backfill_compares_each_day_with_the_day_before(airflow):
     airflow.sandbox.seed_days(DAYS)
+    airflow.sandbox.slack.clear()  # the Airflow is shared: earlier modules' messages are not this test's
+    pages_before = len(sns_topic(airflow).sent_notifications)
     backfill = airflow.api("POST", "/backfills", {
         "dag_id": "daily_maintenance", "from_date": "2026-11-20T00:00:00Z", "to_date": "2026-11-22T02:00:00Z",
         "max_active_runs": 3, "reprocess_behavior": "none"})
@@ -188,11 +73,7 @@ def test_concurrent_backfill_compares_each_day_with_the_day_before(airflow):
     assert p1 == ["[P1] production: daily_maintenance.business_metrics failed — 2026-11-20 02:00 UTC "
                   "[BACKFILL of a past date]"]
     assert all("[BACKFILL of a past date]" in t for t in messages), messages
-    from moto.backends import get_backend
-    from moto.core import DEFAULT_ACCOUNT_ID
-
-    topics = get_backend("sns")[DEFAULT_ACCOUNT_ID][airflow.sandbox.config.regions.primary].topics
-    assert topics[airflow.sandbox.config.alerts.sns_topic_arn].sent_notifications == []  # backfills never page
+    assert len(sns_topic(airflow).sent_notifications) == pages_before  # backfills never page
 
 
 def test_clear_only_failed_after_a_fix_leaves_a_green_run_and_a_report_that_says_so(airflow):

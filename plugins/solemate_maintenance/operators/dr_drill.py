@@ -10,6 +10,7 @@ table. Components not selected in the run's ``components`` param are reported as
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable
@@ -166,8 +167,11 @@ class DrDatabaseRestoreRequestOperator(_DrClients, RestoreRequestOperator):
         rpo = _minutes((utcnow() - point).total_seconds())
         self.push_component(context, "database", rpo_minutes=rpo, can_fail_over=True, source=kind,
                             restorable_to=_stamp(point))
-        yield rpo_finding(self.target, "dr.database.rpo", f"{self.source_db_instance_identifier} ({self.region_name})",
-                          rpo, f"{kind} restorable to {_stamp(point)}")
+        # Judged by the validation task: a setup that fails skips its teardown, and this one has
+        # created something by the time it ends.
+        yield Finding(check="dr.database.source", resource=f"{self.source_db_instance_identifier} "
+                      f"({self.region_name})", status=Status.OK,
+                      summary=f"{kind} restorable to {_stamp(point)} ({rpo:.1f} min ago)")
         yield from super().collect_findings(context)
 
     def _dr_source(self) -> tuple[str, str, datetime] | None:
@@ -196,12 +200,30 @@ class DrDatabaseValidationOperator(_DrClients, RestoreValidationOperator):
 
     headline_label = "DR drill database restore"
 
+    def __init__(self, *, target: DrTarget, **kwargs: Any) -> None:
+        super().__init__(rto_target_minutes=target.rto_minutes, rpo_target_minutes=target.rpo_minutes, **kwargs)
+        self.target = target
+
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         skipped = self.not_selected(context, "database")
         if skipped is not None:
             yield skipped
             return
+        yield from self._rpo(context)
         yield from super().collect_findings(context)
+
+    def resume_when_available(self, context: Any, event: dict[str, Any] | None = None, rewaits: int = 0
+                              ) -> dict[str, int]:
+        # Findings made before a deferral are not kept across it: judge the RPO again on resuming.
+        return self.record_findings(context, itertools.chain(self._rpo(context),
+                                                             self._after_wait(context, event, rewaits)))
+
+    def _rpo(self, context: Any) -> Iterable[Finding]:
+        measured = context["ti"].xcom_pull(task_ids=self.request_task_id, key=MEASUREMENTS_XCOM_KEY) or {}
+        if measured.get("rpo_minutes") is not None:
+            yield rpo_finding(self.target, "dr.database.rpo", f"{self.source_db_instance_identifier} "
+                              f"({self.region_name})", measured["rpo_minutes"],
+                              f"{measured.get('source')} restorable to {measured.get('restorable_to')}")
 
 
 class DrDatabaseCleanupOperator(_DrClients, RestoreCleanupOperator):

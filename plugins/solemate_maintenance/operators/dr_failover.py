@@ -201,14 +201,16 @@ class FailoverNotifyOperator(_FailoverStep):
 
     def _decision(self, context: Any) -> Finding:
         """The human decision at the DNS gate, for the incident log."""
-        approval = context["ti"].xcom_pull(task_ids=self.approval_task_id) or {}
-        chosen = (approval.get("chosen_options") or [None])[0]
-        if chosen is None:
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        approval = ti.xcom_pull(task_ids=self.approval_task_id) or {}
+        if states.get(self.approval_task_id) != "success":
             return Finding(check="failover.approval", resource=self.approval_task_id, status=Status.SKIPPED,
-                           summary="the DNS gate was not reached or not answered")
+                           summary=f"the DNS gate was not passed (approval task "
+                                   f"{states.get(self.approval_task_id) or 'not run'})")
+        decision = "rejected" if failover_outcome(states, self.approval_task_id) == "rejected" else "approved"
         return Finding(check="failover.approval", resource=self.approval_task_id, status=Status.OK,
-                       summary=f"{'approved' if chosen == 'Approve' else 'rejected'} by {_who(approval)}",
-                       details={"chosen": chosen})
+                       summary=f"{decision}{_by(approval)}", details={"decision": decision})
 
     def message(self, context: Any) -> tuple[str, list[str]]:
         ti = context["ti"]
@@ -234,22 +236,36 @@ class FailoverNotifyOperator(_FailoverStep):
         ti = context["ti"]
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         approval = ti.xcom_pull(task_ids=self.approval_task_id) or {}
-        chosen = (approval.get("chosen_options") or [None])[0]
         switched = ti.xcom_pull(task_ids="failover_dns", key=MEASUREMENTS_XCOM_KEY) or {}
-        failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed") and t != ti.task_id)
-        if failed:
+        outcome = failover_outcome(states, self.approval_task_id)
+        if outcome == "stopped":
+            failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed") and t != ti.task_id)
             return (f":x: DR FAILOVER STOPPED: {where}",
                     [f"Failed or not reached: {', '.join(failed)}", "What was done before the stop is still in place "
                      "(see the run report); fix the failed step and clear it to resume.", f"Reason: {reason}", run])
-        if chosen == "Reject":
+        if outcome == "rejected":
             return (f":no_entry: DR FAILOVER REJECTED at the DNS gate: {where}",
-                    [f"Rejected by {_who(approval)}: DNS unchanged, traffic still goes to the primary.",
+                    [f"Rejected{_by(approval)}: DNS unchanged, traffic still goes to the primary.",
                      "Still running in the DR region: the restored database, the scaled service and the DR stack. "
                      "Keep them as a warm standby or remove them.", run])
         return (f":white_check_mark: DR FAILOVER COMPLETE: {where}",
                 [f"{self.recovery.record_name} -> {switched.get('now', '?')} (was {switched.get('before', '?')})",
-                 f"Approved by {_who(approval)}. Validation and DR alarms in place; see the report.",
+                 f"Approved{_by(approval)}. Validation and DR alarms in place; see the report.",
                  f"Reason: {reason}", run])
+
+
+def failover_outcome(states: dict[str, str | None], approval_task_id: str) -> str:
+    """completed, rejected (the gate answered Reject: its downstream was skipped) or stopped."""
+    if states.get(approval_task_id) == "success" and states.get("failover_dns") == "skipped":
+        return "rejected"
+    if all(states.get(t) == "success" for t in ("failover_dns", "failover_validation", "failover_monitoring")):
+        return "completed"
+    return "stopped"
+
+
+def _by(approval: dict[str, Any]) -> str:
+    who = _who(approval)
+    return f" by {who}" if who != "?" else " (who answered: the task's Required Actions history)"
 
 
 def _who(approval: dict[str, Any]) -> str:

@@ -1,0 +1,150 @@
+"""A real Airflow for the end-to-end tests: `airflow standalone` (scheduler, dag-processor, triggerer,
+api-server, LocalExecutor) against the sandbox, with its metadata database on the sandbox's
+PostgreSQL server, as in production (Airflow refuses concurrent backfill creation on SQLite).
+
+One instance serves every test module that needs it (the ``standalone`` session fixture in
+conftest.py): starting it costs about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.servers import free_port
+from sandbox.world import Sandbox, sandbox_env_for_subprocess
+
+DAG_IDS = ("daily_maintenance", "weekly_backup_verification", "dr_drill", "dr_failover")
+
+
+class Standalone:
+    def __init__(self, sandbox: Sandbox, home: Path):
+        self.sandbox, self.home = sandbox, home
+        port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
+        self.env = sandbox_env_for_subprocess(sandbox, home)
+        # The metadata database in the sandbox's PostgreSQL server (its own database, local socket).
+        sandbox.postgres.server.psql("CREATE DATABASE airflow_metadata;")
+        self.db_dsn = {"host": str(sandbox.postgres.socket_dir), "dbname": "airflow_metadata", "user": "postgres"}
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            self.env.pop(name, None)
+        self.env.update({
+            # standalone starts its components as `airflow ...` from PATH: this interpreter's.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")]),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+                f"postgresql+psycopg2://postgres@/airflow_metadata?host={sandbox.postgres.socket_dir}",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Only the backfill's runs: no scheduled run of today beside them.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+        })
+        self.log_path = home / "standalone.log"
+
+    def start(self) -> Standalone:
+        self.airflow("db", "migrate")
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=self.env,
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_for(lambda: len(self.query("SELECT DISTINCT dag_id FROM serialized_dag")) >= len(DAG_IDS),
+                      240, "the DAGs to be parsed")
+        self.wait_for(self._api_up, 120, "the API server")
+        return self
+
+    def stop(self) -> None:
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout=grace)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        self.log.close()
+
+    def _api_up(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def airflow(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, f"airflow {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        return result.stdout
+
+    @property
+    def token(self) -> str:
+        """A token of the admin user standalone created (its password is in AIRFLOW_HOME)."""
+        import requests
+
+        if not hasattr(self, "_token"):
+            password = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+            login = requests.post(f"{self.api_url}/auth/token", json={"username": "admin", "password": password},
+                                  timeout=30)
+            assert login.status_code in (200, 201), login.text
+            self._token = login.json()["access_token"]
+        return self._token
+
+    def client(self) -> Any:
+        """The official REST client (apache-airflow-client), logged in as the admin user."""
+        import airflow_client.client as client
+
+        return client.ApiClient(client.Configuration(host=self.api_url, access_token=self.token))
+
+    def api(self, method: str, path: str, body: dict) -> dict:
+        """Call the REST API directly (what the UI does)."""
+        import requests
+
+        response = requests.request(method, f"{self.api_url}/api/v2{path}", json=body, timeout=60,
+                                    headers={"Authorization": f"Bearer {self.token}"})
+        assert response.status_code in (200, 201), f"{method} {path}: {response.status_code} {response.text[:2000]}"
+        return response.json()
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        import psycopg2
+
+        try:
+            with psycopg2.connect(**self.db_dsn) as db, db.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        except psycopg2.Error:  # tables not there yet
+            return []
+
+    def runs(self, dag_id: str = "daily_maintenance") -> dict[str, tuple]:
+        rows = self.query("SELECT logical_date, run_id, state, run_type, start_date, end_date FROM dag_run "
+                          "WHERE dag_id = %s AND logical_date IS NOT NULL", dag_id)
+        return {row[0].date().isoformat(): row[1:] for row in rows}
+
+    def wait_for(self, condition, seconds: int, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if condition():
+                return
+            time.sleep(2)
+        tail = self.log_path.read_text(errors="replace")[-6000:]
+        pytest.fail(f"timed out waiting for {what}; runs: {self.runs()}\n--- standalone log tail ---\n{tail}")
+
+    def report(self, run_id: str) -> dict:
+        s3 = self.sandbox.client("s3")
+        key = f"{self.sandbox.config.reports.prefix}/daily_maintenance/{run_id}/report.json"
+        return json.loads(s3.get_object(Bucket=self.sandbox.config.reports.bucket, Key=key)["Body"].read())
