@@ -57,7 +57,7 @@ restore_args = {"source_db_instance_identifier": config.resources.rds.instance_i
 task_args = {"dr_cluster": recovery.cluster, "service": config.resources.ecs.services[0].name,
              "token_prefix": drill.instance_prefix, "timeout_minutes": drill.task_timeout_minutes,
              "poll_seconds": drill.poll_seconds, "target": recovery.targets["application"], **in_dr}
-regions = sorted(known_regions()) or None
+regions = sorted(set(known_regions()) - {config.regions.primary}) or None
 
 
 @dag(
@@ -76,8 +76,10 @@ regions = sorted(known_regions()) or None
                             items={"type": "string", "enum": list(DR_COMPONENTS)}, title="Components",
                             description="Which parts of the guide's DR table to drill (all by default)."),
         "region": Param(config.regions.dr, type="string", title="DR region",
-                        description="Where to measure recovery; the configured DR region by default.",
-                        **({"enum": regions} if regions else {"pattern": r"^[a-z]{2}(-[a-z]+)+-\d$"})),
+                        description="Where to measure recovery; the configured DR region by default (never the "
+                                    "primary region: recovering where the outage is proves nothing).",
+                        **({"enum": regions} if regions else {"pattern": r"^[a-z]{2}(-[a-z]+)+-\d$",
+                                                              "not": {"const": config.regions.primary}})),
         "reason": Param("scheduled monthly drill", type="string", minLength=1, maxLength=500, title="Reason",
                         description="Why this drill runs (shown in the report, e.g. 'after the VPC change')."),
     },
@@ -101,7 +103,7 @@ def dr_drill():
     app_task = DrApplicationTaskOperator(task_id="dr_application_rto", **task_args)
     app_cleanup = DrApplicationTaskCleanupOperator(
         task_id="dr_application_cleanup", dr_cluster=recovery.cluster, token_prefix=drill.instance_prefix,
-        timeout_minutes=drill.task_timeout_minutes, poll_seconds=drill.poll_seconds,
+        timeout_minutes=drill.task_timeout_minutes, poll_seconds=drill.poll_seconds, expiry_hours=drill.expiry_hours,
         region_name="{{ params.region }}")
     app_start >> app_task >> app_cleanup.as_teardown(setups=app_start)
 
@@ -110,6 +112,7 @@ def dr_drill():
                                     **in_dr)
     system = DrFailoverReadinessOperator(task_id="dr_failover_readiness", hosted_zone=recovery.hosted_zone,
                                          record_name=recovery.record_name,
+                                         dr_load_balancer=recovery.dr_load_balancer,
                                          template_path=recovery.cloudformation_template,
                                          target=recovery.targets["complete_system"], **in_dr)
     scorecard = DrDrillScorecardOperator(

@@ -85,7 +85,8 @@ def dr_failover():
         task_id="failover_assessment", database=config.resources.rds.instance_id, services=services,
         health_endpoint=str(config.resources.alb.health_endpoint), **step)
     start = FailoverNotifyOperator(task_id="notify_start", stage="start", **notify)
-    infrastructure = FailoverInfrastructureOperator(task_id="failover_infrastructure", **step)
+    infrastructure = FailoverInfrastructureOperator(task_id="failover_infrastructure", environment=config.environment,
+                                                    **step)
     database = FailoverDatabaseOperator(task_id="failover_database", database=config.resources.rds.instance_id, **step)
     application = FailoverApplicationOperator(task_id="failover_application", cluster=config.resources.ecs.cluster,
                                               services={s.name: s.min_tasks for s in config.resources.ecs.services},
@@ -94,7 +95,8 @@ def dr_failover():
     approve_dns_switch = ApprovalOperator(
         task_id="approve_dns_switch", subject=f"Switch {recovery.record_name} to {config.regions.dr}?",
         body=("The DR region is ready: database restored, services scaled (see the run's report and "
-              f"notify_gate). Approve to point {recovery.record_name} at {recovery.dr_endpoint}. "
+              f"notify_gate). Approve to point {recovery.record_name} at the load balancer "
+              f"{recovery.dr_load_balancer} in {config.regions.dr}. "
               "Reject to stop here with DNS unchanged.\n\nReason given: {{ params.reason }}"),
         response_timeout=timedelta(hours=4), retries=0)
     dns = FailoverDnsSwitchOperator(task_id="failover_dns", **step)

@@ -5,8 +5,9 @@
 * ECR: the application image pushed in the primary region and replicated (same digest) to the DR one;
 * ECS: the DR cluster with the task definition registered and the service at 0 tasks (pilot light);
 * S3: asset buckets replicated to their DR replicas; moto does not replicate, so the objects are
-  copied here, each ``REPLICATION_DELAY`` after its original;
-* Route 53: the public record as PRIMARY (production ALB, with a health check) / SECONDARY (DR ALB).
+  copied here with the status S3 reports (``moto_s3``);
+* ELBv2 + Route 53: the DR load balancer, and the public record as PRIMARY (production ALB, with a
+  health check) / SECONDARY (DR ALB).
 
 Problems change what a drill measures: replication stopped (stale replica), the image missing in
 the DR region, a stale cross-region database backup.
@@ -31,7 +32,6 @@ DR_PROBLEMS = {
     "image_missing_in_dr": "the running image was never replicated to the DR region's ECR (P1: cannot fail over)",
     "stale_dr_backup": "the database's replicated backups stopped 3 hours ago (database RPO missed, P2)",
 }
-REPLICATION_DELAY = timedelta(seconds=40)
 DATABASE_REPLICATION_LAG = timedelta(minutes=1)
 ASSET_OBJECTS = 24
 IMAGE_TAG = "1.0"
@@ -80,6 +80,11 @@ class DrRegion:
                                   CreateBucketConfiguration={"LocationConstraint": self.region})
             for s3, bucket in ((source, pair.source_bucket), (replica, pair.replica_bucket)):
                 s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        ec2, elb = self.client("ec2"), self.client("elbv2")
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["VpcId"] == vpc][:2]
+        self.dr_alb_dns = elb.create_load_balancer(Name=self.dr.dr_load_balancer, Subnets=subnets,
+                                                   Type="application")["LoadBalancers"][0]["DNSName"]
         route53 = self.client("route53", self.primary)
         zone = route53.create_hosted_zone(Name=self.dr.hosted_zone, CallerReference="solemate-zone")["HostedZone"]
         self.zone_id = zone["Id"].rsplit("/", 1)[-1]
@@ -129,15 +134,18 @@ class DrRegion:
             for i in range(ASSET_OBJECTS):
                 key = f"images/products/{i:04d}.webp"
                 written = now - timedelta(hours=6 * i + 1)
-                self._put(pair.source_bucket, key, written)
-                if not stopped or written < stopped_at:
-                    self._put(pair.replica_bucket, key, written + REPLICATION_DELAY)
+                replicated = not stopped or written < stopped_at
+                # Written while the rule was disabled: not eligible, so no status and no copy.
+                self._put(pair.source_bucket, key, written, "COMPLETED" if replicated else None)
+                if replicated:
+                    self._put(pair.replica_bucket, key, written, "REPLICA")  # a copy keeps LastModified
 
     @staticmethod
-    def _put(bucket: str, key: str, modified: datetime) -> None:
+    def _put(bucket: str, key: str, modified: datetime, replication_status: str | None) -> None:
         s3 = get_backend("s3")[DEFAULT_ACCOUNT_ID]["aws"]
         stored = s3.put_object(bucket, key, f"asset {key}".encode())
         stored.last_modified = modified.replace(tzinfo=None)
+        stored._sandbox_replication_status = replication_status
 
     def _records(self) -> None:
         route53 = self.client("route53", self.primary)
@@ -148,7 +156,7 @@ class DrRegion:
                 "HealthCheckId": self.health_check_id, "ResourceRecords": [{"Value": self.primary_alb_dns}]}},
             {"Action": "UPSERT", "ResourceRecordSet": {
                 "Name": name, "Type": "CNAME", "SetIdentifier": "secondary", "Failover": "SECONDARY", "TTL": 60,
-                "ResourceRecords": [{"Value": self.dr.dr_endpoint}]}}]})
+                "ResourceRecords": [{"Value": self.dr_alb_dns}]}}]})
 
     def failover_records(self) -> dict[str, str]:
         """{'PRIMARY': target, 'SECONDARY': target}: what the test asserts about the DNS switch."""

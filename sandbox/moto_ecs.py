@@ -4,8 +4,8 @@ moto 5.2.5 starts a Fargate task ``RUNNING`` at once and then moves it one state
 describe (RUNNING -> DEACTIVATING -> ... -> STOPPED), so a task that was never stopped stops by itself,
 and it starts tasks whose image does not exist. The sandbox needs the real contract:
 
-* a task carries its ``createdAt``, is ``PENDING`` for ``start_seconds``, then ``RUNNING`` until it is
-  stopped;
+* a task carries its ``createdAt``, is ``PENDING`` for ``start_seconds``, then ``RUNNING`` (with its
+  ``startedAt``) until it is stopped;
 * a task whose image is an ECR image missing from that region's repository stops instead, with
   ``CannotPullContainerError`` as its stopped reason (what ECS reports when the pull fails);
 * a service whose desired count changes reaches it ``start_seconds`` later (moto never runs the
@@ -98,9 +98,11 @@ def _last_status(self: Task) -> str:
         return "PENDING"
     if self._sandbox_pull_error:
         self.desired_status = "STOPPED"
+        self.stopping_at = running_at
         self.stopped_reason = (f"CannotPullContainerError: pull image manifest has been retried 5 time(s): "
                                f"{self._sandbox_pull_error}: not found")
         return "STOPPED"
+    self.started_at = running_at
     return "RUNNING"
 
 

@@ -1,5 +1,5 @@
 """Close moto's fidelity gaps so production queries run unchanged (RDS restores: moto_rds; AWS
-Backup jobs and recovery points: moto_backup; ECS task lifecycle: moto_ecs; CloudWatch here).
+Backup jobs and recovery points: moto_backup; ECS task lifecycle: moto_ecs; S3 replication status: moto_s3; CloudWatch here).
 
 moto's GetMetricData knows only the basic statistics, evaluates little metric math, and scans
 every datapoint once per period (far too slow for a week of metrics). This replaces it with an
@@ -194,9 +194,10 @@ def get_metric_data(self: CloudWatchBackend, queries: list[dict[str, Any]], star
 
 def apply() -> None:
     """Install the patches (idempotent). The sandbox and the tests call this before using moto."""
-    from sandbox import moto_backup, moto_ecs, moto_rds
+    from sandbox import moto_backup, moto_ecs, moto_rds, moto_s3
 
     CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
     moto_rds.apply()
     moto_backup.apply()
     moto_ecs.apply()
+    moto_s3.apply()

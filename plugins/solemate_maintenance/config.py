@@ -463,11 +463,12 @@ class DisasterRecovery(_Strict):
     # ECR repository name of the application image, the same in both regions.
     ecr_repository: str = "solemate/backend"
     asset_buckets: list[AssetReplication] = []
-    # Route 53: the public record with PRIMARY/SECONDARY failover entries, and the DR load balancer.
-    hosted_zone: str = "solemate.example."
-    record_name: str = "www.solemate.example."
-    dr_endpoint: str = "production-alb-dr.us-west-2.elb.amazonaws.com"
-    # What the failover's validation asks once DNS points at the DR region.
+    # Route 53: the public record with PRIMARY/SECONDARY failover entries (names end with a dot, as
+    # Route 53 writes them), and the DR region's load balancer (its DNS name and zone are read from AWS).
+    hosted_zone: str = Field(default="solemate.example.", pattern=r"^([a-z0-9-]+\.)+$")
+    record_name: str = Field(default="www.solemate.example.", pattern=r"^([a-z0-9*-]+\.)+$")
+    dr_load_balancer: str = "production-alb-dr"
+    # What the failover's validation asks once DNS points at the DR region (required to allow failover).
     dr_health_endpoint: AnyHttpUrl | None = None
     # The DR-only infrastructure, created by dr_failover and validated by dr_drill.
     cloudformation_template: str = "include/cloudformation/dr-stack.yaml"
@@ -475,8 +476,20 @@ class DisasterRecovery(_Strict):
     # The database dr_failover restores in the DR region (kept: it becomes production).
     failover_instance_id: str = Field(default="production-postgres-dr", pattern=_DB_IDENTIFIER)
     failover_instance_class: str = Field(default="db.r6g.large", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    # Where the restored database lives: the DR VPC's private subnets, reachable by the DR services.
+    failover_db_subnet_group: str | None = None
+    failover_security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]] = []
     failover_timeout_minutes: float = Field(default=60, gt=0, le=24 * 60)
     drill: DrDrill = DrDrill()
+
+    @model_validator(mode="after")
+    def _failover_can_be_validated(self) -> DisasterRecovery:
+        if self.allow_failover and self.dr_health_endpoint is None:
+            raise ValueError("allow_failover needs dr_health_endpoint: without it the failover could not check "
+                             "that the DR region serves users before calling itself complete")
+        if not self.record_name.endswith(self.hosted_zone):
+            raise ValueError(f"record_name {self.record_name!r} is not in hosted_zone {self.hosted_zone!r}")
+        return self
 
     @model_validator(mode="before")
     @classmethod

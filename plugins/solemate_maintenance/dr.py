@@ -50,6 +50,10 @@ def estimate_complete_system(parts: dict[str, ComponentResult], dns_ttl_seconds:
     start (it needs the database), then clients following DNS (the record's TTL). Static assets are
     served from the live replica, so they add nothing. RPO: the worst of the data the system loses."""
     database, application = parts.get("database"), parts.get("application")
+    if database is None or application is None:
+        # Not drilled this time: no estimate, and no verdict beyond what the readiness checks found.
+        return ComponentResult("complete_system", None, None, False if ready is False else None,
+                               "select the database and application components to estimate it")
     rto_parts = [database.rto_minutes if database else None, application.rto_minutes if application else None]
     rto = None if any(v is None for v in rto_parts) else round(sum(rto_parts) + (dns_ttl_seconds or 0) / 60, 2)
     rpos = [p.rpo_minutes for p in (database, application) if p is not None and p.rpo_minutes is not None]

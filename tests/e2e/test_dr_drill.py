@@ -130,7 +130,7 @@ def test_healthy_drill_measures_every_component_and_leaves_nothing(sandbox, dag,
     assert application["rpo_minutes"] == 2.0  # the DR image was replicated 2 minutes after the push
     assert 0 < application["rto_minutes"] < 10  # PENDING for 2 s in the sandbox, then RUNNING
     assets = outcome.row("Static assets")
-    assert assets["rpo_minutes"] == round(40 / 60, 2)  # every object copied 40 s after its original
+    assert assets["rpo_minutes"] == 0.0  # every one of the newest objects replicated (S3 says COMPLETED)
     system = outcome.row("Complete system")
     assert system["rto_minutes"] == pytest.approx(database["rto_minutes"] + application["rto_minutes"] + 1, abs=0.02)
     # The evidence: the guide's table, what was created and deleted, in the report and the digest.
@@ -141,6 +141,16 @@ def test_healthy_drill_measures_every_component_and_leaves_nothing(sandbox, dag,
     [digest] = outcome.messages
     assert "DR drill (us-west-2): 4/4 components met the guide's targets" in json.dumps(digest["payload"])
     outcome.assert_clean()
+
+
+def test_the_same_drill_run_again_measures_again_and_leaves_nothing(sandbox, dag, history, capfd):
+    """A cleared or re-triggered drill for the same date: the task the first run measured and stopped
+    is still listed by ECS (as STOPPED): it must not be mistaken for a task that failed to start."""
+    again = drill(sandbox, dag, capfd, live(50))
+    assert again.state == "success", again.explain()
+    assert set(again.verdicts().values()) == {"met"}
+    assert len(again.requests) == 1  # the first run's copy was deleted: a new restore, same name
+    again.assert_clean()
 
 
 def test_replication_stopped_misses_the_assets_rpo(sandbox, dag, history, capfd):
@@ -201,7 +211,7 @@ def test_invalid_conf_is_rejected_before_any_run_exists(sandbox, dag):
     from airflow.sdk.definitions.param import ParamValidationError
 
     for conf in ({"components": ["database", "mainframe"]}, {"components": []}, {"region": "us-wset-2"},
-                 {"reason": ""}):
+                 {"region": "us-east-1"}, {"reason": ""}):  # us-east-1: the primary region itself
         with pytest.raises(ParamValidationError):
             dag.test(logical_date=live(25), run_conf=conf)
 

@@ -59,9 +59,14 @@ def report(standalone, dag_id: str, run_id: str) -> dict:
 def respond_at_the_gate(standalone, run_id: str, choice: str) -> None:
     """Wait until the approval task is parked, a few seconds more (a response right after parking can
     race the scheduler), then answer through the HITL endpoint as the UI's Required Actions page does."""
-    client, _, task_instances, _ = _api(standalone)
-    standalone.wait_for(lambda: task_states(standalone, "dr_failover", run_id).get("approve_dns_switch")
-                        == "awaiting_input", 300, "the approval task to wait for input")
+    client, runs, task_instances, _ = _api(standalone)
+
+    def parked() -> bool:
+        if str(runs.get_dag_run("dr_failover", run_id).state.value) in FINAL:
+            pytest.fail(f"the run ended before the gate: {task_states(standalone, 'dr_failover', run_id)}")
+        return task_states(standalone, "dr_failover", run_id).get("approve_dns_switch") == "awaiting_input"
+
+    standalone.wait_for(parked, 300, "the approval task to wait for input")
     time.sleep(5)
     detail = task_instances.get_hitl_detail("dr_failover", run_id, "approve_dns_switch", -1)
     assert detail.options == ["Approve", "Reject"] and "Switch www.solemate.example. to us-west-2?" in detail.subject
@@ -69,11 +74,9 @@ def respond_at_the_gate(standalone, run_id: str, choice: str) -> None:
                                       client.UpdateHITLDetailPayload(chosen_options=[choice]))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fail_back_afterwards(standalone):
-    """After the module, undo what the approved failover kept (its database is production's now):
-    the other modules sharing this Airflow expect a DR region with no restored instance."""
-    yield
+def remove_failover_copy(standalone) -> None:
+    """What on-call does with the database a rejected (or finished) failover restored: delete it, since
+    a later failover must not switch users to its stale data (the runbook refuses to)."""
     rds = standalone.sandbox.client("rds", "us-west-2")
     kept = standalone.sandbox.config.disaster_recovery.failover_instance_id
     try:
@@ -90,6 +93,13 @@ def fail_back_afterwards(standalone):
         return False
 
     standalone.wait_for(gone, 60, f"{kept} to be deleted")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fail_back_afterwards(standalone):
+    """The other modules sharing this Airflow expect a DR region with no restored instance."""
+    yield
+    remove_failover_copy(standalone)
 
 
 @pytest.fixture
@@ -161,11 +171,17 @@ def test_failover_rejected_at_the_gate_leaves_dns_untouched(live_world):
 def test_failover_approved_switches_dns_to_the_dr_region(live_world):
     standalone = live_world
     sandbox = standalone.sandbox
+    stale = trigger(standalone, "dr_failover", {"confirm": "production", "reason": "INC-4242, stale copy present"})
+    assert wait_for_run(standalone, "dr_failover", stale) == "failed"  # the rejected run's copy is too old
+    [refusal] = [f for f in report(standalone, "dr_failover", stale)["findings"] if f["check"] == "failover.database"]
+    assert refusal["severity"] == "P1" and "restored by an earlier failover" in refusal["summary"]
+    assert task_states(standalone, "dr_failover", stale)["approve_dns_switch"] == "upstream_failed"
+    remove_failover_copy(standalone)  # what the STOPPED message tells on-call to do, then trigger again
     run_id = trigger(standalone, "dr_failover", {"confirm": "production", "reason": "us-east-1 outage INC-4242"})
     respond_at_the_gate(standalone, run_id, "Approve")
     assert wait_for_run(standalone, "dr_failover", run_id) == "success", task_states(standalone, "dr_failover", run_id)
     records = sandbox.platform.dr.failover_records()
-    assert records["PRIMARY"] == sandbox.config.disaster_recovery.dr_endpoint
+    assert records["PRIMARY"] == sandbox.platform.dr.dr_alb_dns
     restored = sandbox.client("rds", "us-west-2").describe_db_instances(
         DBInstanceIdentifier=sandbox.config.disaster_recovery.failover_instance_id)["DBInstances"][0]
     assert restored["DBInstanceStatus"] == "available"

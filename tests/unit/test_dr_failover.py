@@ -97,7 +97,7 @@ def steps():
     return [
         FailoverAssessmentOperator(task_id="failover_assessment", database=config.resources.rds.instance_id,
                                    services=services, health_endpoint="http://127.0.0.1:9/health", **common),
-        FailoverInfrastructureOperator(task_id="failover_infrastructure", **common),
+        FailoverInfrastructureOperator(task_id="failover_infrastructure", environment="production", **common),
         FailoverDatabaseOperator(task_id="failover_database", database=config.resources.rds.instance_id, **common),
         FailoverApplicationOperator(task_id="failover_application", cluster=config.resources.ecs.cluster,
                                     services={s.name: s.min_tasks for s in config.resources.ecs.services}, **common),
@@ -144,8 +144,7 @@ def test_the_runbook_fails_over_and_a_second_pass_changes_nothing(platform, call
     database = results["failover_database"]["failover.database"]
     assert database["status"] == "ok" and "min of data lost" in database["summary"]
     assert "solemate-backend x2" in results["failover_application"]["failover.application"]["summary"]
-    assert platform.dr.failover_records() == {"PRIMARY": load_config().disaster_recovery.dr_endpoint,
-                                              "SECONDARY": before["SECONDARY"]}
+    assert platform.dr.failover_records() == {"PRIMARY": platform.dr.dr_alb_dns, "SECONDARY": before["SECONDARY"]}
     assert {f["status"] for f in results["failover_validation"].values()} == {"ok", "skipped"}
     # Database CPU and connections, and one per service; notifying the DR stack's topic.
     monitoring = results["failover_monitoring"]["failover.monitoring"]["summary"]
@@ -184,3 +183,66 @@ def test_database_step_refuses_an_instance_it_did_not_create(platform, calls, st
 
 def test_refusal_text_for_the_ui():
     assert dr.failover_refusal(confirm="production", reason="INC-42", environment="production", allowed=True) is None
+
+
+def test_a_later_failover_refuses_the_stale_copy_an_earlier_one_left(platform, calls, steps):
+    database = next(s for s in steps if s.task_id == "failover_database")
+    first = run(database, SharedTaskInstance(run_id="manual__2026-08-01T00:00:00+00:00"))
+    assert first["failover.database"]["status"] == "ok"
+    calls.clear()
+    later = run(database, SharedTaskInstance())  # another incident, months later
+    assert later["failover.database"]["severity"] == "P1"
+    assert "restored by an earlier failover (manual__2026-08-01T00:00:00+00:00" in later["failover.database"]["summary"]
+    assert mutating(calls) == []
+
+
+def test_application_step_never_scales_the_dr_services_down(platform, calls, steps):
+    ecs = platform._client("ecs", "us-west-2")
+    ecs.update_service(cluster="production-cluster-dr", service="solemate-backend", desiredCount=6)  # autoscaled
+    time.sleep(2.2)
+    calls.clear()
+    application = next(s for s in steps if s.task_id == "failover_application")
+    findings = run(application, SharedTaskInstance())
+    assert "solemate-backend x6" in findings["failover.application"]["summary"]
+    assert [c for c in mutating(calls) if c.endswith("UpdateService")] == []
+
+
+def test_an_alias_primary_record_is_switched_as_an_alias(platform, steps):
+    route53 = platform._client("route53")
+    zone = route53.list_hosted_zones_by_name(DNSName="solemate.example.")["HostedZones"][0]["Id"].rsplit("/", 1)[-1]
+    primary_alb = platform._client("elbv2").describe_load_balancers()["LoadBalancers"][0]
+    records = route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    cname = next(r for r in records if r.get("Failover") == "PRIMARY")
+    alias = {"Name": cname["Name"], "Type": "A", "SetIdentifier": "primary-a", "Failover": "PRIMARY",
+             "HealthCheckId": cname["HealthCheckId"],
+             "AliasTarget": {"HostedZoneId": primary_alb["CanonicalHostedZoneId"], "DNSName": primary_alb["DNSName"],
+                             "EvaluateTargetHealth": True}}
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
+        {"Action": "UPSERT", "ResourceRecordSet": alias}]})
+    dns = next(s for s in steps if s.task_id == "failover_dns")
+    findings = run(dns, SharedTaskInstance())
+    assert findings["failover.dns"]["status"] == "ok"
+    after = {(r["Type"], r.get("SetIdentifier")): r for r in route53.list_resource_record_sets(
+        HostedZoneId=zone)["ResourceRecordSets"] if r.get("Failover") == "PRIMARY"}
+    switched = after[("A", "primary-a")]
+    assert switched["AliasTarget"]["DNSName"].rstrip(".") == platform.dr.dr_alb_dns
+    assert "ResourceRecords" not in switched or not switched["ResourceRecords"]
+    assert switched["HealthCheckId"] == cname["HealthCheckId"]
+    assert after[("CNAME", "primary")]["ResourceRecords"] == [{"Value": platform.dr.dr_alb_dns}]  # both switched
+
+
+def test_a_stack_whose_update_rolled_back_is_in_place(platform, steps, monkeypatch):
+    from solemate_maintenance.operators import dr_failover
+
+    infrastructure = next(s for s in steps if s.task_id == "failover_infrastructure")
+    run(infrastructure, SharedTaskInstance())
+    original = dr_failover.FailoverInfrastructureOperator._stack
+    monkeypatch.setattr(dr_failover.FailoverInfrastructureOperator, "_stack", staticmethod(
+        lambda cf, name: {**original(cf, name), "StackStatus": "UPDATE_ROLLBACK_COMPLETE"}))
+    again = run(infrastructure, SharedTaskInstance())
+    assert again["failover.infrastructure"]["status"] == "ok" and "(no change)" in again["failover.infrastructure"][
+        "summary"]
+    monkeypatch.setattr(dr_failover.FailoverInfrastructureOperator, "_stack", staticmethod(
+        lambda cf, name: {**original(cf, name), "StackStatus": "ROLLBACK_COMPLETE"}))
+    broken = run(infrastructure, SharedTaskInstance())["failover.infrastructure"]
+    assert broken["severity"] == "P1" and "delete the stack" in broken["summary"]

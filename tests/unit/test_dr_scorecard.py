@@ -38,6 +38,9 @@ def test_complete_system_is_estimated_from_the_measured_parts():
     blocked = dr.estimate_complete_system(parts, dns_ttl_seconds=60, ready=True)
     assert blocked.verdict(TARGETS["complete_system"]) == dr.CANNOT and "blocked by: Application" in blocked.note
     assert dr.estimate_complete_system({}, None, ready=False).can_fail_over is False
+    # The database and application not drilled this time: no estimate, so no verdict either.
+    partial = dr.estimate_complete_system({"application": parts["application"]}, 60, ready=True)
+    assert partial.verdict(TARGETS["complete_system"]) == dr.NOT_MEASURED
 
 
 def test_scorecard_rows_follow_the_guides_order():
@@ -62,3 +65,21 @@ def test_the_old_single_pair_gets_a_pointer_to_the_table():
     with pytest.raises(ConfigError, match="targets.mainframe"):
         parse_config(DEFAULT_CONFIG_PATH.read_text().replace("  targets:\n", "  targets:\n    mainframe: {rto_minutes: 1}\n"),
                      "platform.yaml")
+
+
+@pytest.mark.parametrize(("image", "parsed"), [
+    ("123456789012.dkr.ecr.us-west-2.amazonaws.com/solemate/backend:1.0",
+     ("us-west-2", "solemate/backend", {"imageTag": "1.0"})),
+    ("123456789012.dkr.ecr.us-west-2.amazonaws.com/solemate/backend@sha256:abc",
+     ("us-west-2", "solemate/backend", {"imageDigest": "sha256:abc"})),
+    ("123456789012.dkr.ecr.us-west-2.amazonaws.com/solemate/backend:1.0@sha256:abc",
+     ("us-west-2", "solemate/backend", {"imageDigest": "sha256:abc"})),
+    ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app", ("eu-west-1", "app", {"imageTag": "latest"})),
+    ("public.ecr.aws/datadog/agent:7", None),
+    ("localhost:5000/app:1", None),
+    ("datadog/agent:latest", None),
+])
+def test_ecr_image_references(image, parsed):
+    from solemate_maintenance.operators.dr_drill import parse_ecr_image
+
+    assert parse_ecr_image(image) == parsed

@@ -82,8 +82,10 @@ def test_a_task_is_pending_then_running_until_stopped(platform, monkeypatch):
         return ecs.describe_tasks(cluster="production-cluster-dr", tasks=[arn])["tasks"][0]
 
     first = status()
-    assert first["lastStatus"] == "PENDING" and first["createdAt"]
+    assert first["lastStatus"] == "PENDING" and first["createdAt"] and "startedAt" not in first
     time.sleep(0.6)
+    assert status()["startedAt"] - first["createdAt"] == pytest.approx(timedelta(seconds=0.5), abs=timedelta(
+        milliseconds=5))
     # moto alone would move it one state further on every describe, until it stopped by itself.
     assert [status()["lastStatus"] for _ in range(5)] == ["RUNNING"] * 5
     ecs.stop_task(cluster="production-cluster-dr", task=arn, reason="test")
@@ -120,19 +122,21 @@ def test_asset_replication_and_the_stopped_problem(platform):
     source_keys = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket="solemate-static-assets")["Contents"]}
     copies = {o["Key"]: o["LastModified"] for o in replica.list_objects_v2(Bucket="solemate-static-assets-dr")[
         "Contents"]}
-    assert copies.keys() == source_keys.keys()
-    assert {copies[k] - source_keys[k] for k in copies} == {timedelta(seconds=40)}
+    assert copies == source_keys  # as in S3, a replica keeps its source's LastModified
+    newest = max(source_keys, key=source_keys.get)
+    assert s3.head_object(Bucket="solemate-static-assets", Key=newest)["ReplicationStatus"] == "COMPLETED"
+    assert replica.head_object(Bucket="solemate-static-assets-dr", Key=newest)["ReplicationStatus"] == "REPLICA"
     platform.seed(ANCHOR, {"replication_stopped"})
     rules = s3.get_bucket_replication(Bucket="solemate-static-assets")["ReplicationConfiguration"]["Rules"]
     assert [r["Status"] for r in rules] == ["Disabled"]
-    newest = max(source_keys, key=source_keys.get)
+    assert "ReplicationStatus" not in s3.head_object(Bucket="solemate-static-assets", Key=newest)
     with pytest.raises(ClientError):
         replica.head_object(Bucket="solemate-static-assets-dr", Key=newest)
 
 
 def test_failover_records_and_image_replication(platform):
     assert platform.dr.failover_records() == {"PRIMARY": platform.dr.primary_alb_dns,
-                                              "SECONDARY": "production-alb-dr.us-west-2.elb.amazonaws.com"}
+                                              "SECONDARY": platform.dr.dr_alb_dns}
     primary = platform._client("ecr").describe_images(repositoryName="solemate/backend")["imageDetails"]
     dr = platform._client("ecr", DR).describe_images(repositoryName="solemate/backend")["imageDetails"]
     assert [i["imageDigest"] for i in primary] == [i["imageDigest"] for i in dr]

@@ -14,7 +14,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ from solemate_maintenance.window import run_end
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TAG_TOKEN = "solemate:drill"
+# Objects listed per asset bucket to find the newest (a listing is by key; a million-object bucket
+# would take longer than the drill).
+SCAN_LIMIT = 10_000
 
 
 def drill_token(prefix: str, context: Any) -> str:
@@ -122,10 +125,12 @@ def rpo_finding(target: DrTarget, check: str, resource: str, rpo: float, what: s
 def newest_dr_source(rds: Any, source: str, region: str | None) -> tuple[str, str, datetime] | None:
     """(kind, ARN or snapshot id, newest restorable point) of the best copy of `source` that the region
     of client `rds` holds: its replicated automated backups, else the newest snapshot copy."""
-    backups = rds.describe_db_instance_automated_backups(DBInstanceIdentifier=source).get(
-        "DBInstanceAutomatedBackups", [])
-    replicated = [b for b in backups if b.get("Region") and b["Region"] != region
-                  and (b.get("RestoreWindow") or {}).get("LatestTime")]
+    # No DBInstanceIdentifier filter: AWS wants it to name an instance of this region, and in the DR
+    # region only the replicated backups exist.
+    backups = [b for page in rds.get_paginator("describe_db_instance_automated_backups").paginate()
+               for b in page.get("DBInstanceAutomatedBackups", [])]
+    replicated = [b for b in backups if b.get("DBInstanceIdentifier") == source and b.get("Region")
+                  and b["Region"] != region and (b.get("RestoreWindow") or {}).get("LatestTime")]
     if replicated:
         newest = max(replicated, key=lambda b: b["RestoreWindow"]["LatestTime"])
         return ("replicated automated backup", newest["DBInstanceAutomatedBackupsArn"],
@@ -271,7 +276,7 @@ class DrApplicationReadinessOperator(_DrCheck):
 
     def _service(self, service: str) -> tuple[list[Finding], float | None, bool]:
         resource = f"{self.dr_cluster}/{service} ({self.region_name})"
-        production = self._production_image(service)
+        production = self._production_images(service)
         ecs_dr = self.client("ecs")
         found = ecs_dr.describe_services(cluster=self.dr_cluster, services=[service]).get("services", [])
         if not found or found[0].get("status") != "ACTIVE":
@@ -279,74 +284,82 @@ class DrApplicationReadinessOperator(_DrCheck):
                             severity=Severity.P1, summary=f"service {service} is not defined in the DR cluster")], \
                 None, False
         definition = ecs_dr.describe_task_definition(taskDefinition=found[0]["taskDefinition"])["taskDefinition"]
-        images = [c["image"] for c in definition.get("containerDefinitions", [])]
         findings = [Finding(check="dr.application.task_definition", resource=resource, status=Status.OK,
                             summary=f"task definition {definition['family']}:{definition['revision']} registered")]
-        worst: float | None = 0.0
-        can = True
-        for image in images:
-            dr_image = self._ecr_image(image, self.region_name)
-            if dr_image is None:
-                newest = self._newest_in_repository(image)
-                gap = (_minutes((production["pushed"] - newest["imagePushedAt"]).total_seconds())
-                       if production and newest else None)
-                findings.append(Finding(
-                    check="dr.application.image", resource=resource, status=Status.CRITICAL, severity=Severity.P1,
-                    summary=f"the application cannot fail over: image {image} is not in {self.region_name}'s ECR"
-                            + (f"; the newest image there is {gap / 60:.1f} h older than production's" if gap else ""),
-                    details={"image": image, "production_digest": (production or {}).get("digest")}))
-                can = False
-                worst = max(worst or 0, gap or 0)
-                continue
-            if production and production["digest"] != dr_image["imageDigest"]:
-                gap = _minutes((production["pushed"] - dr_image["imagePushedAt"]).total_seconds())
-                findings.append(Finding(
-                    check="dr.application.image", resource=resource, status=Status.CRITICAL, severity=Severity.P2,
-                    summary=f"DR image {image} is {dr_image['imageDigest'][:19]}, production runs "
-                            f"{production['digest'][:19]}: a failover would run older code ({gap:.0f} min behind)",
-                    details={"dr_digest": dr_image["imageDigest"], "production_digest": production["digest"]}))
-                worst = max(worst or 0, gap)
-                continue
-            lag = _minutes((dr_image["imagePushedAt"] - production["pushed"]).total_seconds()) if production else 0.0
-            findings.append(Finding(check="dr.application.image", resource=resource, status=Status.OK,
-                                    summary=f"image {image} present with production's digest "
-                                            f"{dr_image['imageDigest'][:19]}"))
-            worst = max(worst or 0, max(lag, 0.0))
+        worst, can = 0.0, True
+        for container in definition.get("containerDefinitions", []):
+            finding, rpo = self._container(resource, container["name"], container["image"],
+                                           production.get(container["name"]))
+            findings.append(finding)
+            can &= finding.severity is not Severity.P1
+            worst = max(worst, rpo or 0.0)
         return findings, worst, can
 
-    def _production_image(self, service: str) -> dict[str, Any] | None:
-        """Digest and push time of the image production's service runs (its running tasks', if any)."""
+    def _container(self, resource: str, name: str, image: str, production: dict[str, Any] | None
+                   ) -> tuple[Finding, float | None]:
+        """One container of the DR task definition against the same-named container of production."""
+        parsed = parse_ecr_image(image)
+        check = "dr.application.image"
+        if parsed is None:  # pulled from outside ECR (a public sidecar): not ours to replicate
+            return Finding(check=check, resource=f"{resource}/{name}", status=Status.OK,
+                           summary=f"{image} is not an ECR image: not compared"), None
+        region = parsed[0]
+        if region != self.region_name:
+            return Finding(check=check, resource=f"{resource}/{name}", status=Status.CRITICAL, severity=Severity.P1,
+                           summary=f"the DR task definition pulls {image} from {region}'s ECR: it cannot start "
+                                   f"while {region} is down; point it at {self.region_name}'s repository"), None
+        dr_image = self._ecr_image(image, self.region_name)
+        if dr_image is None:
+            newest = self._newest_in_repository(image)
+            gap = (_minutes((production["pushed"] - newest["imagePushedAt"]).total_seconds())
+                   if production and newest else None)
+            return Finding(
+                check=check, resource=f"{resource}/{name}", status=Status.CRITICAL, severity=Severity.P1,
+                summary=f"the application cannot fail over: image {image} is not in {self.region_name}'s ECR"
+                        + (f"; the newest image there is {gap / 60:.1f} h older than production's" if gap else "")
+                        + " (check ECR replication)",
+                details={"image": image, "production_digest": (production or {}).get("digest")}), gap
+        if production is None:
+            return Finding(check=check, resource=f"{resource}/{name}", status=Status.WARNING, severity=Severity.P3,
+                           summary=f"image {image} present ({dr_image['imageDigest'][:19]}), but production's "
+                                   "image could not be read: not compared"), None
+        if production["digest"] != dr_image["imageDigest"]:
+            gap = _minutes((production["pushed"] - dr_image["imagePushedAt"]).total_seconds())
+            return Finding(
+                check=check, resource=f"{resource}/{name}", status=Status.CRITICAL, severity=Severity.P2,
+                summary=f"DR image {image} is {dr_image['imageDigest'][:19]}, production runs "
+                        f"{production['digest'][:19]}: a failover would run older code ({gap:.0f} min behind)",
+                details={"dr_digest": dr_image["imageDigest"], "production_digest": production["digest"]}), gap
+        lag = max(0.0, _minutes((dr_image["imagePushedAt"] - production["pushed"]).total_seconds()))
+        return Finding(check=check, resource=f"{resource}/{name}", status=Status.OK,
+                       summary=f"image {image} present with production's digest {dr_image['imageDigest'][:19]} "
+                               f"(replicated {lag:.0f} min after the push)"), lag
+
+    def _production_images(self, service: str) -> dict[str, dict[str, Any]]:
+        """Per container name: digest and push time of the image production runs (its running task's
+        digest when there is one, else its task definition's image)."""
         ecs = self.client("ecs", self.primary_region)
         services = ecs.describe_services(cluster=self.cluster, services=[service]).get("services", [])
         if not services:
-            return None
+            return {}
         definition = ecs.describe_task_definition(taskDefinition=services[0]["taskDefinition"])["taskDefinition"]
-        image = definition["containerDefinitions"][0]["image"]
         running = ecs.list_tasks(cluster=self.cluster, serviceName=service, desiredStatus="RUNNING").get("taskArns", [])
-        digest = None
-        if running:
-            for task in ecs.describe_tasks(cluster=self.cluster, tasks=running[:1]).get("tasks", []):
-                digest = next((c.get("imageDigest") for c in task.get("containers", []) if c.get("imageDigest")), None)
-        details = self._ecr_image(image, self.primary_region, digest)
-        if details is None:
-            return None
-        return {"image": image, "digest": details["imageDigest"], "pushed": _utc(details["imagePushedAt"])}
-
-    @staticmethod
-    def _parse(image: str) -> tuple[str, str, dict[str, str]] | None:
-        """(region, repository, image id) of an ECR image URI; None for an image outside ECR."""
-        host, _, reference = image.partition("/")
-        if ".dkr.ecr." not in host:
-            return None
-        region = host.split(".")[3]
-        if "@" in reference:
-            repository, digest = reference.split("@", 1)
-            return region, repository, {"imageDigest": digest}
-        repository, _, tag = reference.rpartition(":")
-        return region, repository, {"imageTag": tag or "latest"}
+        digests: dict[str, str] = {}
+        for task in ecs.describe_tasks(cluster=self.cluster, tasks=running[:1]).get("tasks", []) if running else []:
+            digests = {c["name"]: c["imageDigest"] for c in task.get("containers", []) if c.get("imageDigest")}
+        images = {}
+        for container in definition.get("containerDefinitions", []):
+            parsed = parse_ecr_image(container["image"])
+            if parsed is None:
+                continue
+            details = self._ecr_image(container["image"], parsed[0], digests.get(container["name"]))
+            if details is not None:
+                images[container["name"]] = {"image": container["image"], "digest": details["imageDigest"],
+                                             "pushed": _utc(details["imagePushedAt"])}
+        return images
 
     def _ecr_image(self, image: str, region: str | None, digest: str | None = None) -> dict[str, Any] | None:
-        parsed = self._parse(image)
+        parsed = parse_ecr_image(image)
         if parsed is None:
             return None
         _, repository, image_id = parsed
@@ -363,7 +376,7 @@ class DrApplicationReadinessOperator(_DrCheck):
         return found
 
     def _newest_in_repository(self, image: str) -> dict[str, Any] | None:
-        parsed = self._parse(image)
+        parsed = parse_ecr_image(image)
         if parsed is None:
             return None
         ecr = self.client("ecr")
@@ -376,6 +389,24 @@ class DrApplicationReadinessOperator(_DrCheck):
             return None
         newest = max(details, key=lambda d: d["imagePushedAt"])
         return {**newest, "imagePushedAt": _utc(newest["imagePushedAt"])}
+
+
+def parse_ecr_image(image: str) -> tuple[str, str, dict[str, str]] | None:
+    """(region, repository, image id) of an ECR image URI; None for an image outside ECR.
+
+    ``123456789012.dkr.ecr.us-west-2.amazonaws.com/team/app:1.4`` -> tag ``1.4``;
+    ``…/team/app@sha256:…`` and ``…/team/app:1.4@sha256:…`` -> the digest (it wins over a tag).
+    """
+    host, _, reference = image.partition("/")
+    labels = host.split(".")
+    if len(labels) < 6 or labels[1:3] != ["dkr", "ecr"] or not reference:
+        return None
+    region = labels[3]
+    if "@" in reference:
+        named, digest = reference.split("@", 1)
+        return region, named.split(":", 1)[0], {"imageDigest": digest}
+    repository, _, tag = reference.rpartition(":") if ":" in reference else (reference, "", "latest")
+    return region, repository, {"imageTag": tag or "latest"}
 
 
 class _DrTaskWork(_DrCheck):
@@ -398,11 +429,12 @@ class _DrTaskWork(_DrCheck):
     def resource(self) -> str:
         return f"{self.dr_cluster}/{self.service} ({self.region_name})"
 
-    def started_tasks(self, context: Any) -> list[str]:
+    def started_tasks(self, context: Any, *, running_only: bool = False) -> list[str]:
         """Tasks this run started (its drill token as ``startedBy``), running ones first."""
         ecs = self.client("ecs")
         token = drill_token(self.token_prefix, context)
-        return [arn for status in ("RUNNING", "STOPPED") for arn in ecs.list_tasks(
+        statuses = ("RUNNING",) if running_only else ("RUNNING", "STOPPED")
+        return [arn for status in statuses for arn in ecs.list_tasks(
             cluster=self.dr_cluster, startedBy=token, desiredStatus=status).get("taskArns", [])]
 
 
@@ -414,7 +446,9 @@ class DrApplicationTaskStartOperator(_DrTaskWork):
 
     def measure(self, context: Any) -> Iterable[Finding]:
         ecs = self.client("ecs")
-        existing = self.started_tasks(context)
+        # Only a running task is reused: one this drill already measured and stopped (ECS lists stopped
+        # tasks for about an hour) means the drill is being run again, so it starts a new one.
+        existing = self.started_tasks(context, running_only=True)
         if existing:
             yield Finding(check="dr.application.task_start", resource=self.resource, status=Status.OK,
                           summary=f"reusing the task an earlier attempt started ({existing[0].rsplit('/', 1)[-1]})")
@@ -439,6 +473,8 @@ class DrApplicationTaskStartOperator(_DrTaskWork):
         if self.subnets:
             request["networkConfiguration"] = {"awsvpcConfiguration": {
                 "subnets": self.subnets, "securityGroups": self.security_groups, "assignPublicIp": "DISABLED"}}
+        elif services[0].get("networkConfiguration"):  # Fargate needs one: the service's own
+            request["networkConfiguration"] = services[0]["networkConfiguration"]
         started = ecs.run_task(**request)
         if not started.get("tasks"):
             failures = "; ".join(f"{f.get('arn', '')} {f.get('reason', '')}" for f in started.get("failures", []))
@@ -465,6 +501,11 @@ class DrApplicationTaskOperator(_DrTaskWork):
                           summary="no test task was started (see dr_application_start)")
             return
         task = self._describe(tasks[0])
+        if task.get("lastStatus") == "STOPPED" and task.get("stoppedReason", "").startswith("DR drill"):
+            yield Finding(check="dr.application.rto", resource=self.resource, status=Status.SKIPPED,
+                          summary="the test task was already measured and stopped by an earlier attempt; clear "
+                                  "dr_application_start too to measure again")
+            return
         if task.get("lastStatus") in ("RUNNING", "STOPPED"):
             yield from self._judge(context, task, None)
             return
@@ -499,7 +540,9 @@ class DrApplicationTaskOperator(_DrTaskWork):
                                   f"{task.get('lastStatus', 'gone')} after {self.timeout_minutes:g} min at most "
                                   f"({trim(scrub(str(reason)), 200)})", details={"task": task_arn})
             return
-        rto = _minutes((utcnow() - created).total_seconds()) if created else None
+        # From creation to started as ECS records it (a retry or a slow poll must not inflate it).
+        started = _utc(task["startedAt"]) if task.get("startedAt") else utcnow()
+        rto = _minutes((started - created).total_seconds()) if created else None
         self.client("ecs").stop_task(cluster=self.dr_cluster, task=task_arn, reason="DR drill: RTO measured")
         self.push_component(context, "application", rto_minutes=rto, can_fail_over=True)
         limit = self.target.rto_minutes
@@ -523,12 +566,38 @@ class DrApplicationTaskCleanupOperator(_DrClients, MaintenanceCheckOperator):
     template_fields = (*MaintenanceCheckOperator.template_fields, "dr_cluster")
 
     def __init__(self, *, dr_cluster: str, token_prefix: str, timeout_minutes: float, poll_seconds: int,
-                 **kwargs: Any) -> None:
+                 expiry_hours: float = 6, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dr_cluster = dr_cluster
         self.token_prefix = token_prefix
         self.timeout_minutes = timeout_minutes
         self.poll_seconds = poll_seconds
+        self.expiry_hours = expiry_hours
+
+    def _stop_leaked(self, context: Any) -> list[Finding]:
+        """Stop test tasks that earlier drills left running past their expiry (a killed run)."""
+        ecs = self.client("ecs")
+        own = drill_token(self.token_prefix, context)
+        try:
+            running = [arn for page in ecs.get_paginator("list_tasks").paginate(
+                cluster=self.dr_cluster, desiredStatus="RUNNING") for arn in page["taskArns"]]
+        except ecs.exceptions.ClusterNotFoundException:
+            return []
+        oldest = utcnow() - timedelta(hours=self.expiry_hours)
+        findings = []
+        for batch in range(0, len(running), 100):
+            for task in ecs.describe_tasks(cluster=self.dr_cluster, tasks=running[batch:batch + 100])["tasks"]:
+                started_by = task.get("startedBy", "")
+                if not started_by.startswith(self.token_prefix + "-") or started_by == own:
+                    continue
+                if task.get("createdAt") and _utc(task["createdAt"]) > oldest:
+                    continue  # another drill's, still within its time
+                ecs.stop_task(cluster=self.dr_cluster, task=task["taskArn"], reason="DR drill janitor: expired")
+                findings.append(Finding(check="dr.application.janitor", resource=task["taskArn"],
+                                        status=Status.WARNING, severity=Severity.P3,
+                                        summary=f"stopped a drill task left running by {started_by} "
+                                                f"(created {_stamp(task.get('createdAt'))})"))
+        return findings
 
     def _started(self, context: Any) -> tuple[list[str], list[str]]:
         """(every task this run started, those still running)."""
@@ -542,6 +611,9 @@ class DrApplicationTaskCleanupOperator(_DrClients, MaintenanceCheckOperator):
         return sorted({*running, *stopped}), running
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
+        leaked = self._stop_leaked(context)
+        if leaked:  # kept across the deferral below
+            context["ti"].xcom_push(key="janitor_findings", value=[f.model_dump(mode="json") for f in leaked])
         started, running = self._started(context)
         ecs = self.client("ecs")
         for task_arn in running:
@@ -554,6 +626,7 @@ class DrApplicationTaskCleanupOperator(_DrClients, MaintenanceCheckOperator):
                 waiter_max_attempts=max(1, math.ceil(self.timeout_minutes * 60 / self.poll_seconds)),
                 aws_conn_id=self.aws_conn_id, region_name=self.region_name), method_name="resume_when_stopped")
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={"created": [], "deleted": []})
+        yield from leaked
         yield Finding(check="dr.application.cleanup", resource=self.dr_cluster, status=Status.OK,
                       summary="nothing to stop: this drill started no task")
 
@@ -561,6 +634,7 @@ class DrApplicationTaskCleanupOperator(_DrClients, MaintenanceCheckOperator):
         return self.record_findings(context, self._after_stop(context))
 
     def _after_stop(self, context: Any) -> Iterable[Finding]:
+        yield from (Finding(**f) for f in context["ti"].xcom_pull(task_ids=self.task_id, key="janitor_findings") or [])
         started, running = self._started(context)
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
             "created": started, "deleted": [t for t in started if t not in running]})
@@ -605,7 +679,26 @@ class DrStaticAssetsOperator(_DrCheck):
                             rto_minutes=_minutes(serving) if can else None)
         if can:
             yield self.rpo_finding("dr.static_assets.rpo", ", ".join(p.replica_bucket for p in self.buckets),
-                                   round(worst, 2), f"replication lag of the newest {self.sample} objects")
+                                   round(worst, 2), f"the oldest change among the newest {self.sample} objects that "
+                                                    "the replica lacks")
+
+    def _newest_objects(self, s3: Any, bucket: str) -> tuple[list[dict[str, Any]], int]:
+        """The newest `sample` objects among at most SCAN_LIMIT listed (S3 lists by key, not by time)."""
+        scanned: list[dict[str, Any]] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            scanned += page.get("Contents", [])
+            if len(scanned) >= SCAN_LIMIT:
+                break
+        newest = sorted(scanned, key=lambda o: o["LastModified"], reverse=True)[: self.sample]
+        return newest, len(scanned)
+
+    @staticmethod
+    def _in_replica(replica: Any, bucket: str, key: str) -> bool:
+        try:
+            replica.head_object(Bucket=bucket, Key=key)
+        except replica.exceptions.ClientError:
+            return False
+        return True
 
     def _bucket(self, pair: AssetReplication) -> tuple[list[Finding], float | None, bool, float | None]:
         source = self.client("s3", self.primary_region)
@@ -632,29 +725,42 @@ class DrStaticAssetsOperator(_DrCheck):
         else:
             findings.append(Finding(check="dr.static_assets.replication", resource=resource, status=Status.OK,
                                     summary="replication rule enabled"))
-        newest = sorted((o for page in source.get_paginator("list_objects_v2").paginate(Bucket=pair.source_bucket)
-                         for o in page.get("Contents", [])), key=lambda o: o["LastModified"], reverse=True)
+        newest, scanned = self._newest_objects(source, pair.source_bucket)
         lags: list[float] = []
         missing: list[str] = []
+        failed: list[str] = []
         now = utcnow()
-        for obj in newest[: self.sample]:
-            try:
-                copied = replica.head_object(Bucket=pair.replica_bucket, Key=obj["Key"])["LastModified"]
-            except replica.exceptions.ClientError:
-                missing.append(obj["Key"])
-                lags.append(_minutes((now - _utc(obj["LastModified"])).total_seconds()))
+        for obj in newest:
+            # A replica keeps the source's LastModified, so the copy's time says nothing: S3's own
+            # replication status does; an object without one (written while the rule was off) is
+            # looked for in the replica.
+            status = source.head_object(Bucket=pair.source_bucket, Key=obj["Key"]).get("ReplicationStatus")
+            if status == "COMPLETED":
+                lags.append(0.0)
                 continue
-            lags.append(max(0.0, _minutes((_utc(copied) - _utc(obj["LastModified"])).total_seconds())))
-        present = [o["Key"] for o in newest[: self.sample] if o["Key"] not in missing]
+            if status is None and self._in_replica(replica, pair.replica_bucket, obj["Key"]):
+                lags.append(0.0)
+                continue
+            (failed if status == "FAILED" else missing).append(obj["Key"])
+            lags.append(_minutes((now - _utc(obj["LastModified"])).total_seconds()))
+        present = [o["Key"] for o in newest if o["Key"] not in missing and o["Key"] not in failed]
         seconds = None
         if present:
             began = time.monotonic()
             replica.get_object(Bucket=pair.replica_bucket, Key=present[0])["Body"].read()
             seconds = time.monotonic() - began
+        sample = f"the newest {len(newest)} objects" + (f" of the first {scanned} listed" if scanned >= SCAN_LIMIT
+                                                          else "")
+        if failed:
+            findings.append(Finding(check="dr.static_assets.failed", resource=resource, status=Status.CRITICAL,
+                                    severity=Severity.P2,
+                                    summary=f"replication FAILED for {len(failed)} of {sample} (e.g. {failed[0]}): "
+                                            "check the replication role's permissions and the replica's KMS key",
+                                    details={"failed": failed[:20]}))
         if missing:
             findings.append(Finding(check="dr.static_assets.missing", resource=resource, status=Status.WARNING,
                                     severity=Severity.P3,
-                                    summary=f"{len(missing)} of the newest {len(lags)} objects are not in the replica "
+                                    summary=f"{len(missing)} of {sample} are not in the replica yet "
                                             f"(e.g. {missing[0]})", details={"missing": missing[:20]}))
         return findings, max(lags) if lags else 0.0, True, seconds
 
@@ -666,50 +772,20 @@ class DrFailoverReadinessOperator(_DrCheck):
 
     component = "complete_system"
 
-    def __init__(self, *, hosted_zone: str, record_name: str, template_path: str, **kwargs: Any) -> None:
+    def __init__(self, *, hosted_zone: str, record_name: str, dr_load_balancer: str, template_path: str,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hosted_zone = hosted_zone
         self.record_name = record_name
+        self.dr_load_balancer = dr_load_balancer
         self.template_path = template_path
 
     def measure(self, context: Any) -> Iterable[Finding]:
-        route53 = self.client("route53", self.primary_region)
-        zones = [z for z in route53.list_hosted_zones_by_name(DNSName=self.hosted_zone)["HostedZones"]
-                 if z["Name"] == self.hosted_zone]
         ready, ttl = True, None
-        if not zones:
-            ready = False
-            yield Finding(check="dr.dns.records", resource=self.hosted_zone, status=Status.CRITICAL,
-                          severity=Severity.P1, summary=f"hosted zone {self.hosted_zone} not found: no DNS failover")
-        else:
-            records = [r for r in route53.list_resource_record_sets(HostedZoneId=zones[0]["Id"])["ResourceRecordSets"]
-                       if r["Name"] == self.record_name and r.get("Failover")]
-            roles = {r["Failover"]: r for r in records}
-            primary, secondary = roles.get("PRIMARY"), roles.get("SECONDARY")
-            if not primary or not secondary:
-                ready = False
-                yield Finding(check="dr.dns.records", resource=self.record_name, status=Status.CRITICAL,
-                              severity=Severity.P1, summary=f"{self.record_name} lacks a "
-                              f"{'PRIMARY' if not primary else 'SECONDARY'} failover record")
-            else:
-                ttl = max(int(r.get("TTL") or 60) for r in (primary, secondary))
-                check_id = primary.get("HealthCheckId")
-                healthy_check = False
-                if check_id:
-                    try:
-                        route53.get_health_check(HealthCheckId=check_id)
-                        healthy_check = True
-                    except route53.exceptions.NoSuchHealthCheck:
-                        pass
-                if not healthy_check:
-                    ready = False
-                    yield Finding(check="dr.dns.health_check", resource=self.record_name, status=Status.CRITICAL,
-                                  severity=Severity.P1, summary="the PRIMARY record has no (existing) health check: "
-                                                                "Route 53 would never fail over by itself")
-                else:
-                    yield Finding(check="dr.dns.records", resource=self.record_name, status=Status.OK,
-                                  summary=f"PRIMARY -> {_value(primary)}, SECONDARY -> {_value(secondary)}, "
-                                          f"health check {check_id}, TTL {ttl} s")
+        for finding, record_ttl in self._dns():
+            ready &= finding.severity is not Severity.P1
+            ttl = record_ttl if record_ttl is not None else ttl
+            yield finding
         cloudformation = self.client("cloudformation")
         path = REPO_ROOT / self.template_path
         try:
@@ -725,11 +801,48 @@ class DrFailoverReadinessOperator(_DrCheck):
                           summary=f"DR template validates in {self.region_name}")
         self.push_component(context, "complete_system", can_fail_over=ready, dns_ttl_seconds=ttl)
 
+    def _dns(self) -> Iterable[tuple[Finding, int | None]]:
+        from solemate_maintenance.hooks import route53 as dns
 
-def _value(record: dict[str, Any]) -> str:
-    if record.get("AliasTarget"):
-        return record["AliasTarget"]["DNSName"]
-    return ",".join(r["Value"] for r in record.get("ResourceRecords", []))
+        route53 = self.client("route53", self.primary_region)
+        zone = dns.public_zone_id(route53, self.hosted_zone)
+        if zone is None:
+            yield Finding(check="dr.dns.records", resource=self.hosted_zone, status=Status.CRITICAL,
+                          severity=Severity.P1, summary=f"public hosted zone {self.hosted_zone} not found: no DNS "
+                                                        "failover"), None
+            return
+        roles = dns.failover_records(route53, zone, self.record_name)
+        primary, secondary = roles.get("PRIMARY", []), roles.get("SECONDARY", [])
+        if not primary or not secondary:
+            yield Finding(check="dr.dns.records", resource=self.record_name, status=Status.CRITICAL,
+                          severity=Severity.P1, summary=f"{self.record_name} lacks a "
+                          f"{'PRIMARY' if not primary else 'SECONDARY'} failover record"), None
+            return
+        ttl = max(int(r.get("TTL") or 60) for r in primary + secondary)
+        balancer = dns.load_balancer(self.client("elbv2"), self.dr_load_balancer)
+        dr_target = balancer["DNSName"].rstrip(".") if balancer else None
+        wrong = sorted({dns.target_of(r) for r in secondary} - {dr_target})
+        if balancer is None or wrong:
+            summary = (f"no load balancer {self.dr_load_balancer} in {self.region_name}" if balancer is None
+                       else f"SECONDARY points at {', '.join(wrong)}, not the DR load balancer {dr_target}")
+            yield Finding(check="dr.dns.secondary", resource=self.record_name, status=Status.CRITICAL,
+                          severity=Severity.P1, summary=summary,
+                          details={"secondary": [dns.target_of(r) for r in secondary]}), ttl
+            return
+        missing_checks = []
+        for record in primary:
+            try:
+                route53.get_health_check(HealthCheckId=record.get("HealthCheckId") or "none")
+            except route53.exceptions.NoSuchHealthCheck:
+                missing_checks.append(f"{record['Type']} {record.get('SetIdentifier', '')}")
+        if missing_checks:
+            yield Finding(check="dr.dns.health_check", resource=self.record_name, status=Status.CRITICAL,
+                          severity=Severity.P1, summary=f"PRIMARY record(s) {', '.join(missing_checks)} have no "
+                          "(existing) health check: Route 53 would never fail over by itself"), ttl
+            return
+        yield Finding(check="dr.dns.records", resource=self.record_name, status=Status.OK,
+                      summary=f"PRIMARY -> {', '.join(sorted({dns.target_of(r) for r in primary}))} with a health "
+                              f"check, SECONDARY -> {dr_target}, TTL {ttl} s"), ttl
 
 
 # -- the scorecard -----------------------------------------------------------------------------------------

@@ -22,12 +22,19 @@ from solemate_maintenance import dr, restore
 from solemate_maintenance.config import Alerts, DisasterRecovery
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
-from solemate_maintenance.operators.dr_drill import _DrClients, _error, _value, newest_dr_source
+from solemate_maintenance.operators.dr_drill import _DrClients, _error, newest_dr_source
+from solemate_maintenance.operators.restore import FAILED_INSTANCE_STATES
 from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.run_facts import format_instant as _stamp
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FAILOVER_PURPOSE = "dr-failover"
+# States in which a restored instance serves queries (maintenance work running on it aside).
+# A stack in one of these states has its resources in place (an update that rolled back included).
+STACK_IN_PLACE = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
+                            "IMPORT_ROLLBACK_COMPLETE"})
+USABLE_INSTANCE_STATES = frozenset({"available", "backing-up", "storage-optimization", "modifying",
+                                    "configuring-enhanced-monitoring", "configuring-log-exports"})
 ALARM_PREFIX = "solemate-dr-"
 
 
@@ -135,11 +142,14 @@ class FailoverAssessmentOperator(_FailoverStep):
                                + ("" if not healthy else ": the primary looks healthy, be sure failover is needed"))
 
     def _records(self) -> dict[str, str]:
-        zone = hosted_zone_id(self.client("route53", self.primary_region), self.recovery.hosted_zone)
+        from solemate_maintenance.hooks import route53 as dns
+
+        route53 = self.client("route53", self.primary_region)
+        zone = dns.public_zone_id(route53, self.recovery.hosted_zone)
         if zone is None:
             return {}
-        return {role: _value(record) for role, record in failover_records(
-            self.client("route53", self.primary_region), zone, self.recovery.record_name).items()}
+        return {role: ", ".join(dns.target_of(r) for r in records)
+                for role, records in dns.failover_records(route53, zone, self.recovery.record_name).items()}
 
 
 class FailoverNotifyOperator(_FailoverStep):
@@ -226,8 +236,11 @@ class FailoverNotifyOperator(_FailoverStep):
             database = ti.xcom_pull(task_ids="failover_database", key=MEASUREMENTS_XCOM_KEY) or {}
             application = ti.xcom_pull(task_ids="failover_application", key=MEASUREMENTS_XCOM_KEY) or {}
             return (f":raised_hand: DR FAILOVER awaiting approval to switch DNS: {where}",
-                    [f"Database {database.get('instance', '?')} available, restored to "
-                     f"{database.get('restore_point', '?')} (data lost: {database.get('rpo_minutes', '?')} min)",
+                    [f"Database {database.get('instance', '?')} available at {database.get('endpoint', '?')}, "
+                     f"restored to {database.get('restore_point', '?')} (data lost: "
+                     f"{database.get('rpo_minutes', '?')} min)",
+                     "Before approving: point the DR application's database secret at that endpoint (the "
+                     "services were scaled with the secret as it is)",
                      f"Application: {application.get('services', '?')} running in {self.region_name}",
                      f"Approve or reject in Airflow: Browse > Required Actions, task {self.approval_task_id}", run])
         return self._end(context, where, reason, run)
@@ -239,15 +252,22 @@ class FailoverNotifyOperator(_FailoverStep):
         switched = ti.xcom_pull(task_ids="failover_dns", key=MEASUREMENTS_XCOM_KEY) or {}
         outcome = failover_outcome(states, self.approval_task_id)
         if outcome == "stopped":
-            failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed") and t != ti.task_id)
-            return (f":x: DR FAILOVER STOPPED: {where}",
-                    [f"Failed or not reached: {', '.join(failed)}", "What was done before the stop is still in place "
-                     "(see the run report); fix the failed step and clear it to resume.", f"Reason: {reason}", run])
+            failed = sorted(t for t, s in states.items() if s == "failed" and t != ti.task_id)
+            not_reached = sorted(t for t, s in states.items() if s == "upstream_failed")
+            why = [f"{f.get('check')}: {f.get('summary')}" for task_id in failed
+                   for f in ti.xcom_pull(task_ids=task_id, key="findings") or []
+                   if f.get("severity") in ("P1", "P2")][:3]
+            return (f":x: DR FAILOVER STOPPED at {', '.join(failed) or 'an unknown step'}: {where}",
+                    [*(why or ["(no finding: the task log says why)"]),
+                     f"Not run: {', '.join(not_reached) or 'none'}. What was done before the stop is still in place "
+                     "(see the run report); fix the cause and clear the failed task to resume.", f"Reason: {reason}",
+                     run])
         if outcome == "rejected":
             return (f":no_entry: DR FAILOVER REJECTED at the DNS gate: {where}",
                     [f"Rejected{_by(approval)}: DNS unchanged, traffic still goes to the primary.",
-                     "Still running in the DR region: the restored database, the scaled service and the DR stack. "
-                     "Keep them as a warm standby or remove them.", run])
+                     f"Still in the DR region: the restored database {self.recovery.failover_instance_id} (delete "
+                     "it: a later failover refuses its stale data), the scaled services and the DR stack (they can "
+                     "stay as a warm standby).", run])
         return (f":white_check_mark: DR FAILOVER COMPLETE: {where}",
                 [f"{self.recovery.record_name} -> {switched.get('now', '?')} (was {switched.get('before', '?')})",
                  f"Approved{_by(approval)}. Validation and DR alarms in place; see the report.",
@@ -284,30 +304,39 @@ def _html(text: str) -> str:
 class FailoverInfrastructureOperator(_FailoverStep):
     """Step 3: create the DR stack from the CloudFormation template (once), and wait for it (deferred)."""
 
+    def __init__(self, *, environment: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environment = environment
+
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         cloudformation = self.client("cloudformation")
         name = self.recovery.stack_name
         stack = self._stack(cloudformation, name)
+        status = stack["StackStatus"] if stack else None
         if stack is None:
             body = (REPO_ROOT / self.recovery.cloudformation_template).read_text()
             cloudformation.create_stack(
                 StackName=name, TemplateBody=body, OnFailure="DO_NOTHING",
-                Parameters=[{"ParameterKey": "ActivatedBy", "ParameterValue": restore.tag_value(context["ti"].run_id)}],
+                Parameters=[{"ParameterKey": "Environment", "ParameterValue": self.environment},
+                            {"ParameterKey": "ActivatedBy", "ParameterValue": restore.tag_value(context["ti"].run_id)}],
                 Tags=[{"Key": "solemate:purpose", "Value": FAILOVER_PURPOSE},
                       {"Key": restore.TAG_RUN, "Value": restore.tag_value(context["ti"].run_id)}])
             self.log.info("Creating stack %s in %s", name, self.region_name)
-        elif stack["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            waiter = "stack_create_complete"
+        elif status in STACK_IN_PLACE:
             yield from self._done(context, stack, created=False)
             return
-        elif not stack["StackStatus"].endswith("IN_PROGRESS"):
+        elif status in ("CREATE_IN_PROGRESS",) or (status.startswith("UPDATE_") and status.endswith("IN_PROGRESS")):
+            waiter = "stack_create_complete" if status == "CREATE_IN_PROGRESS" else "stack_update_complete"
+        else:
             yield self._broken(stack)
             return
-        from solemate_maintenance.triggers.waiters import StackCreatedTrigger
+        from solemate_maintenance.triggers.waiters import StackReadyTrigger
 
         poll = self.recovery.drill.poll_seconds
-        self.defer(trigger=StackCreatedTrigger(stack_name=name, waiter_delay=poll,
-                                               waiter_max_attempts=self.wait_attempts(30, poll),
-                                               aws_conn_id=self.aws_conn_id, region_name=self.region_name),
+        self.defer(trigger=StackReadyTrigger(stack_name=name, waiter_name=waiter, waiter_delay=poll,
+                                             waiter_max_attempts=self.wait_attempts(30, poll),
+                                             aws_conn_id=self.aws_conn_id, region_name=self.region_name),
                    method_name="resume_when_created")
 
     def resume_when_created(self, context: Any, event: dict[str, Any] | None = None) -> dict:
@@ -315,7 +344,7 @@ class FailoverInfrastructureOperator(_FailoverStep):
 
     def _after(self, context: Any) -> Iterable[Finding]:
         stack = self._stack(self.client("cloudformation"), self.recovery.stack_name)
-        if stack is None or stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        if stack is None or stack["StackStatus"] not in STACK_IN_PLACE:
             yield self._broken(stack or {"StackName": self.recovery.stack_name, "StackStatus": "gone"})
             return
         yield from self._done(context, stack, created=True)
@@ -337,10 +366,14 @@ class FailoverInfrastructureOperator(_FailoverStep):
                       + f": {stack['StackStatus']}")
 
     def _broken(self, stack: dict[str, Any]) -> Finding:
+        status = stack["StackStatus"]
+        action = ("delete the stack (it never finished, so it holds nothing), then clear this task"
+                  if status in ("ROLLBACK_COMPLETE", "CREATE_FAILED", "ROLLBACK_FAILED")
+                  else "wait for it to settle or fix it, then clear this task")
         return Finding(check="failover.infrastructure", resource=f"{stack['StackName']} ({self.region_name})",
                        status=Status.CRITICAL, severity=Severity.P1,
-                       summary=f"DR stack is {stack['StackStatus']}: open its events in the CloudFormation console "
-                               f"({self.region_name}), fix, delete the stack if it rolled back, then clear this task")
+                       summary=f"DR stack is {status}: read its events in the CloudFormation console "
+                               f"({self.region_name}); {action}")
 
 
 class FailoverDatabaseOperator(_FailoverStep):
@@ -376,6 +409,20 @@ class FailoverDatabaseOperator(_FailoverStep):
                                       f"(tags {tags.get(restore.TAG_PURPOSE)!r}/{tags.get(restore.TAG_SOURCE)!r}): "
                                       "check what it is; set disaster_recovery.failover_instance_id to a free name")
                 return
+            if tags.get(restore.TAG_RUN) != restore.tag_value(context["ti"].run_id):
+                # An earlier failover's copy holds that day's data: switching users to it would lose
+                # everything since. Only this run's own copy is reused (a retry, a cleared task).
+                yield Finding(check="failover.database", resource=f"{self.target} ({self.region_name})",
+                              status=Status.CRITICAL, severity=Severity.P1,
+                              summary=f"{self.target} was restored by an earlier failover "
+                                      f"({tags.get(restore.TAG_RUN)}, data as of "
+                                      f"{tags.get(restore.TAG_RESTORE_POINT)}): too old to fail over to. "
+                                      "Rename or delete it (it has deletion protection), or set "
+                                      "disaster_recovery.failover_instance_id to a free name, then clear this task")
+                return
+            if instance.get("DBInstanceStatus") in FAILED_INSTANCE_STATES:
+                yield self._unusable(instance)
+                return
         else:
             rds = self.client("rds")
             source = newest_dr_source(rds, self.database, self.region_name)
@@ -386,7 +433,12 @@ class FailoverDatabaseOperator(_FailoverStep):
                 return
             kind, identifier, point = source
             now = utcnow()
-            common = {"DBInstanceClass": self.recovery.failover_instance_class, "MultiAZ": True,
+            network: dict[str, Any] = {}
+            if self.recovery.failover_db_subnet_group:
+                network["DBSubnetGroupName"] = self.recovery.failover_db_subnet_group
+            if self.recovery.failover_security_group_ids:
+                network["VpcSecurityGroupIds"] = list(self.recovery.failover_security_group_ids)
+            common = {"DBInstanceClass": self.recovery.failover_instance_class, "MultiAZ": True, **network,
                       "PubliclyAccessible": False, "DeletionProtection": True, "CopyTagsToSnapshot": True,
                       "Tags": [{"Key": restore.TAG_PURPOSE, "Value": FAILOVER_PURPOSE},
                                {"Key": restore.TAG_SOURCE, "Value": self.database},
@@ -402,7 +454,7 @@ class FailoverDatabaseOperator(_FailoverStep):
                                                          RestoreTime=point, **common)
             self.log.info("Restoring %s (%s, to %s) into %s", self.database, kind, _stamp(point), self.target)
             instance = self._describe() or {"DBInstanceStatus": "creating"}
-        if instance.get("DBInstanceStatus") == "available":
+        if instance.get("DBInstanceStatus") in USABLE_INSTANCE_STATES:
             yield from self._done(context, instance)
             return
         from airflow.providers.amazon.aws.triggers.rds import RdsDbAvailableTrigger
@@ -417,9 +469,19 @@ class FailoverDatabaseOperator(_FailoverStep):
     def resume_when_available(self, context: Any, event: dict[str, Any] | None = None) -> dict:
         return self.record_findings(context, self._after(context, event))
 
+    def _unusable(self, instance: dict[str, Any]) -> Finding:
+        return Finding(check="failover.database", resource=f"{self.target} ({self.region_name})",
+                       status=Status.CRITICAL, severity=Severity.P1,
+                       summary=f"the restored database is {instance.get('DBInstanceStatus')!r} and will not recover "
+                               f"by waiting: read its events in the RDS console ({self.region_name}), delete it "
+                               "(turn deletion protection off first), then clear this task to restore again")
+
     def _after(self, context: Any, event: dict[str, Any] | None) -> Iterable[Finding]:
         instance = self._describe()
-        if instance is None or instance.get("DBInstanceStatus") != "available":
+        if instance is not None and instance.get("DBInstanceStatus") in FAILED_INSTANCE_STATES:
+            yield self._unusable(instance)
+            return
+        if instance is None or instance.get("DBInstanceStatus") not in USABLE_INSTANCE_STATES:
             yield Finding(check="failover.database", resource=f"{self.target} ({self.region_name})",
                           status=Status.CRITICAL, severity=Severity.P1,
                           summary=f"restored database not available within {self.recovery.failover_timeout_minutes:g} "
@@ -474,7 +536,8 @@ class FailoverApplicationOperator(_FailoverStep):
         changed = []
         for service in ecs.describe_services(cluster=self.recovery.cluster, services=list(wanted))["services"]:
             name = service["serviceName"]
-            if service["desiredCount"] != wanted[name]:
+            # Only up: a DR service that autoscaled past production's count is serving users already.
+            if service["desiredCount"] < wanted[name]:
                 ecs.update_service(cluster=self.recovery.cluster, service=name, desiredCount=wanted[name])
                 changed.append(f"{name}: {service['desiredCount']} -> {wanted[name]}")
         context["ti"].xcom_push(key="changes", value=changed)
@@ -525,53 +588,52 @@ class FailoverApplicationOperator(_FailoverStep):
                                                 + (f" (changed {'; '.join(changes)})" if changes else " (no change)"))
 
 
-def hosted_zone_id(route53: Any, zone_name: str) -> str | None:
-    zones = [z for z in route53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"] if z["Name"] == zone_name]
-    return zones[0]["Id"].rsplit("/", 1)[-1] if zones else None
-
-
-def failover_records(route53: Any, zone_id: str, record_name: str) -> dict[str, dict[str, Any]]:
-    records = route53.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=record_name)["ResourceRecordSets"]
-    return {r["Failover"]: r for r in records if r["Name"] == record_name and r.get("Failover")}
-
-
 class FailoverDnsSwitchOperator(_FailoverStep):
-    """Step 6 (after the human approval): point the PRIMARY failover record at the DR load balancer.
+    """Step 6 (after the human approval): point the PRIMARY failover record(s) at the DR load balancer.
 
-    Only the record's target changes (its set identifier, TTL and health check stay), and only when it
-    does not already point there; waits until Route 53 reports the change INSYNC.
+    Only the target changes (an alias stays an alias, to the balancer's zone; set identifier, TTL and
+    health check stay), only where it does not point there yet; waits until Route 53 reports INSYNC.
+    The old target is in the report (from the assessment) for failback.
     """
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
+        from solemate_maintenance.hooks import route53 as dns
+
         route53 = self.client("route53", self.primary_region)
-        zone = hosted_zone_id(route53, self.recovery.hosted_zone)
-        records = failover_records(route53, zone, self.recovery.record_name) if zone else {}
-        primary = records.get("PRIMARY")
-        if primary is None:
+        zone = dns.public_zone_id(route53, self.recovery.hosted_zone)
+        primary = dns.failover_records(route53, zone, self.recovery.record_name).get("PRIMARY", []) if zone else []
+        if not primary:
             yield Finding(check="failover.dns", resource=self.recovery.record_name, status=Status.CRITICAL,
                           severity=Severity.P1, summary=f"no PRIMARY failover record {self.recovery.record_name} in "
-                                                        f"{self.recovery.hosted_zone}: switch DNS by hand")
+                                                        f"the public zone {self.recovery.hosted_zone}: switch DNS by "
+                                                        "hand in the Route 53 console")
             return
-        before = _value(primary)
-        target = self.recovery.dr_endpoint
-        if before == target:
+        balancer = dns.load_balancer(self.client("elbv2"), self.recovery.dr_load_balancer)
+        if balancer is None:
+            yield Finding(check="failover.dns", resource=self.recovery.dr_load_balancer, status=Status.CRITICAL,
+                          severity=Severity.P1, summary=f"no load balancer {self.recovery.dr_load_balancer} in "
+                                                        f"{self.region_name}: DNS not switched")
+            return
+        target = balancer["DNSName"].rstrip(".")
+        assessed = context["ti"].xcom_pull(task_ids="failover_assessment", key=MEASUREMENTS_XCOM_KEY) or {}
+        before = (assessed.get("dns_before") or {}).get("PRIMARY") or ", ".join(dns.target_of(r) for r in primary)
+        changes = [dns.pointed_at(r, balancer) for r in primary if dns.target_of(r) != target]
+        if not changes:
             self.record(context, before=before, now=target, changed=False)
             yield Finding(check="failover.dns", resource=self.recovery.record_name, status=Status.OK,
                           summary=f"already points at {target} (no change)")
             return
-        updated = {k: v for k, v in primary.items() if k not in ("ResourceRecords", "AliasTarget")}
-        updated["ResourceRecords"] = [{"Value": target}]
-        if "TTL" not in updated:
-            updated["TTL"] = 60
         change = route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
             "Comment": trim(f"DR failover by {context['ti'].run_id}", 256),
-            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": updated}]})["ChangeInfo"]
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record} for record in changes]})["ChangeInfo"]
         route53.get_waiter("resource_record_sets_changed").wait(Id=change["Id"],
                                                                  WaiterConfig={"Delay": 10, "MaxAttempts": 30})
-        self.record(context, before=before, now=target, changed=True, change_id=change["Id"])
+        self.record(context, before=before, now=target, changed=True, change_id=change["Id"],
+                    records=[f"{r['Type']} {r.get('SetIdentifier', '')}" for r in changes])
+        ttl = max((r.get("TTL", 60) for r in primary), default=60)
         yield Finding(check="failover.dns", resource=self.recovery.record_name, status=Status.OK,
-                      summary=f"PRIMARY now -> {target} (was {before}); clients follow within the TTL "
-                              f"({updated.get('TTL')} s). Failback: point it at {before} again")
+                      summary=f"PRIMARY now -> {target} (was {before}); clients follow within the TTL ({ttl} s). "
+                              f"Failback: point it at {before} again")
 
 
 class FailoverValidationOperator(_FailoverStep):
@@ -591,16 +653,24 @@ class FailoverValidationOperator(_FailoverStep):
         yield _check("failover.validation.database", f"{target} ({self.region_name})", status == "available",
                      f"database {status}")
         ecs = self.client("ecs")
-        for service in ecs.describe_services(cluster=self.recovery.cluster, services=self.services)["services"]:
-            ok = service["runningCount"] >= max(1, service["desiredCount"])
+        described = ecs.describe_services(cluster=self.recovery.cluster, services=self.services)
+        for service in described["services"]:
+            ok = service["runningCount"] >= max(1, service["desiredCount"]) and service.get("status") == "ACTIVE"
             yield _check("failover.validation.service", f"{self.recovery.cluster}/{service['serviceName']}", ok,
                          f"{service['runningCount']}/{service['desiredCount']} tasks running")
+        for failure in described.get("failures", []):
+            yield _check("failover.validation.service", f"{self.recovery.cluster}/{failure.get('arn', '?')}", False,
+                         f"service {failure.get('reason', 'missing').lower()}")
+        from solemate_maintenance.hooks import route53 as dns
+
         route53 = self.client("route53", self.primary_region)
-        zone = hosted_zone_id(route53, self.recovery.hosted_zone)
-        primary = (failover_records(route53, zone, self.recovery.record_name) if zone else {}).get("PRIMARY")
-        pointed = primary is not None and _value(primary) == self.recovery.dr_endpoint
+        zone = dns.public_zone_id(route53, self.recovery.hosted_zone)
+        primary = (dns.failover_records(route53, zone, self.recovery.record_name) if zone else {}).get("PRIMARY", [])
+        balancer = dns.load_balancer(self.client("elbv2"), self.recovery.dr_load_balancer) or {}
+        targets = sorted({dns.target_of(r) for r in primary})
+        pointed = bool(primary) and targets == [balancer.get("DNSName", "").rstrip(".")]
         yield _check("failover.validation.dns", self.recovery.record_name, pointed,
-                     f"PRIMARY -> {_value(primary) if primary else 'missing'}")
+                     f"PRIMARY -> {', '.join(targets) or 'missing'}")
         if self.recovery.dr_health_endpoint:
             import requests
 

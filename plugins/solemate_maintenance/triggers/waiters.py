@@ -59,16 +59,20 @@ class EcsServiceStableTrigger(AwsBaseWaiterTrigger):
                          aws_conn_id=aws_conn_id, region_name=region_name, **kwargs)
 
 
-class StackCreatedTrigger(AwsBaseWaiterTrigger):
-    """Until the CloudFormation stack is CREATE_COMPLETE (fails on a rollback)."""
+class StackReadyTrigger(AwsBaseWaiterTrigger):
+    """Until the CloudFormation stack is created or updated (``waiter_name``: ``stack_create_complete``
+    or ``stack_update_complete``); fails on a rollback."""
 
     aws_hook_class = CloudFormationHook
 
-    def __init__(self, *, stack_name: str, waiter_delay: int, waiter_max_attempts: int, aws_conn_id: str | None,
-                 region_name: str | None = None, **kwargs: Any) -> None:
-        super().__init__(serialized_fields={"stack_name": stack_name}, waiter_name="stack_create_complete",
-                         waiter_args={"StackName": stack_name}, failure_message="stack creation failed",
-                         status_message="stack being created", status_queries=["Stacks[].StackStatus"],
+    def __init__(self, *, stack_name: str, waiter_name: str, waiter_delay: int, waiter_max_attempts: int,
+                 aws_conn_id: str | None, region_name: str | None = None, **kwargs: Any) -> None:
+        if waiter_name not in ("stack_create_complete", "stack_update_complete"):
+            raise ValueError(f"not a stack waiter: {waiter_name}")
+        super().__init__(serialized_fields={"stack_name": stack_name, "waiter_name": waiter_name},
+                         waiter_name=waiter_name, waiter_args={"StackName": stack_name},
+                         failure_message="stack did not reach a complete state",
+                         status_message="stack being created or updated", status_queries=["Stacks[].StackStatus"],
                          return_key="stack_name", return_value=stack_name, waiter_delay=waiter_delay,
                          waiter_max_attempts=waiter_max_attempts, aws_conn_id=aws_conn_id, region_name=region_name,
                          **kwargs)
