@@ -1,5 +1,6 @@
 """Close moto's fidelity gaps so production queries run unchanged (RDS restores: moto_rds; AWS
-Backup jobs and recovery points: moto_backup; ECS task lifecycle: moto_ecs; S3 replication status: moto_s3; CloudWatch here).
+Backup jobs and recovery points: moto_backup; ECS task lifecycle: moto_ecs; S3 replication status:
+moto_s3; CloudWatch here).
 
 moto's GetMetricData knows only the basic statistics, evaluates little metric math, and scans
 every datapoint once per period (far too slow for a week of metrics). This replaces it with an
