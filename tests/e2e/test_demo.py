@@ -47,3 +47,17 @@ def test_demo_of_the_backup_verification_prints_measured_rto_and_rpo():
     assert re.search(r"Measured by restore_validate: Restore test \(point-in-time to .+\): validation passed; "
                      r"RTO \d+\.\d min \(target 15\); data RPO \d+\.\d min \(target 5\)", out), out[-3000:]
     assert "Restore copies left in RDS after the run: 0" in out
+
+
+def test_demo_of_the_dr_drill_prints_the_guides_table():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MAINTENANCE"))}
+    env["PYTHONPATH"] = f"{REPO / 'plugins'}{os.pathsep}{REPO}"
+    result = subprocess.run([sys.executable, "-m", "sandbox.demo", "--dag", "dr_drill", "--problems",
+                             "replication_stopped"], cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "Running: airflow dags test dr_drill" in out
+    assert "The drill against the guide's table (minutes):" in out
+    assert re.search(r"Database\s+15\s+\d+\.\d\s+5\s+\d+\.\d\s+met", out), out[-3000:]
+    assert re.search(r"Static assets\s+5\s+\d+\.\d\s+1440\s+\d+\.\d\s+missed", out), out[-3000:]
+    assert re.search(r"Created 2, deleted 2, left 0", out), out[-3000:]
