@@ -32,6 +32,10 @@ class RecordingTaskInstance:
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed[key] = value
 
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        """Its own pushes only (what an operator reads back of itself, e.g. across a deferral)."""
+        return self.pushed.get(key) if task_ids == self.task_id else None
+
     def get_previous_dagrun(self) -> Any:
         return self.previous_dagrun
 

@@ -414,3 +414,30 @@ def test_p1_found_before_aws_stops_answering_is_kept_and_fails_on_findings(platf
     assert failed.value.findings[1].summary == "check stopped part-way: AWS endpoint unreachable"
     assert context["ti"].pushed["incomplete"] is True
     assert {f["check"] for f in context["ti"].pushed["findings"]} == {"application.endpoint", "maintenance.task_error"}
+
+
+def test_findings_made_before_a_deferral_are_kept_for_the_resumed_check():
+    """A deferrable check resumes in a new call (often a new process): what it found before deferring
+    must reach the report with what it finds after, once, and only within the same try."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from solemate_maintenance.findings import Finding, Severity, Status
+    from solemate_maintenance.operators.base import MaintenanceCheckOperator
+
+    class WaitsThenJudges(MaintenanceCheckOperator):
+        def collect_findings(self, context):
+            yield Finding(check="before", resource="x", status=Status.CRITICAL, severity=Severity.P2, summary="seen")
+            self.defer(trigger=None, method_name="resume")
+
+        def resume(self, context, event=None):
+            return self.record_findings(context, iter([Finding(check="after", resource="x", status=Status.OK,
+                                                               summary="done")]))
+
+    check = WaitsThenJudges(task_id="check")
+    context = make_context()
+    with pytest.raises(TaskDeferred):
+        check.execute(context)
+    assert "findings" not in context["ti"].pushed  # nothing judged yet: the check is waiting
+    with pytest.raises(ChecksFailedError):  # the P2 found before the wait still fails the task
+        check.resume(context)
+    assert [f["check"] for f in context["ti"].pushed["findings"]] == ["before", "after"]

@@ -24,6 +24,7 @@ WINDOW_XCOM_KEY = "window"
 INCOMPLETE_XCOM_KEY = "incomplete"
 # Headline numbers of a check (e.g. a restore's RTO and RPO): the report shows them and keeps them.
 MEASUREMENTS_XCOM_KEY = "measurements"
+DEFERRED_FINDINGS_XCOM_KEY = "findings_before_deferral"
 
 
 class MaintenanceCheckOperator(BaseOperator):
@@ -79,17 +80,26 @@ class MaintenanceCheckOperator(BaseOperator):
 
     def record_findings(self, context: Any, produced: Iterable[Finding]) -> dict[str, int]:
         """Push `produced` to XCom and fail on P1/P2: the same for `execute` and for a check that
-        resumes after a deferral (its `execute_complete` passes the findings it makes then)."""
+        resumes after a deferral (its `execute_complete` passes the findings it makes then; those it
+        made before deferring are kept and come first)."""
         from solemate_maintenance.notifiers.delivery import register_connection_secrets
 
         register_connection_secrets(self.aws_conn_id)
+        from airflow.sdk.exceptions import TaskDeferred
+
         window = self.checked_window(context)
         if window is not None:
             context["ti"].xcom_push(key=WINDOW_XCOM_KEY, value=window.as_dict())
-        findings: list[Finding] = []
+        # Findings made before a deferral of this try (XComs last across deferrals, not across tries).
+        findings = [Finding(**f) for f in context["ti"].xcom_pull(task_ids=self.task_id,
+                                                                   key=DEFERRED_FINDINGS_XCOM_KEY) or []]
         try:
             for finding in produced:
                 findings.append(finding)
+        except TaskDeferred:
+            # The check resumes in a new call (often a new process): what it found so far goes with it.
+            context["ti"].xcom_push(key=DEFERRED_FINDINGS_XCOM_KEY, value=[f.model_dump(mode="json") for f in findings])
+            raise
         except Exception as exc:
             cause = classify(exc)
             failing = [f for f in findings if f.is_failing]

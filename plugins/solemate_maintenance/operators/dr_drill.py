@@ -10,7 +10,6 @@ table. Components not selected in the run's ``components`` param are reported as
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Iterable
@@ -216,12 +215,6 @@ class DrDatabaseValidationOperator(_DrClients, RestoreValidationOperator):
             return
         yield from self._rpo(context)
         yield from super().collect_findings(context)
-
-    def resume_when_available(self, context: Any, event: dict[str, Any] | None = None, rewaits: int = 0
-                              ) -> dict[str, int]:
-        # Findings made before a deferral are not kept across it: judge the RPO again on resuming.
-        return self.record_findings(context, itertools.chain(self._rpo(context),
-                                                             self._after_wait(context, event, rewaits)))
 
     def _rpo(self, context: Any) -> Iterable[Finding]:
         measured = context["ti"].xcom_pull(task_ids=self.request_task_id, key=MEASUREMENTS_XCOM_KEY) or {}

@@ -563,9 +563,13 @@ class FailoverApplicationOperator(_FailoverStep):
             aws_conn_id=self.aws_conn_id, region_name=self.region_name), method_name="resume_when_stable")
 
     def resume_when_stable(self, context: Any, event: dict[str, Any] | None = None) -> dict:
-        # What is still deploying is read from AWS again, not carried in the deferral's kwargs.
+        # What is still deploying is read from AWS again, not carried in the deferral's kwargs; a
+        # service that keeps flapping gets one wait per service and two more, then is reported.
+        ti = context["ti"]
+        waits = (ti.xcom_pull(task_ids=self.task_id, key="stability_waits") or 0) + 1
+        ti.xcom_push(key="stability_waits", value=waits)
         unsteady = self._unsteady()
-        if unsteady and (event or {}).get("status") == "success":
+        if unsteady and (event or {}).get("status") == "success" and waits <= len(self.services) + 2:
             self._wait(unsteady)
         return self.record_findings(context, self._after(context))
 
