@@ -45,12 +45,6 @@ class _BackupCheck(MaintenanceCheckOperator):
     def lookback_minutes(self) -> int | None:
         return self.policy.job_lookback_hours * 60
 
-    def _client(self, client_type: str, region: str | None = None) -> Any:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=region or self.region_name,
-                           client_type=client_type).conn
-
     @cached_property
     def rds(self) -> Any:
         from airflow.providers.amazon.aws.hooks.rds import RdsHook
@@ -167,7 +161,7 @@ class RdsBackupOperator(_BackupCheck):
 
     def _dr_copies(self, db: str, instance: dict[str, Any], checked: datetime) -> Iterable[Finding]:
         arn = instance.get("DBInstanceArn", "")
-        rds_dr = self._client("rds", self.dr_region)
+        rds_dr = self.client("rds", self.dr_region)
         found: dict[str, datetime] = {}
         for page in rds_dr.get_paginator("describe_db_snapshots").paginate(DBInstanceIdentifier=db):
             for snapshot in page["DBSnapshots"]:
@@ -183,7 +177,7 @@ class RdsBackupOperator(_BackupCheck):
             if earliest and latest and _utc(earliest) <= checked:
                 # A live replica's window keeps moving past the checked time: it covers it up to there.
                 found["replicated automated backup"] = min(_utc(latest), checked)
-        backup_dr = self._client("backup", self.dr_region)
+        backup_dr = self.client("backup", self.dr_region)
         try:
             points = backup_dr.list_recovery_points_by_backup_vault(
                 BackupVaultName=self.policy.dr_backup_vault, ByResourceArn=arn, ByCreatedBefore=checked
@@ -225,7 +219,7 @@ class AwsBackupOperator(_BackupCheck):
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         window = TimeWindow.ending_at_run(context, self.lookback_minutes)
         checked = window.end
-        backup = self._client("backup")
+        backup = self.client("backup")
         instance = self._instance()
         db_arn = (instance or {}).get("DBInstanceArn") or self.db_instance_identifier
         plan_name = self.policy.backup_plan

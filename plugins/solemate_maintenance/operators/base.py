@@ -58,6 +58,13 @@ class MaintenanceCheckOperator(BaseOperator):
 
         return CloudWatchMetricsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
+    def client(self, client_type: str, region: str | None = None) -> Any:
+        """A boto3 client through the provider's AwsBaseHook, in `region` (default: the task's region)."""
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=region or self.region_name,
+                           client_type=client_type).conn
+
     @property
     def lookback_minutes(self) -> int | None:
         """How far back the check's metrics reach; None for a check of live state only."""

@@ -64,16 +64,7 @@ def _error(exc: Exception) -> str:
 
 
 class _DrClients:
-    """Clients for either region; the DR region is the operator's templated ``region_name``."""
-
-    aws_conn_id: str | None
-    region_name: str | None
-
-    def client(self, client_type: str, region: str | None = None) -> Any:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=region or self.region_name,
-                           client_type=client_type).conn
+    """What the DR tasks share; their region (``client()``'s default) is the templated ``region_name``."""
 
     def push_component(self, context: Any, component: str, **measured: Any) -> None:
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={"component": component, **measured})
@@ -604,9 +595,7 @@ class DrApplicationTaskCleanupOperator(_DrClients, MaintenanceCheckOperator):
         return sorted({*running, *stopped}), running
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
-        leaked = self._stop_leaked(context)
-        if leaked:  # kept across the deferral below
-            context["ti"].xcom_push(key="janitor_findings", value=[f.model_dump(mode="json") for f in leaked])
+        yield from self._stop_leaked(context)  # kept across the deferral below by the base class
         started, running = self._started(context)
         ecs = self.client("ecs")
         for task_arn in running:
@@ -619,7 +608,6 @@ class DrApplicationTaskCleanupOperator(_DrClients, MaintenanceCheckOperator):
                 waiter_max_attempts=max(1, math.ceil(self.timeout_minutes * 60 / self.poll_seconds)),
                 aws_conn_id=self.aws_conn_id, region_name=self.region_name), method_name="resume_when_stopped")
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={"created": [], "deleted": []})
-        yield from leaked
         yield Finding(check="dr.application.cleanup", resource=self.dr_cluster, status=Status.OK,
                       summary="nothing to stop: this drill started no task")
 
@@ -627,7 +615,6 @@ class DrApplicationTaskCleanupOperator(_DrClients, MaintenanceCheckOperator):
         return self.record_findings(context, self._after_stop(context))
 
     def _after_stop(self, context: Any) -> Iterable[Finding]:
-        yield from (Finding(**f) for f in context["ti"].xcom_pull(task_ids=self.task_id, key="janitor_findings") or [])
         started, running = self._started(context)
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
             "created": started, "deleted": [t for t in started if t not in running]})

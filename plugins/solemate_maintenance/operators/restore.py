@@ -616,19 +616,24 @@ class RestoreJanitorOperator(_RestoreTask):
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         now = utcnow()
-        own = self.target_id(context)
         deleting: list[str] = []
-        findings: list[Finding] = []
+        seen = False
+        for instance in self._earlier_copies(context):
+            seen = True
+            yield self._consider(instance, now, deleting)  # kept across the deferral by the base class
+        if deleting:
+            self._wait_for(deleting[0])
+        if not seen:
+            yield Finding(check="restore.janitor", resource=self.settings.instance_prefix, status=Status.OK,
+                          summary="no restore copies left behind by earlier runs")
+
+    def _earlier_copies(self, context: Any) -> Iterable[dict[str, Any]]:
+        own = self.target_id(context)
         for page in self.rds.get_paginator("describe_db_instances").paginate():
             for instance in page["DBInstances"]:
                 identifier = instance["DBInstanceIdentifier"]
-                if identifier == own or not identifier.startswith(self.settings.instance_prefix + "-"):
-                    continue
-                findings.append(self._consider(instance, now, deleting))
-        if deleting:
-            self._wait_for(context, deleting, findings)
-        yield from findings or [Finding(check="restore.janitor", resource=self.settings.instance_prefix,
-                                        status=Status.OK, summary="no restore copies left behind by earlier runs")]
+                if identifier != own and identifier.startswith(self.settings.instance_prefix + "-"):
+                    yield instance
 
     def _consider(self, instance: dict[str, Any], now: datetime, deleting: list[str]) -> Finding:
         identifier = instance["DBInstanceIdentifier"]
@@ -653,27 +658,22 @@ class RestoreJanitorOperator(_RestoreTask):
                        details={"owner_run": owner, "requested_at": tags.get(restore.TAG_REQUESTED),
                                 "expired_at": _stamp(expires)})
 
-    def _wait_for(self, context: Any, deleting: list[str], findings: list[Finding]) -> None:
+    def _wait_for(self, identifier: str) -> None:
         from airflow.providers.amazon.aws.triggers.rds import RdsDbDeletedTrigger
 
-        context["ti"].xcom_push(key="janitor_findings", value=[f.model_dump(mode="json") for f in findings])
-        self.defer(trigger=RdsDbDeletedTrigger(**self._trigger_kwargs(deleting[0],
+        self.defer(trigger=RdsDbDeletedTrigger(**self._trigger_kwargs(identifier,
                                                                       self.settings.delete_timeout_minutes * 60)),
-                   method_name="resume_when_deleted", kwargs={"pending": deleting})
+                   method_name="resume_when_deleted")
 
-    def resume_when_deleted(self, context: Any, event: dict[str, Any] | None = None,
-                            pending: list[str] | None = None) -> dict[str, int]:
-        from airflow.providers.amazon.aws.triggers.rds import RdsDbDeletedTrigger
-
-        still = [i for i in (pending or []) if self.describe(i) is not None]
+    def resume_when_deleted(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, int]:
+        # What is still being deleted is read from AWS again, not carried in the deferral's kwargs.
+        still = [i["DBInstanceIdentifier"] for i in self._earlier_copies(context) if i["DBInstanceStatus"] == "deleting"
+                 and not restore.why_not_ephemeral(i, prefix=self.settings.instance_prefix,
+                                                   source=self.source_db_instance_identifier)]
         if still and (event or {}).get("status") == "success":
-            self.defer(trigger=RdsDbDeletedTrigger(**self._trigger_kwargs(still[0],
-                                                                          self.settings.delete_timeout_minutes * 60)),
-                       method_name="resume_when_deleted", kwargs={"pending": still})
-        recorded = [Finding(**f) for f in context["ti"].xcom_pull(task_ids=self.task_id, key="janitor_findings") or []]
-        for identifier in still:
-            recorded.append(Finding(check="restore.janitor", resource=identifier, status=Status.CRITICAL,
-                                    severity=Severity.P2,
-                                    summary=f"deletion of a left-behind copy not confirmed within "
-                                            f"{self.settings.delete_timeout_minutes:g} min: check the RDS console"))
-        return self.record_findings(context, recorded)
+            self._wait_for(still[0])
+        return self.record_findings(context, (
+            Finding(check="restore.janitor", resource=identifier, status=Status.CRITICAL, severity=Severity.P2,
+                    summary=f"deletion of a left-behind copy not confirmed within "
+                            f"{self.settings.delete_timeout_minutes:g} min: check the RDS console")
+            for identifier in still))
