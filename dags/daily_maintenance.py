@@ -1,7 +1,9 @@
 """## Daily maintenance
 
 Health checks of the SoleMate platform, every day at 02:00 UTC: application endpoint and ALB
-targets, ECS services, RDS, ElastiCache, business metrics and service KPIs.
+targets, ECS services, RDS, ElastiCache, business metrics and service KPIs; then the housekeeping:
+security events and world-open ports, log lifecycle, unused resources and their cost, a backup of
+the configuration (never a secret value), the alarms that fired overnight.
 
 * Each check records its findings; a **P1/P2** finding fails its task and alerts Slack.
 * Metric windows end at the run's logical date (cron *trigger* timetable, zero-length data
@@ -11,6 +13,9 @@ targets, ECS services, RDS, ElastiCache, business metrics and service KPIs.
   during a concurrent backfill) and posts one digest to Slack. Every message names the date checked.
 * `run_verdict` fails the run when a check or the report failed, and rebuilds the report after
   "clear only failed tasks" so it always describes the final state.
+* `maintenance_status` (after the report, always) publishes findings, failed checks and a heartbeat to
+  CloudWatch (`SoleMate/Maintenance`), keeps its dashboard, and the alarm that fires when the
+  heartbeat stops (the dead-man's switch for a night Airflow is down).
 * Configuration: `include/config/platform.yaml` (or the file named by `MAINTENANCE_CONFIG`).
 """
 
@@ -23,11 +28,16 @@ from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
 from solemate_maintenance.operators.application import ApplicationHealthOperator
 from solemate_maintenance.operators.business import BusinessMetricsOperator
+from solemate_maintenance.operators.cloudwatch_status import MaintenanceStatusOperator, OvernightAlarmsOperator
+from solemate_maintenance.operators.config_backup import ConfigBackupOperator
 from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
 from solemate_maintenance.operators.elasticache import ElastiCacheHealthOperator
 from solemate_maintenance.operators.kpi import KpiOperator
+from solemate_maintenance.operators.logs import LogLifecycleOperator
 from solemate_maintenance.operators.rds import RdsHealthOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
+from solemate_maintenance.operators.security import OpenSecurityGroupsOperator, SecurityEventsOperator
+from solemate_maintenance.operators.unused import UnusedResourcesOperator
 
 config = load_config()
 resources, checks = config.resources, config.checks
@@ -82,6 +92,30 @@ def daily_maintenance():
             thresholds=checks.kpis,
         ),
     ]
+    housekeeping = [
+        SecurityEventsOperator(
+            task_id="security_events",
+            log_group=resources.logs.application_log_group,
+            thresholds=checks.security,
+        ),
+        OpenSecurityGroupsOperator(task_id="open_security_groups", allowed=checks.security.open_ingress_allowed),
+        LogLifecycleOperator(task_id="log_lifecycle", lifecycle=config.log_lifecycle),
+        UnusedResourcesOperator(
+            task_id="unused_resources",
+            thresholds=checks.unused_resources,
+            excluded_snapshot_prefixes=[config.restore_test.instance_prefix,
+                                        config.disaster_recovery.drill.instance_prefix],
+        ),
+        ConfigBackupOperator(
+            task_id="config_backup",
+            cluster=resources.ecs.cluster,
+            services=resources.ecs.services,
+            bucket=config.reports.bucket,
+            reports_prefix=config.reports.prefix,
+            settings=config.config_backup,
+        ),
+        OvernightAlarmsOperator(task_id="overnight_alarms"),
+    ]
     reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
                  "environment": config.environment, "alerts": config.alerts}
     report = PublishReportOperator(
@@ -89,8 +123,16 @@ def daily_maintenance():
         previous_report_wait_minutes=config.reports.previous_report_wait_minutes,
         **reporting,
     )
-    health_checks >> report
-    [*health_checks, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
+    checks_done = [*health_checks, *housekeeping]
+    checks_done >> report
+    [*checks_done, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
+    report >> MaintenanceStatusOperator(
+        task_id="maintenance_status",
+        report_task_id="report",
+        environment=config.environment,
+        status=config.maintenance_status,
+        alerts=config.alerts,
+    )
 
 
 dag = daily_maintenance()

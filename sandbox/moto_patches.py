@@ -1,6 +1,7 @@
 """Close moto's fidelity gaps so production queries run unchanged (RDS restores: moto_rds; AWS
 Backup jobs and recovery points: moto_backup; ECS task lifecycle: moto_ecs; S3 replication status:
-moto_s3; CloudWatch here).
+moto_s3; Logs Insights: moto_logs; EC2 listings that page: moto_ec2;
+CloudWatch here).
 
 moto's GetMetricData knows only the basic statistics, evaluates little metric math, and scans
 every datapoint once per period (far too slow for a week of metrics). This replaces it with an
@@ -11,6 +12,7 @@ arithmetic subset of metric math (``+ - * /``, parentheses, numbers, ``FILL(m, v
 from __future__ import annotations
 
 import ast
+import json
 import math
 import operator
 from collections import defaultdict
@@ -19,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.cloudwatch.exceptions import ValidationError
-from moto.cloudwatch.models import CloudWatchBackend, MetricAggregatedDatum
+from moto.cloudwatch.models import Alarm, CloudWatchBackend, MetricAggregatedDatum
+from moto.cloudwatch.responses import CloudWatchResponse
+from moto.core.responses import ActionResult
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -193,11 +197,71 @@ def get_metric_data(self: CloudWatchBackend, queries: list[dict[str, Any]], star
     return results
 
 
+def record_state_change(alarm: Any, old: str, new: str, reason: str, when: datetime) -> None:
+    """Keep a state change as AWS's alarm history does (the sandbox also backdates some)."""
+    if not hasattr(alarm, "state_history"):
+        alarm.state_history = []
+    alarm.state_history.append({"timestamp": _utc(when), "old": old, "new": new, "reason": reason})
+
+
+_original_update_state = Alarm.update_state
+
+
+def _update_state(self: Alarm, reason: str, reason_data: str, state_value: str) -> None:
+    old = self.state_value
+    _original_update_state(self, reason, reason_data, state_value)
+    if old != state_value:
+        record_state_change(self, old, state_value, reason, datetime.now(UTC))
+
+
+def _date_param(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return _utc(value)
+    from dateutil import parser
+
+    return _utc(parser.isoparse(str(value)))
+
+
+def describe_alarm_history(self: CloudWatchResponse) -> ActionResult:
+    """DescribeAlarmHistory (moto 5.2.5 has none): state updates, newest first, paginated."""
+    name, kind = self._get_param("AlarmName"), self._get_param("HistoryItemType")
+    start, end = _date_param(self._get_param("StartDate")), _date_param(self._get_param("EndDate"))
+    limit = int(self._get_param("MaxRecords") or 100)
+    offset = int(self._get_param("NextToken") or 0)
+    items = []
+    if kind in (None, "", "StateUpdate"):
+        for alarm in self.cloudwatch_backend.alarms.values():
+            if name and alarm.name != name:
+                continue
+            for change in getattr(alarm, "state_history", []):
+                if (start and change["timestamp"] < start) or (end and change["timestamp"] > end):
+                    continue
+                items.append({
+                    "AlarmName": alarm.name, "AlarmType": "MetricAlarm", "Timestamp": change["timestamp"],
+                    "HistoryItemType": "StateUpdate",
+                    "HistorySummary": f"Alarm updated from {change['old']} to {change['new']}",
+                    "HistoryData": json.dumps({"version": "1.0", "oldState": {"stateValue": change["old"]},
+                                               "newState": {"stateValue": change["new"],
+                                                            "stateReason": change["reason"]}})})
+    items.sort(key=lambda item: item["Timestamp"], reverse=True)
+    page = items[offset:offset + limit]
+    result: dict[str, Any] = {"AlarmHistoryItems": page}
+    if offset + limit < len(items):
+        result["NextToken"] = str(offset + limit)
+    return ActionResult(result)
+
+
 def apply() -> None:
     """Install the patches (idempotent). The sandbox and the tests call this before using moto."""
-    from sandbox import moto_backup, moto_ecs, moto_rds, moto_s3
+    from sandbox import moto_backup, moto_ec2, moto_ecs, moto_logs, moto_rds, moto_s3
 
     CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
+    Alarm.update_state = _update_state  # type: ignore[method-assign]
+    CloudWatchResponse.describe_alarm_history = describe_alarm_history  # type: ignore[attr-defined]
+    moto_logs.apply()
+    moto_ec2.apply()
     moto_rds.apply()
     moto_backup.apply()
     moto_ecs.apply()

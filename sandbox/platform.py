@@ -23,6 +23,7 @@ from sandbox.backups import (
     backdate_instance,
 )
 from sandbox.dr import DR_PROBLEMS, DrRegion, image_uri
+from sandbox.estate import ESTATE_PROBLEMS, Estate
 from sandbox.servers import HealthEndpoint
 from solemate_maintenance.config import PlatformConfig
 
@@ -37,12 +38,13 @@ PROBLEMS = {
     **BACKUP_PROBLEMS,
     **RESTORE_PROBLEMS,
     **DR_PROBLEMS,
+    **ESTATE_PROBLEMS,
 }
 DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"})
 # Problems of the platform's live state (describe calls answer for now, not for a past date), as
 # opposed to metric problems, which CloudWatch keeps per timestamp.
 STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target", *BACKUP_PROBLEMS,
-                            *RESTORE_PROBLEMS, *DR_PROBLEMS})
+                            *RESTORE_PROBLEMS, *DR_PROBLEMS, *(set(ESTATE_PROBLEMS) - {"brute_force_logins"})})
 SNS_TOPIC = "solemate-p1"
 
 
@@ -83,6 +85,7 @@ class Platform:
         BackupHistory(self.config).write(latest, self.problems)
         apply_restore_problems(self.config, self.problems)  # after the history: corrupts its snapshots too
         self.dr.apply(latest, self.problems)
+        self.estate.apply({a: frozenset(p) for a, p in days.items()}, latest)
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
     def create(self) -> None:
@@ -128,8 +131,6 @@ class Platform:
             NumCacheNodes=1)
         logs = self._client("logs")
         logs.create_log_group(logGroupName=res.logs.application_log_group)
-        logs.put_retention_policy(logGroupName=res.logs.application_log_group,
-                                  retentionInDays=self.config.log_retention.application_days)
         logs.create_log_stream(logGroupName=res.logs.application_log_group, logStreamName="backend/1")
         logs.put_log_events(logGroupName=res.logs.application_log_group, logStreamName="backend/1", logEvents=[
             {"timestamp": int(datetime.now(UTC).timestamp() * 1000) + i, "message": message}
@@ -141,6 +142,8 @@ class Platform:
             ])])
         self._client("s3").create_bucket(Bucket=self.config.reports.bucket)
         self._client("sns").create_topic(Name=SNS_TOPIC)
+        self.estate = Estate(self.config, self._client)
+        self.estate.create(vpc)
 
     def _ecs_service(self, name: str) -> Any:
         backend = get_backend("ecs")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
@@ -174,7 +177,8 @@ class Platform:
         by_namespace: dict[str, list[dict]] = defaultdict(list)
         start = incidents[0][0] - timedelta(days=8)
         end = incidents[-1][0] + timedelta(minutes=5)
-        for namespace, entry in metrics.generate(names, start, end, incidents):
+        for namespace, entry in [*metrics.generate(names, start, end, incidents),
+                                 *self.estate.metric_entries(start, end)]:
             by_namespace[namespace].append(entry)
         # Straight into the backend: a week of 5-minute data over HTTP would take ~15 s per seed.
         for namespace, entries in by_namespace.items():

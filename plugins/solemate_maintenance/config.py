@@ -238,6 +238,55 @@ class KpiCheck(MetricWindowConfig):
     error_rate_critical_percent: Percent = 5
 
 
+class OpenIngressAllowance(_Strict):
+    """World-open ingress that is intended (the public load balancer's 80/443)."""
+
+    security_group: str  # group id or group name
+    ports: list[Annotated[int, Field(ge=0, le=65535)]] = Field(min_length=1)
+
+
+class SecurityCheck(_Strict):
+    # Logs Insights over the application log group, for the day ending at the run's logical date.
+    lookback_minutes: Minutes = 24 * 60
+    # The application's JSON log fields, and the event types that count.
+    event_field: str = Field(default="event_type", pattern=r"^[A-Za-z_][\w.]*$")
+    ip_field: str = Field(default="client_ip", pattern=r"^[A-Za-z_][\w.]*$")
+    user_field: str = Field(default="user_id", pattern=r"^[A-Za-z_][\w.]*$")
+    failed_login_events: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$")]] = ["AUTH_FAILED"]
+    rate_limit_events: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$")]] = ["RATE_LIMITED"]
+    # Brute force: failed logins from one IP. Credential stuffing: distinct users failing from one IP.
+    failed_logins_per_ip: Upper = Upper(warning=20, critical=100)
+    failed_logins_per_user: Upper = Upper(warning=10, critical=50)
+    users_per_ip: Upper = Upper(warning=10, critical=50)
+    rate_limit_violations_per_ip: Upper = Upper(warning=100, critical=1000)
+    top_offenders: int = Field(default=5, ge=1, le=50)
+    # Logs Insights returns at most 10,000 rows per query.
+    max_rows: int = Field(default=10_000, ge=1, le=10_000)
+    query_timeout_seconds: int = Field(default=300, gt=0, le=3600)
+    poll_seconds: float = Field(default=2, gt=0, le=60)
+    open_ingress_allowed: list[OpenIngressAllowance] = []
+
+
+class Prices(_Strict):
+    """List prices (USD, us-east-1) for the unused-resource estimates. Estimates, not a bill."""
+
+    ebs_gb_month: dict[str, float] = Field(default_factory=lambda: {
+        "gp2": 0.10, "gp3": 0.08, "io1": 0.125, "io2": 0.125, "st1": 0.045, "sc1": 0.015, "standard": 0.05})
+    ebs_snapshot_gb_month: float = Field(default=0.05, ge=0)
+    rds_snapshot_gb_month: float = Field(default=0.095, ge=0)
+    elastic_ip_month: float = Field(default=3.65, ge=0)
+    load_balancer_month: float = Field(default=16.43, ge=0)
+    log_storage_gb_month: float = Field(default=0.03, ge=0)
+
+
+class UnusedResourcesCheck(_Strict):
+    snapshot_max_age_days: int = Field(default=30, gt=0, le=3650)
+    stopped_instance_days: int = Field(default=7, gt=0, le=3650)
+    idle_load_balancer_days: int = Field(default=7, gt=0, le=14)
+    silent_log_group_days: int = Field(default=14, gt=0, le=63)
+    prices: Prices = Prices()
+
+
 class Checks(_Strict):
     application: ApplicationCheck = ApplicationCheck()
     ecs: EcsCheck = EcsCheck()
@@ -245,6 +294,8 @@ class Checks(_Strict):
     elasticache: ElastiCacheCheck = ElastiCacheCheck()
     business: BusinessCheck = BusinessCheck()
     kpis: KpiCheck = KpiCheck()
+    security: SecurityCheck = SecurityCheck()
+    unused_resources: UnusedResourcesCheck = UnusedResourcesCheck()
 
 
 class SeverityPolicy(_Strict):
@@ -513,9 +564,92 @@ class DisasterRecovery(_Strict):
         return merged
 
 
-class LogRetention(_Strict):
-    application_days: int = Field(default=30, gt=0, le=3653)
-    archive_bucket: str | None = None
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+StorageClass = Literal["STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
+
+
+class LogTransition(_Strict):
+    after_days: int = Field(gt=0, le=36_500)
+    storage_class: StorageClass
+
+
+class LogArchive(_Strict):
+    """Where a log class is kept after CloudWatch: an S3 bucket (and prefix) with its lifecycle."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = ""
+    transitions: list[LogTransition] = []
+    expire_after_days: int = Field(gt=0, le=36_500)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogArchive:
+        days = [t.after_days for t in self.transitions]
+        if days != sorted(set(days)):
+            raise ValueError(f"transitions must be in increasing after_days order, got {days}")
+        if days and days[-1] >= self.expire_after_days:
+            raise ValueError(f"expire_after_days ({self.expire_after_days}) must come after the last transition "
+                             f"({days[-1]})")
+        return self
+
+
+class LogClass(_Strict):
+    """A class of logs: the log groups it covers (shell-style patterns), their retention, their archive."""
+
+    log_groups: list[str] = Field(min_length=1)
+    cloudwatch_days: int
+    archive: LogArchive | None = None
+
+    @field_validator("cloudwatch_days")
+    @classmethod
+    def _allowed_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, LOG_RETENTION_DAYS))} days, "
+                             f"not {value}")
+        return value
+
+
+class FirehoseStream(_Strict):
+    name: str
+    region: str | None = None
+
+
+class LogLifecycle(_Strict):
+    """The operations guide's log retention, per class. The daily run checks it; it changes AWS only
+    when `enforce` is true, and shortens a longer retention only when `allow_shortening` is too."""
+
+    enforce: bool = False
+    allow_shortening: bool = False
+    classes: dict[str, LogClass] = Field(default_factory=lambda: {
+        "application": LogClass(log_groups=["/ecs/*/application"], cloudwatch_days=30, archive=LogArchive(
+            bucket="solemate-logs-application", transitions=[
+                LogTransition(after_days=30, storage_class="STANDARD_IA"),
+                LogTransition(after_days=120, storage_class="GLACIER")], expire_after_days=485)),
+        "access": LogClass(log_groups=["/alb/*"], cloudwatch_days=7, archive=LogArchive(
+            bucket="solemate-logs-access", expire_after_days=30)),
+        "security": LogClass(log_groups=["/security/*"], cloudwatch_days=90, archive=LogArchive(
+            bucket="solemate-logs-security", expire_after_days=730)),
+    })
+    # Log groups that belong to no class on purpose (AWS services' own groups, for example).
+    ignore_log_groups: list[str] = []
+    firehose_streams: list[FirehoseStream] = []
+
+
+class ConfigBackup(_Strict):
+    # Secrets and parameters whose metadata is backed up (name prefixes; empty: all of them).
+    secret_name_prefixes: list[str] = []
+    ssm_path_prefixes: list[str] = []
+    prefix: str = "config-backups"
+    # A secret with rotation on whose next rotation is this far past is overdue.
+    rotation_grace_hours: int = Field(default=24, ge=0, le=24 * 30)
+
+
+class MaintenanceStatus(_Strict):
+    namespace: str = "SoleMate/Maintenance"
+    dashboard_name: str = Field(default="SoleMate-Maintenance", pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    # The dead-man's switch: the heartbeat alarm fires after this long without a successful daily run.
+    heartbeat_max_gap_hours: int = Field(default=26, ge=2, le=72)
 
 
 class Cost(_Strict):
@@ -534,7 +668,9 @@ class PlatformConfig(_Strict):
     backups: Backups = Backups()
     restore_test: RestoreTest = RestoreTest()
     disaster_recovery: DisasterRecovery = DisasterRecovery()
-    log_retention: LogRetention = LogRetention()
+    log_lifecycle: LogLifecycle = LogLifecycle()
+    config_backup: ConfigBackup = ConfigBackup()
+    maintenance_status: MaintenanceStatus = MaintenanceStatus()
     cost: Cost = Cost()
 
     def drill_restore_settings(self) -> RestoreTest:

@@ -1,7 +1,9 @@
-"""The sandbox's GetMetricData: percentiles and metric math, checked through boto3 against moto."""
+"""The sandbox's moto patches, checked through boto3: GetMetricData (percentiles, metric math), Logs
+Insights, DescribeAlarmHistory and EC2 listings that page."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import boto3
@@ -81,3 +83,67 @@ def test_division_by_zero_drops_the_point(cloudwatch):
 def test_unsupported_expression_is_a_validation_error(cloudwatch):
     with pytest.raises(cloudwatch.exceptions.ClientError, match="ValidationError|Only FILL"):
         query(cloudwatch, ("req", "Requests", "Sum"), {"Id": "x", "Expression": "ANOMALY_DETECTION_BAND(req)"})
+
+
+# -- Logs Insights (sandbox/moto_logs.py) ------------------------------------------------------------------
+def test_logs_insights_filters_json_fields_and_reports_statistics():
+    import time
+
+    with mock_aws():
+        logs = boto3.client("logs", region_name="us-east-1")
+        logs.create_log_group(logGroupName="app")
+        logs.create_log_stream(logGroupName="app", logStreamName="s")
+        now = int(time.time() * 1000)
+        events = [{"event_type": "AUTH_FAILED", "client_ip": "10.0.0.1", "user_id": "a"},
+                  {"event_type": "LOGIN_OK", "client_ip": "10.0.0.2", "user_id": "b"},
+                  {"event_type": "RATE_LIMITED", "client_ip": "10.0.0.3"}]
+        logs.put_log_events(logGroupName="app", logStreamName="s", logEvents=[
+            *({"timestamp": now + i, "message": json.dumps(e)} for i, e in enumerate(events)),
+            {"timestamp": now + 9, "message": "not json at all"}])
+        query = logs.start_query(logGroupName="app", startTime=now // 1000 - 60, endTime=now // 1000 + 60,
+                                 queryString='fields @timestamp, event_type, client_ip | filter event_type in '
+                                             '["AUTH_FAILED", "RATE_LIMITED"] | limit 1')["queryId"]
+        first = logs.get_query_results(queryId=query)
+        assert first["status"] == "Running" and first["results"] == []  # callers must poll, as on AWS
+        done = logs.get_query_results(queryId=query)
+        assert done["status"] == "Complete" and done["statistics"]["recordsMatched"] == 2
+        [row] = [{f["field"]: f["value"] for f in r} for r in done["results"]]
+        assert row["event_type"] == "RATE_LIMITED" and row["client_ip"] == "10.0.0.3"  # newest first, limit 1
+        equals = logs.start_query(logGroupName="app", startTime=now // 1000 - 60, endTime=now // 1000 + 60,
+                                  queryString='fields user_id | filter event_type = "LOGIN_OK"')["queryId"]
+        logs.get_query_results(queryId=equals)
+        rows = logs.get_query_results(queryId=equals)["results"]
+        assert [{f["field"]: f["value"] for f in r if f["field"] != "@ptr"} for r in rows] == [{"user_id": "b"}]
+
+
+# -- DescribeAlarmHistory (moto_patches) and EC2 listings that page (moto_ec2) ------------------------------
+def test_alarm_history_records_state_changes_and_pages():
+    from datetime import UTC, datetime
+
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        cloudwatch.put_metric_alarm(AlarmName="errors", Namespace="N", MetricName="M", Statistic="Sum", Period=60,
+                                    EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+        start = datetime.now(UTC) - timedelta(minutes=1)
+        for state in ("ALARM", "OK", "ALARM"):
+            cloudwatch.set_alarm_state(AlarmName="errors", StateValue=state, StateReason=f"to {state}")
+        pages = list(cloudwatch.get_paginator("describe_alarm_history").paginate(
+            AlarmName="errors", HistoryItemType="StateUpdate", StartDate=start, EndDate=datetime.now(UTC),
+            PaginationConfig={"PageSize": 2}))
+        items = [i for p in pages for i in p["AlarmHistoryItems"]]
+        assert len(pages) == 2 and [i["HistorySummary"] for i in items] == [
+            "Alarm updated from OK to ALARM", "Alarm updated from ALARM to OK", "Alarm updated from OK to ALARM"]
+        assert json.loads(items[0]["HistoryData"])["newState"]["stateValue"] == "ALARM"
+        later = cloudwatch.describe_alarm_history(StartDate=datetime.now(UTC) + timedelta(minutes=1))
+        assert later["AlarmHistoryItems"] == []
+
+
+def test_ec2_listings_page_by_max_results():
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        for i in range(7):
+            ec2.create_volume(AvailabilityZone="us-east-1a", Size=1 + i)
+        pages = list(ec2.get_paginator("describe_volumes").paginate(PaginationConfig={"PageSize": 5}))
+        assert [len(p["Volumes"]) for p in pages] == [5, 2]
+        assert len({v["VolumeId"] for p in pages for v in p["Volumes"]}) == 7
+        assert len(ec2.describe_volumes()["Volumes"]) == 7  # without MaxResults: everything, as before

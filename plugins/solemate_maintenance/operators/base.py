@@ -40,16 +40,19 @@ class MaintenanceCheckOperator(BaseOperator):
 
     :param aws_conn_id: Airflow connection for AWS credentials.
     :param region_name: AWS region; None uses the connection's.
+    :param page_size: page size for the fleet listings (None: the API's default); tests use it to
+        prove a check follows every page.
     """
 
     template_fields: Sequence[str] = ("aws_conn_id", "region_name")
     ui_color = "#e8f4ea"
 
     def __init__(self, *, aws_conn_id: str | None = "aws_default", region_name: str | None = None,
-                 **kwargs: Any) -> None:
+                 page_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.page_size = page_size
 
     @cached_property
     def metrics_hook(self) -> CloudWatchMetricsHook:
@@ -64,6 +67,11 @@ class MaintenanceCheckOperator(BaseOperator):
 
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=region or self.region_name,
                            client_type=client_type).conn
+
+    def pages(self, client: Any, operation: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
+        """Every page of a listing, through botocore's paginator: calls grow with pages, not resources."""
+        config = {"PageSize": self.page_size} if self.page_size else {}
+        yield from client.get_paginator(operation).paginate(**kwargs, PaginationConfig=config)
 
     @property
     def lookback_minutes(self) -> int | None:

@@ -1,0 +1,250 @@
+"""Daily security checks: failed logins and rate-limit violations (Logs Insights), world-open ports."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from solemate_maintenance.config import OpenIngressAllowance, SecurityCheck, Upper
+from solemate_maintenance.findings import Finding, Measurement, Severity, Status
+from solemate_maintenance.operators.base import MaintenanceCheckOperator
+from solemate_maintenance.window import TimeWindow
+
+# Ports whose exposure to the internet is an incident waiting to happen (P2); any other is P3.
+SENSITIVE_PORTS = {22: "SSH", 3389: "RDP", 5432: "PostgreSQL", 3306: "MySQL", 1433: "SQL Server",
+                   1521: "Oracle", 6379: "Redis", 11211: "Memcached", 27017: "MongoDB", 9200: "Elasticsearch"}
+WORLD = ("0.0.0.0/0", "::/0")
+QUERY_DONE = {"Complete", "Failed", "Cancelled", "Timeout", "Unknown"}
+
+
+class LogsInsightsQueryError(RuntimeError):
+    """The query ended Failed, Cancelled, Timeout or Unknown, or did not finish in time (retryable)."""
+
+
+class SecurityEventsOperator(MaintenanceCheckOperator):
+    """Failed logins and rate-limit violations in the application log group, from Logs Insights.
+
+    The query returns the matching rows; they are counted here per client IP and per user (so the
+    same code is right whether or not the engine computes ``stats``). Logs Insights returns at most
+    10,000 rows: when a day has more, the counts are lower bounds and the finding says so (a day
+    with that many failed logins is over every threshold anyway). Over a threshold's warning is P3,
+    over its critical P2; the finding names the top offenders.
+
+    :param log_group: the application log group.
+    :param thresholds: the `checks.security` section of the platform config.
+    """
+
+    template_fields = (*MaintenanceCheckOperator.template_fields, "log_group")
+
+    def __init__(self, *, log_group: str, thresholds: SecurityCheck | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log_group = log_group
+        self.thresholds = thresholds or SecurityCheck()
+
+    @property
+    def query(self) -> str:
+        t = self.thresholds
+        events = ", ".join(json.dumps(e) for e in [*t.failed_login_events, *t.rate_limit_events])
+        return (f"fields @timestamp, {t.event_field}, {t.ip_field}, {t.user_field}"
+                f" | filter {t.event_field} in [{events}]"
+                f" | limit {t.max_rows}")
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        window = TimeWindow.ending_at_run(context, self.thresholds.lookback_minutes)
+        logs = self.client("logs")
+        try:
+            rows, matched = self._run_query(logs, window)
+        except logs.exceptions.ResourceNotFoundException:
+            yield Finding(check="security.log_query", resource=self.log_group, status=Status.CRITICAL,
+                          severity=Severity.P2,
+                          summary="application log group not found: failed logins cannot be checked",
+                          details={"fix": "check resources.logs.application_log_group in the platform config"})
+            return
+        yield from self.judge(rows, matched)
+
+    def _run_query(self, logs: Any, window: TimeWindow) -> tuple[list[dict[str, str]], int | None]:
+        query_id = logs.start_query(logGroupName=self.log_group, queryString=self.query,
+                                    startTime=int(window.start.timestamp()), endTime=int(window.end.timestamp()),
+                                    limit=self.thresholds.max_rows)["queryId"]
+        deadline = time.monotonic() + self.thresholds.query_timeout_seconds
+        while True:
+            response = logs.get_query_results(queryId=query_id)
+            status = response["status"]
+            if status == "Complete":
+                rows = [{f["field"]: f.get("value", "") for f in row} for row in response.get("results", [])]
+                matched = response.get("statistics", {}).get("recordsMatched")
+                return rows, int(matched) if matched is not None else None
+            if status in QUERY_DONE:
+                raise LogsInsightsQueryError(f"Logs Insights query {query_id} on {self.log_group} ended {status}")
+            if time.monotonic() > deadline:
+                try:
+                    logs.stop_query(queryId=query_id)
+                except Exception:  # noqa: BLE001 - already finished, or not stoppable: the error below says it
+                    self.log.warning("could not stop query %s", query_id)
+                raise LogsInsightsQueryError(
+                    f"Logs Insights query {query_id} on {self.log_group} still {status} after "
+                    f"{self.thresholds.query_timeout_seconds} s (checks.security.query_timeout_seconds)")
+            time.sleep(self.thresholds.poll_seconds)
+
+    def judge(self, rows: list[dict[str, str]], matched: int | None) -> Iterable[Finding]:
+        t = self.thresholds
+        failed_events, limited_events = set(t.failed_login_events), set(t.rate_limit_events)
+        failures_by_ip: Counter[str] = Counter()
+        failures_by_user: Counter[str] = Counter()
+        users_by_ip: dict[str, set[str]] = defaultdict(set)
+        ips_by_user: dict[str, set[str]] = defaultdict(set)
+        limited_by_ip: Counter[str] = Counter()
+        for row in rows:
+            event, ip, user = row.get(t.event_field), row.get(t.ip_field) or "unknown", row.get(t.user_field)
+            if event in failed_events:
+                failures_by_ip[ip] += 1
+                if user:
+                    failures_by_user[user] += 1
+                    users_by_ip[ip].add(user)
+                    ips_by_user[user].add(ip)
+            elif event in limited_events:
+                limited_by_ip[ip] += 1
+        truncated = len(rows) >= t.max_rows
+        bound = "at least " if truncated else ""
+        common = {"rows": len(rows), "records_matched": matched, "truncated": truncated,
+                  "query": self.query}
+        if truncated:
+            common["note"] = (f"Logs Insights returned its maximum of {t.max_rows} rows ({matched} matched): "
+                              "counts are lower bounds")
+
+        def offenders(counter: Counter[str], extra: dict[str, set[str]], extra_name: str) -> list[dict[str, Any]]:
+            return [{"key": key, "count": count, extra_name: len(extra.get(key, ()))}
+                    for key, count in counter.most_common(t.top_offenders)]
+
+        yield self._threshold(
+            "security.failed_logins_per_ip", "failed logins from one IP", failures_by_ip, t.failed_logins_per_ip,
+            bound, {**common, "top_ips": offenders(failures_by_ip, users_by_ip, "users")},
+            lambda o: f"{o['key']}: {bound}{o['count']} failed logins ({o['users']} users)")
+        distinct_users = Counter({ip: len(users) for ip, users in users_by_ip.items()})
+        yield self._threshold(
+            "security.credential_stuffing", "distinct users failing from one IP", distinct_users, t.users_per_ip,
+            bound, {**common, "top_ips": [{"key": ip, "users": n, "failures": failures_by_ip[ip]}
+                                          for ip, n in distinct_users.most_common(t.top_offenders)]},
+            lambda o: f"{o['key']}: {bound}{o['users']} users ({o['failures']} failures)", judged="users")
+        yield self._threshold(
+            "security.failed_logins_per_user", "failed logins for one user", failures_by_user,
+            t.failed_logins_per_user, bound,
+            {**common, "top_users": offenders(failures_by_user, ips_by_user, "ips")},
+            lambda o: f"user {o['key']}: {bound}{o['count']} failed logins from {o['ips']} IPs")
+        yield self._threshold(
+            "security.rate_limit_violations", "rate-limit violations from one IP", limited_by_ip,
+            t.rate_limit_violations_per_ip, bound,
+            {**common, "top_ips": [{"key": ip, "count": n} for ip, n in limited_by_ip.most_common(t.top_offenders)]},
+            lambda o: f"{o['key']}: {bound}{o['count']} violations")
+
+    def _threshold(self, check: str, label: str, counter: Counter[str], threshold: Upper, bound: str,
+                   details: dict[str, Any], describe: Any, judged: str = "count") -> Finding:
+        """One finding for the worst offender of `counter`; `judged` is the offenders' compared key."""
+        worst = max(counter.values(), default=0)
+        metric = Measurement(value=worst, unit="events", warning=threshold.warning, critical=threshold.critical,
+                             bad_when="above")
+        listed = next(v for k, v in details.items() if k.startswith("top_"))
+        if worst >= threshold.critical:
+            status, severity = Status.CRITICAL, Severity.P2
+        elif worst >= threshold.warning:
+            status, severity = Status.WARNING, Severity.P3
+        else:
+            return Finding(check=check, resource=self.log_group, status=Status.OK,
+                           summary=f"most {label}: {bound}{worst} (warning at {threshold.warning:g})",
+                           details=details, metrics={"worst": metric})
+        over = [o for o in listed if o[judged] >= threshold.warning]
+        summary = f"{label} over {threshold.warning:g}: " + "; ".join(describe(o) for o in over[:3])
+        if len(over) > 3:
+            summary += f"; and {len(over) - 3} more"
+        return Finding(check=check, resource=self.log_group, status=status, severity=severity, summary=summary,
+                       details=details, metrics={"worst": metric})
+
+
+class OpenSecurityGroupsOperator(MaintenanceCheckOperator):
+    """Ingress open to the whole internet (0.0.0.0/0 or ::/0) outside the allow-list.
+
+    Database, cache, SSH and RDP ports (and every port, for "all traffic") are P2; other ports P3.
+    Each finding names the group, the ports and what uses the group (its network interfaces).
+
+    :param allowed: intended world-open ingress (group id or name, ports).
+    """
+
+    def __init__(self, *, allowed: Sequence[OpenIngressAllowance] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.allowed = list(allowed)
+
+    def _allowed_ports(self, group: dict[str, Any]) -> set[int]:
+        return {port for allowance in self.allowed
+                if allowance.security_group in (group["GroupId"], group.get("GroupName"))
+                for port in allowance.ports}
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        ec2 = self.client("ec2")
+        groups = [g for page in self.pages(ec2, "describe_security_groups") for g in page["SecurityGroups"]]
+        exposures = [(group, rule) for group in groups for rule in self._open_rules(group)]
+        users = self._users({group["GroupId"] for group, _ in exposures}, ec2) if exposures else {}
+        for group, (ports, protocol, sources) in exposures:
+            name = group.get("GroupName", "")
+            label = self._port_label(ports, protocol)
+            sensitive = self._sensitive(ports, protocol)
+            used_by = users.get(group["GroupId"], [])
+            severity = Severity.P2 if sensitive else Severity.P3
+            what = f" ({', '.join(sensitive)})" if sensitive else ""
+            yield Finding(
+                check="security.open_ingress", resource=f"{group['GroupId']}:{label}",
+                status=Status.CRITICAL if severity is Severity.P2 else Status.WARNING, severity=severity,
+                summary=(f"security group {name} ({group['GroupId']}) opens {label}{what} to {', '.join(sources)}; "
+                         f"used by {', '.join(used_by[:3]) or 'nothing attached'}"
+                         + (f" and {len(used_by) - 3} more" if len(used_by) > 3 else "")),
+                details={"group_id": group["GroupId"], "group_name": name, "vpc": group.get("VpcId"),
+                         "ports": label, "sources": sources, "used_by": used_by[:20],
+                         "fix": "remove the rule, or restrict it to known CIDRs or security groups; if it is "
+                                "intended, add it to checks.security.open_ingress_allowed"})
+        if not exposures:
+            yield Finding(check="security.open_ingress", resource="security-groups", status=Status.OK,
+                          summary=f"no world-open ingress beyond the allow-list ({len(groups)} groups checked)")
+
+    def _open_rules(self, group: dict[str, Any]) -> Iterable[tuple[tuple[int, int], str, list[str]]]:
+        allowed = self._allowed_ports(group)
+        for rule in group.get("IpPermissions", []):
+            sources = [r["CidrIp"] for r in rule.get("IpRanges", []) if r.get("CidrIp") in WORLD]
+            sources += [r["CidrIpv6"] for r in rule.get("Ipv6Ranges", []) if r.get("CidrIpv6") in WORLD]
+            if not sources:
+                continue
+            protocol = str(rule.get("IpProtocol", "-1"))
+            ports = (0, 65535) if protocol == "-1" else (rule.get("FromPort", 0), rule.get("ToPort", 65535))
+            if protocol != "-1" and ports[0] == ports[1] and ports[0] in allowed:
+                continue
+            yield ports, protocol, sources
+
+    @staticmethod
+    def _port_label(ports: tuple[int, int], protocol: str) -> str:
+        if protocol == "-1":
+            return "all traffic"
+        proto = {"6": "tcp", "17": "udp"}.get(protocol, protocol)
+        return f"{proto}/{ports[0]}" if ports[0] == ports[1] else f"{proto}/{ports[0]}-{ports[1]}"
+
+    @staticmethod
+    def _sensitive(ports: tuple[int, int], protocol: str) -> list[str]:
+        if protocol in ("-1",):
+            return ["every port"]
+        return [f"{name} {port}" for port, name in SENSITIVE_PORTS.items() if ports[0] <= port <= ports[1]]
+
+    def _users(self, group_ids: set[str], ec2: Any) -> dict[str, list[str]]:
+        """What sits behind each group: its network interfaces, described in one paginated listing."""
+        users: dict[str, list[str]] = defaultdict(list)
+        ids = sorted(group_ids)
+        for start in range(0, len(ids), 200):  # a filter takes at most 200 values
+            for page in self.pages(ec2, "describe_network_interfaces",
+                                   Filters=[{"Name": "group-id", "Values": ids[start:start + 200]}]):
+                for eni in page["NetworkInterfaces"]:
+                    attachment = eni.get("Attachment") or {}
+                    used = (f"instance {attachment['InstanceId']}" if attachment.get("InstanceId")
+                            else eni.get("Description") or eni.get("InterfaceType") or eni["NetworkInterfaceId"])
+                    for group in eni.get("Groups", []):
+                        if group["GroupId"] in group_ids and used not in users[group["GroupId"]]:
+                            users[group["GroupId"]].append(used)
+        return users
