@@ -10,6 +10,8 @@
 * GetMetricData over a week of 5-minute data in the sandbox: what every check's query costs there.
 * The restore test with AWS taking 20 s and then 120 s to restore: the worker-seconds it occupies
   must not grow with the restore time (the wait is deferred), and its wall time in the sandbox.
+* The daily housekeeping checks over fleets of 10, 100 and 1000 resources per kind: AWS calls
+  against the pages AWS needs at most (bench/fleet.py), and wall time.
 Exits 1 when a target is missed.
 """
 
@@ -37,6 +39,8 @@ TARGETS = {
     "restore_worker_s": 15.0,
     # request -> available -> validated -> deleted, with AWS taking 20 s to restore.
     "restore_test_wall_s": 60.0,
+    # Housekeeping listings over fleets of 10-1000 resources: calls / the pages AWS needs at most.
+    "fleet_calls_per_min_page": 1.5,
 }
 
 TRIVIAL_DAG = """
@@ -148,6 +152,10 @@ def main() -> int:
     results.update(sandbox())
     print("Restore test:")
     results.update(restore_test())
+    print("Fleet scale of the daily housekeeping checks (moto; ECR lifecycle is read per repository):")
+    from bench.fleet import fleet
+
+    results.update(fleet())
     missed = 0
     print(f"\n{'measure':<26}{'value':>10}{'target':>10}")
     for name, value in results.items():

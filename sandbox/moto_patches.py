@@ -1,6 +1,6 @@
 """Close moto's fidelity gaps so production queries run unchanged (RDS restores: moto_rds; AWS
 Backup jobs and recovery points: moto_backup; ECS task lifecycle: moto_ecs; S3 replication status:
-moto_s3; Logs Insights: moto_logs; EC2 listings that page: moto_ec2;
+moto_s3; Logs Insights: moto_logs; listings that page: moto_paging;
 CloudWatch here).
 
 moto's GetMetricData knows only the basic statistics, evaluates little metric math, and scans
@@ -255,13 +255,13 @@ def describe_alarm_history(self: CloudWatchResponse) -> ActionResult:
 
 def apply() -> None:
     """Install the patches (idempotent). The sandbox and the tests call this before using moto."""
-    from sandbox import moto_backup, moto_ec2, moto_ecs, moto_logs, moto_rds, moto_s3
+    from sandbox import moto_backup, moto_ecs, moto_logs, moto_paging, moto_rds, moto_s3
 
     CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
     Alarm.update_state = _update_state  # type: ignore[method-assign]
     CloudWatchResponse.describe_alarm_history = describe_alarm_history  # type: ignore[attr-defined]
     moto_logs.apply()
-    moto_ec2.apply()
+    moto_paging.apply()
     moto_rds.apply()
     moto_backup.apply()
     moto_ecs.apply()

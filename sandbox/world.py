@@ -160,7 +160,8 @@ class Sandbox:
         return [self.slack_token, self.slack_token.rsplit("/", 1)[1], self.slack_critical_token,
                 self.slack_critical_token.rsplit("/", 1)[1], self.postgres.password, self.db_master_password,
                 self.aws_access_key_id, self.aws_secret_access_key, self.smtp_password,
-                self.postgres.validator_password]
+                self.postgres.validator_password,
+                *(self.platform.estate.secret_values if self.platform else [])]
 
     def _write_config(self) -> Path:
         raw = yaml.safe_load(self.base_config_path.read_text())

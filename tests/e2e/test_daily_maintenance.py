@@ -25,9 +25,15 @@ from solemate_maintenance.notifiers.delivery import secret_forms
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
-BROKEN = frozenset({"ecs_under_desired", "rds_high_cpu", "payment_failures", "slow_responses"})
+# The health problems, and the housekeeping ones (security, log lifecycle, unused resources, secrets, alarms).
+ESTATE_BROKEN = frozenset({"brute_force_logins", "open_database_port", "log_retention_drift", "unused_resources",
+                           "rotation_overdue", "overnight_alarm"})
+BROKEN = frozenset({"ecs_under_desired", "rds_high_cpu", "payment_failures", "slow_responses"}) | ESTATE_BROKEN
 CHECK_TASKS = {"application_health", "ecs_services", "rds_health", "elasticache_health", "business_metrics",
-               "performance_kpis"}
+               "performance_kpis", "security_events", "open_security_groups", "log_lifecycle", "unused_resources",
+               "config_backup", "overnight_alarms"}
+UNUSED_KINDS = ("unattached_volumes", "unassociated_elastic_ips", "old_rds_snapshots", "idle_load_balancers",
+                "stopped_instances", "silent_log_groups")
 # "Live" runs check the present (within alerts.page_max_age_hours), so a P1 pages; days in November do not.
 LIVE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -126,10 +132,19 @@ def history(sandbox):
 def test_healthy_past_day(sandbox, history, capfd):
     outcome = history["healthy"] = run_daily(sandbox, capfd, day(10))
     assert outcome.state == "success"
-    assert {t: s for t, s in outcome.task_states.items()} == dict.fromkeys(CHECK_TASKS | {"report", "run_verdict"},
-                                                                          "success")
+    assert {t: s for t, s in outcome.task_states.items()} == dict.fromkeys(
+        CHECK_TASKS | {"report", "run_verdict", "maintenance_status"}, "success")
     assert outcome.problems() == {} and outcome.failure_alerts() == []
     [digest] = outcome.digests()
+    headlines = json.dumps(digest["payload"])
+    assert "Unused resources: 0 costing ~$0.00/month" in headlines
+    assert "Overnight alarms: none went into ALARM" in headlines
+    assert "Log lifecycle: matches the policy" in headlines
+    s3 = sandbox.client("s3")
+    backup = f"{sandbox.config.reports.prefix}/{sandbox.config.config_backup.prefix}/2026-11-10/"
+    stored = {o["Key"][len(backup):] for o in s3.list_objects_v2(Bucket=sandbox.config.reports.bucket,
+                                                                  Prefix=backup)["Contents"]}
+    assert stored == {"manifest.json", "secrets-manager.json", "ssm-parameters.json", "ecs/solemate-backend-1.json"}
     assert digest["payload"]["text"].startswith(":white_check_mark: production: daily_maintenance passed — "
                                                 "2026-11-10 02:00 UTC [PAST DATE checked")
     blocks = json.dumps(digest["payload"])
@@ -151,15 +166,27 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
     when = LIVE - timedelta(hours=3)
     outcome = history["broken"] = run_daily(sandbox, capfd, when, BROKEN)
     assert outcome.state == "failed"
-    assert outcome.failed() == {"ecs_services", "rds_health", "business_metrics", "run_verdict"}
+    assert outcome.failed() == {"ecs_services", "rds_health", "business_metrics", "security_events",
+                                "open_security_groups", "run_verdict"}
     assert outcome.task_states["report"] == "success"
-    assert outcome.task_states["performance_kpis"] == "success"  # P3 only: reported, stays green
+    assert outcome.task_states["maintenance_status"] == "success"
+    for task in ("performance_kpis", "log_lifecycle", "unused_resources", "config_backup", "overnight_alarms"):
+        assert outcome.task_states[task] == "success", task  # P3/P4 only: reported, stays green
     assert outcome.problems() == {
         "ecs.task_count": ("P2", "new"),
         "rds.cpu_utilization": ("P2", "new"),
         "business.payment_success_rate": ("P1", "new"),
         "kpi.response_time_p95": ("P3", "new"),
         "kpi.response_time_p99": ("P3", "new"),
+        "security.failed_logins_per_ip": ("P2", "new"),
+        "security.credential_stuffing": ("P3", "new"),
+        "security.open_ingress": ("P2", "new"),
+        "logs.retention.never_expires": ("P3", "new"),
+        "logs.retention.too_short": ("P3", "new"),
+        "logs.archive_lifecycle": ("P3", "new"),
+        **{f"unused.{kind}": ("P4", "new") for kind in UNUSED_KINDS},
+        "secrets.rotation_overdue": ("P3", "new"),
+        "cloudwatch.overnight_alarm": ("P3", "new"),
     }
     assert outcome.report["comparison"]["previous_run_id"] == history["healthy"].run_id
     alerts = {m["payload"]["text"]: m for m in outcome.failure_alerts()}
@@ -168,7 +195,13 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
         f"[P2] production: daily_maintenance.ecs_services failed{suffix}",
         f"[P2] production: daily_maintenance.rds_health failed{suffix}",
         f"[P1] production: daily_maintenance.business_metrics failed{suffix}",
+        f"[P2] production: daily_maintenance.security_events failed{suffix}",
+        f"[P2] production: daily_maintenance.open_security_groups failed{suffix}",
     }
+    brute = json.dumps(alerts[f"[P2] production: daily_maintenance.security_events failed{suffix}"]["payload"])
+    assert "203.0.113.66: 150 failed logins (30 users)" in brute  # the offender, in the alert itself
+    port = json.dumps(alerts[f"[P2] production: daily_maintenance.open_security_groups failed{suffix}"]["payload"])
+    assert "production-db-sg" in port and "PostgreSQL 5432" in port and "0.0.0.0/0" in port
     p1 = alerts[f"[P1] production: daily_maintenance.business_metrics failed{suffix}"]
     assert p1["path"].startswith("/critical/")  # P1 goes to slack_critical when it exists
     assert p1["payload"]["attachments"][0]["color"] == sandbox.config.alerts.severities["P1"].color
@@ -184,6 +217,13 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
     assert "Do: Check the payment provider's status page" in page
     [digest] = outcome.digests()
     assert f"daily_maintenance failed — {label(when)}" in digest["payload"]["text"]
+    headlines = json.dumps(digest["payload"])
+    cost = next(m for m in outcome.report["measurements"].values() if "estimated_monthly_usd" in m)
+    assert cost["estimated_monthly_usd"] == pytest.approx(10.0 + 3.65 + 9.5 + 16.43 + 4.0, abs=0.05)
+    assert f"Unused resources: 6 costing ~${cost['estimated_monthly_usd']:.2f}/month" in headlines
+    assert "Overnight alarms: 1 went into ALARM" in headlines and "still in ALARM" in headlines
+    assert "Log lifecycle: 3 change(s) would apply" in headlines  # report only: enforcement is off
+    assert "| never expire | 30 days |" in outcome.markdown  # the diff it would apply, in the report
     deliveries = {(d["task_id"], d["channel"]): d["ok"] for d in outcome.report["alert_deliveries"]}
     assert deliveries[("business_metrics", "slack:slack_critical")] is True
     assert deliveries[("business_metrics", "sns")] is True
@@ -208,7 +248,7 @@ def test_fixing_the_world_resolves_findings(sandbox, history, capfd):
     assert outcome.state == "success"
     assert outcome.problems() == {}
     assert {f["check"] for f in outcome.report["resolved"]} == set(history["broken"].problems())
-    assert outcome.report["totals"]["lifecycle"]["resolved"] == 5
+    assert outcome.report["totals"]["lifecycle"]["resolved"] == len(history["broken"].problems())
     [digest] = outcome.digests()
     assert "*Resolved*" in json.dumps(digest["payload"])
 
@@ -285,11 +325,11 @@ def test_aws_wide_outage_is_one_alert_and_still_a_digest(sandbox, history, capfd
         {"conn_type": "aws", "extra": {"region_name": sandbox.config.regions.primary}}))
     outcome = history["outage"] = run_daily(sandbox, capfd, day(8))
     assert outcome.state == "failed"
-    assert outcome.failed() == CHECK_TASKS | {"report", "run_verdict"}
+    assert outcome.failed() == CHECK_TASKS | {"report", "run_verdict", "maintenance_status"}
     assert outcome.report is None  # S3 was unreachable too
     assert outcome.failure_alerts() == []
     [cause] = outcome.cause_alerts()
-    assert cause["payload"]["text"].startswith("[P2] production: daily_maintenance: 6 tasks could not run: "
+    assert cause["payload"]["text"].startswith("[P2] production: daily_maintenance: 12 tasks could not run: "
                                                "no usable AWS credentials — 2026-11-08 02:00 UTC")
     assert "aws_default" in json.dumps(cause["payload"])
     [digest] = outcome.digests()

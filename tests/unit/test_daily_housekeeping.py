@@ -461,6 +461,8 @@ def test_config_backup_writes_task_definitions_and_metadata_never_a_value(world_
     assert parameters["/solemate/production/db-url"]["Type"] == "SecureString"
     everything = b"".join(files.values())
     assert b"postgresql://" not in everything and b"SecretString" not in everything and b"Value" not in everything
+    for value in world.estate.secret_values:
+        assert value.encode() not in everything
     operations = {op for _, op in calls}
     assert not operations & {"GetSecretValue", "BatchGetSecretValue", "GetParameter", "GetParameters",
                              "GetParametersByPath", "Decrypt"}

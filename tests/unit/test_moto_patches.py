@@ -116,7 +116,7 @@ def test_logs_insights_filters_json_fields_and_reports_statistics():
         assert [{f["field"]: f["value"] for f in r if f["field"] != "@ptr"} for r in rows] == [{"user_id": "b"}]
 
 
-# -- DescribeAlarmHistory (moto_patches) and EC2 listings that page (moto_ec2) ------------------------------
+# -- DescribeAlarmHistory (moto_patches) and listings that page (moto_paging) -----------------------------
 def test_alarm_history_records_state_changes_and_pages():
     from datetime import UTC, datetime
 
@@ -147,3 +147,14 @@ def test_ec2_listings_page_by_max_results():
         assert [len(p["Volumes"]) for p in pages] == [5, 2]
         assert len({v["VolumeId"] for p in pages for v in p["Volumes"]}) == 7
         assert len(ec2.describe_volumes()["Volumes"]) == 7  # without MaxResults: everything, as before
+
+
+def test_ssm_parameters_page_by_max_results_up_to_fifty():
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name="us-east-1")
+        for i in range(60):
+            ssm.put_parameter(Name=f"/p/{i:02d}", Type="String", Value="x")
+        pages = [len(p["Parameters"]) for p in ssm.get_paginator("describe_parameters").paginate(
+            PaginationConfig={"PageSize": 50})]
+        assert pages == [50, 10]  # moto alone: six pages of 10 and an empty seventh
+        assert len(ssm.describe_parameters()["Parameters"]) == 10  # AWS's default page

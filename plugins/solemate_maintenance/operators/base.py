@@ -68,9 +68,14 @@ class MaintenanceCheckOperator(BaseOperator):
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=region or self.region_name,
                            client_type=client_type).conn
 
-    def pages(self, client: Any, operation: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
-        """Every page of a listing, through botocore's paginator: calls grow with pages, not resources."""
-        config = {"PageSize": self.page_size} if self.page_size else {}
+    def pages(self, client: Any, operation: str, *, max_page: int | None = None,
+              **kwargs: Any) -> Iterable[dict[str, Any]]:
+        """Every page of a listing, through botocore's paginator: calls grow with pages, not resources.
+
+        `max_page`: the API's largest page, for listings whose default page is smaller (SSM's
+        DescribeParameters serves 10 unless asked for up to 50)."""
+        size = self.page_size or max_page
+        config = {"PageSize": size} if size else {}
         yield from client.get_paginator(operation).paginate(**kwargs, PaginationConfig=config)
 
     @property

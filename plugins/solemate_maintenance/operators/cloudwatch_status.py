@@ -51,7 +51,7 @@ class OvernightAlarmsOperator(MaintenanceCheckOperator):
         window = TimeWindow.ending_at_run(context, self._lookback)
         cloudwatch = self.client("cloudwatch")
         fired: dict[str, list[datetime]] = defaultdict(list)
-        for page in self.pages(cloudwatch, "describe_alarm_history", HistoryItemType="StateUpdate",
+        for page in self.pages(cloudwatch, "describe_alarm_history", max_page=100, HistoryItemType="StateUpdate",
                                StartDate=window.start, EndDate=window.end, ScanBy="TimestampAscending"):
             for item in page["AlarmHistoryItems"]:
                 if self._new_state(item) == "ALARM":

@@ -109,7 +109,10 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
         arns: list[str] = []
         found: set[str] = set()
         for start in range(0, len(self.services), 10):  # DescribeServices takes at most 10 services
-            response = ecs.describe_services(cluster=self.cluster, services=self.services[start:start + 10])
+            try:
+                response = ecs.describe_services(cluster=self.cluster, services=self.services[start:start + 10])
+            except ecs.exceptions.ClusterNotFoundException:
+                return [], list(self.services)
             for service in response["services"]:
                 found.add(service["serviceName"])
                 for arn in [service.get("taskDefinition"), *(d.get("taskDefinition") for d in
@@ -127,7 +130,7 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
         prefixes = self.settings.secret_name_prefixes
         kwargs = {"Filters": [{"Key": "name", "Values": list(prefixes)}]} if prefixes else {}
         found = []
-        for page in self.pages(client, "list_secrets", **kwargs):
+        for page in self.pages(client, "list_secrets", max_page=100, **kwargs):
             for secret in page["SecretList"]:
                 if prefixes and not any(secret["Name"].startswith(p) for p in prefixes):
                     continue  # the API's name filter also matches words inside names
@@ -139,7 +142,7 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
         prefixes = self.settings.ssm_path_prefixes
         filters = [{"Key": "Name", "Option": "BeginsWith", "Values": list(prefixes)}] if prefixes else []
         found = [{k: p[k] for k in PARAMETER_FIELDS if k in p}
-                 for page in self.pages(ssm, "describe_parameters", ParameterFilters=filters)
+                 for page in self.pages(ssm, "describe_parameters", max_page=50, ParameterFilters=filters)
                  for p in page["Parameters"]]
         return sorted(found, key=lambda p: p["Name"])
 

@@ -93,7 +93,7 @@ class LogLifecycleOperator(MaintenanceCheckOperator):
 
     def _retention(self, changes: list[dict[str, Any]]) -> Iterable[Finding]:
         logs = self.client("logs")
-        groups = [g for page in self.pages(logs, "describe_log_groups") for g in page["logGroups"]]
+        groups = [g for page in self.pages(logs, "describe_log_groups", max_page=50) for g in page["logGroups"]]
         unclassified: list[str] = []
         by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for group in groups:

@@ -120,7 +120,7 @@ class UnusedResourcesOperator(MaintenanceCheckOperator):
         rds = self.client("rds")
         cutoff = now - timedelta(days=self.thresholds.snapshot_max_age_days)
         found = []
-        for page in self.pages(rds, "describe_db_snapshots", SnapshotType="manual"):
+        for page in self.pages(rds, "describe_db_snapshots", max_page=100, SnapshotType="manual"):
             for snap in page["DBSnapshots"]:
                 created = snap.get("SnapshotCreateTime")
                 name = snap["DBSnapshotIdentifier"]
@@ -221,7 +221,7 @@ class UnusedResourcesOperator(MaintenanceCheckOperator):
         logs = self.client("logs")
         days = self.thresholds.silent_log_group_days
         since = now - timedelta(days=days)
-        groups = [g for page in self.pages(logs, "describe_log_groups") for g in page["logGroups"]
+        groups = [g for page in self.pages(logs, "describe_log_groups", max_page=50) for g in page["logGroups"]
                   if datetime.fromtimestamp(g["creationTime"] / 1000, UTC) <= since]
         queries = [MetricQuery(id=f"lg{i}", namespace="AWS/Logs", metric="IncomingBytes", stat="Sum", period=86400,
                                dimensions={"LogGroupName": g["logGroupName"]}) for i, g in enumerate(groups)]
