@@ -198,14 +198,13 @@ class Estate:
             self._unused["volume"] = ec2.create_volume(AvailabilityZone=zone, Size=100, VolumeType="gp2")["VolumeId"]
             self._unused["address"] = ec2.allocate_address(Domain="vpc")["AllocationId"]
             self._unused["db_snapshot"] = "production-postgres-before-migration"
-            rds.create_db_snapshot(DBSnapshotIdentifier=self._unused["db_snapshot"],
-                                   DBInstanceIdentifier=self.config.resources.rds.instance_id)
             self._unused["lb"] = elb.create_load_balancer(Name="solemate-old-campaign", Subnets=subnets,
                                                           Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
             self._unused["instance"] = ec2.run_instances(
                 ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.large", SubnetId=subnets[0],
                 TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "bastion-old"}]}],
-                BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 50, "VolumeType": "gp3"}}],
+                BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 50, "VolumeType": "gp3",
+                                                                         "DeleteOnTermination": True}}],
             )["Instances"][0]["InstanceId"]
             ec2.stop_instances(InstanceIds=[self._unused["instance"]])
             logs.create_log_group(logGroupName=SILENT_LOG_GROUP)
@@ -213,6 +212,9 @@ class Estate:
         # Ages relative to the anchor, so a backfilled day judges the same world.
         old = anchor - timedelta(days=60)
         rds_backend = get_backend("rds")[DEFAULT_ACCOUNT_ID][self.region]
+        if self._unused["db_snapshot"] not in rds_backend.database_snapshots:  # the backup history rewrites them
+            rds.create_db_snapshot(DBSnapshotIdentifier=self._unused["db_snapshot"],
+                                   DBInstanceIdentifier=self.config.resources.rds.instance_id)
         snapshot = rds_backend.database_snapshots[self._unused["db_snapshot"]]
         snapshot.created = snapshot.original_snapshot_create_time = old
         self._backend("elbv2").load_balancers[self._unused["lb"]].created_time = old.strftime(
@@ -227,9 +229,16 @@ class Estate:
             return
         ec2.delete_volume(VolumeId=self._unused["volume"])
         ec2.release_address(AllocationId=self._unused["address"])
-        rds.delete_db_snapshot(DBSnapshotIdentifier=self._unused["db_snapshot"])
+        if self._unused["db_snapshot"] in get_backend("rds")[DEFAULT_ACCOUNT_ID][self.region].database_snapshots:
+            rds.delete_db_snapshot(DBSnapshotIdentifier=self._unused["db_snapshot"])
         elb.delete_load_balancer(LoadBalancerArn=self._unused["lb"])
+        volumes = [v["VolumeId"] for v in ec2.describe_volumes(Filters=[
+            {"Name": "attachment.instance-id", "Values": [self._unused["instance"]]}])["Volumes"]]
         ec2.terminate_instances(InstanceIds=[self._unused["instance"]])
+        for volume in ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": volumes}])["Volumes"]:
+            if volume.get("Attachments"):
+                ec2.detach_volume(VolumeId=volume["VolumeId"], Force=True)
+            ec2.delete_volume(VolumeId=volume["VolumeId"])
         logs.delete_log_group(logGroupName=SILENT_LOG_GROUP)
         self._unused = {}
 

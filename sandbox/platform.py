@@ -40,7 +40,8 @@ PROBLEMS = {
     **DR_PROBLEMS,
     **ESTATE_PROBLEMS,
 }
-DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"})
+DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses", "open_database_port",
+                           "unused_resources"})
 # Problems of the platform's live state (describe calls answer for now, not for a past date), as
 # opposed to metric problems, which CloudWatch keeps per timestamp.
 STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target", *BACKUP_PROBLEMS,

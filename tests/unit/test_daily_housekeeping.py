@@ -129,6 +129,28 @@ def test_brute_force_from_one_ip_is_p2_and_names_the_offender(world_with):
     assert per_ip["details"]["top_ips"][0] == {"key": sandbox_estate.ATTACKER_IP, "count": 150, "users": 30}
 
 
+def add_auth_events(world, events):
+    stream = world.estate._backend("logs").groups[CONFIG.resources.logs.application_log_group].streams[
+        sandbox_estate.AUTH_STREAM]
+    stream.put_log_events([{"timestamp": int((ANCHOR - timedelta(hours=1, seconds=i)).timestamp() * 1000),
+                            "message": json.dumps(event)} for i, event in enumerate(events)])
+
+
+def test_one_user_attacked_from_many_ips_and_rate_limit_violations(world_with):
+    world = world_with()
+    add_auth_events(world, [{"event_type": "AUTH_FAILED", "client_ip": f"100.64.{i // 250}.{i % 250}",
+                             "user_id": "u-ceo"} for i in range(60)]
+                    + [{"event_type": "RATE_LIMITED", "client_ip": "192.0.2.99"} for _ in range(120)])
+    findings, error, _ = run(security())
+    log_group = CONFIG.resources.logs.application_log_group
+    assert problems(findings) == {("security.failed_logins_per_user", log_group): "P2",
+                                  ("security.rate_limit_violations", log_group): "P3"}
+    assert error is not None
+    per_user = by_check(findings, "security.failed_logins_per_user")[0]
+    assert "user u-ceo: 60 failed logins from 60 IPs" in per_user["summary"]
+    assert "192.0.2.99: 120 violations" in by_check(findings, "security.rate_limit_violations")[0]["summary"]
+
+
 def test_the_window_follows_the_logical_date(world_with):
     world_with("brute_force_logins")
     findings, error, _ = run(security(), anchor=ANCHOR + timedelta(days=2))  # a day with no events seeded
@@ -472,6 +494,31 @@ def test_config_backup_writes_task_definitions_and_metadata_never_a_value(world_
     assert "unchanged" in findings[0]["summary"] and ("s3", "PutObject") not in calls
 
 
+def test_secrets_and_parameters_follow_every_page(world_with, calls):
+    world = world_with()
+    ssm, secrets = world._client("ssm"), world._client("secretsmanager")
+    names = [f"/solemate/production/flag-{i}" for i in range(12)]
+    for name in names:
+        ssm.put_parameter(Name=name, Type="String", Value="on")
+    for i in range(6):
+        secrets.create_secret(Name=f"production/partner-{i}", SecretString="x")
+    try:
+        operator = backup()
+        operator.page_size = 5
+        findings, _, _ = run(operator, anchor=ANCHOR + timedelta(days=9))
+        operations = [op for _, op in calls]
+        assert operations.count("DescribeParameters") == -(-14 // 5)  # 12 + the sandbox's 2
+        assert operations.count("ListSecrets") == -(-8 // 5)
+        files = stored(world, f"{CONFIG.reports.prefix}/config-backups/{ANCHOR + timedelta(days=9):%Y-%m-%d}/")
+        assert len(json.loads(files["ssm-parameters.json"])) == 14
+        assert len(json.loads(files["secrets-manager.json"])) == 8
+    finally:
+        for name in names:
+            ssm.delete_parameter(Name=name)
+        for i in range(6):
+            secrets.delete_secret(SecretId=f"production/partner-{i}", ForceDeleteWithoutRecovery=True)
+
+
 def test_a_past_date_keeps_the_backup_taken_on_its_day(world_with):
     world = world_with()
     anchor = ANCHOR - timedelta(days=3)
@@ -596,3 +643,12 @@ def test_no_heartbeat_from_a_backfill_or_without_a_report(world_with):
     assert "no heartbeat: the report was not written" in failed["summary"]
     heartbeat = cloudwatch.list_metrics(Namespace=CONFIG.maintenance_status.namespace, MetricName="Heartbeat")
     assert all(m["MetricName"] != "Heartbeat" for m in heartbeat["Metrics"]) or world
+
+
+def test_the_sandbox_removes_every_unused_resource_it_made(world_with):
+    world_with("unused_resources")
+    findings, _, measured = run(unused())
+    assert measured["resources"] == 6
+    world_with()
+    findings, _, measured = run(unused())
+    assert measured["resources"] == 0 and not problems(findings)

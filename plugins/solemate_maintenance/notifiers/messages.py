@@ -49,6 +49,22 @@ NEXT_STEPS = {
     "business": "Compare with the same hour last week and check the checkout funnel for errors.",
     "kpi": "Look at the ALB's slowest and 5xx-heavy targets for the day, and recent deployments.",
     "maintenance.task_error": "Open the task log: the check itself broke, so this area was not measured.",
+    "security.failed_logins_per_ip": "Block the IPs named above in the WAF (or the ALB's security group) now; then "
+                                     "check whether any of their logins succeeded in the application log.",
+    "security.credential_stuffing": "Block the IP named above in the WAF; force a password reset for the users it "
+                                    "tried if any of its logins succeeded.",
+    "security.failed_logins_per_user": "Lock or step up authentication for the user named above and tell the "
+                                       "account owner; its attackers use many IPs, so rate-limit its login.",
+    "security.rate_limit_violations": "Check whether the IP named above is a partner or a scraper; block it in "
+                                      "the WAF if it is not expected.",
+    "security.log_query": "Check that the application log group in the platform config exists and that the "
+                          "workers may run Logs Insights queries on it (logs:StartQuery).",
+    "security.open_ingress": "Remove the rule named above from the security group now (EC2 > Security groups), or "
+                             "narrow it to known CIDRs; if it is intended, add it to "
+                             "checks.security.open_ingress_allowed.",
+    "logs.firehose": "Open the delivery stream in the Firehose console: its error says why (IAM role, destination "
+                     "bucket or domain); logs are not reaching the archive until it is ACTIVE.",
+    "logs.archive_bucket": "Create the log archive bucket or correct log_lifecycle in the platform config.",
     "backup.rds": "Open the instance in the RDS console (Maintenance & backups): check automated backups, retention "
                   "and the latest snapshot; take a manual snapshot now if the newest is too old.",
     "backup.rds.dr_copy": "Check the copy to the DR region (AWS Backup copy jobs or RDS snapshot copies) and start a "
