@@ -111,15 +111,20 @@ class Platform:
         ecs.create_cluster(clusterName=res.ecs.cluster)
         self.dr = DrRegion(self.config, self._client, primary_alb_dns=lb["DNSName"])
         self.dr.create(production_task_family="solemate-backend")
+        self.db_master_password = secrets.token_urlsafe(16)
+        # A credential in a plain environment variable, as real task definitions have: the
+        # configuration backup must not copy it.
+        database_url = (f"postgresql://solemate_admin:{self.db_master_password}@"
+                        f"{res.rds.instance_id}.internal:5432/solemate")
         ecs.register_task_definition(family="solemate-backend", containerDefinitions=[
             {"name": "backend", "image": image_uri(self.config.regions.primary,
                                                    self.config.disaster_recovery.ecr_repository),
-             "memory": 1024, "cpu": 512}])
+             "memory": 1024, "cpu": 512, "environment": [{"name": "DATABASE_URL", "value": database_url},
+                                                         {"name": "LOG_LEVEL", "value": "info"}]}])
         for service in res.ecs.services:
             ecs.create_service(cluster=res.ecs.cluster, serviceName=service.name, taskDefinition="solemate-backend",
                                desiredCount=service.min_tasks, launchType="FARGATE")
 
-        self.db_master_password = secrets.token_urlsafe(16)
         self._client("rds").create_db_instance(
             DBInstanceIdentifier=res.rds.instance_id, Engine="postgres", EngineVersion="16.4",
             DBInstanceClass="db.r6g.large", AllocatedStorage=100, MasterUsername="solemate_admin",

@@ -574,6 +574,13 @@ class LogTransition(_Strict):
     after_days: int = Field(gt=0, le=36_500)
     storage_class: StorageClass
 
+    @model_validator(mode="after")
+    def _s3_minimum(self) -> LogTransition:
+        if self.storage_class in ("STANDARD_IA", "ONEZONE_IA") and self.after_days < 30:
+            raise ValueError(f"S3 moves objects to {self.storage_class} no sooner than 30 days after creation, "
+                             f"not {self.after_days}")
+        return self
+
 
 class LogArchive(_Strict):
     """Where a log class is kept after CloudWatch: an S3 bucket (and prefix) with its lifecycle."""
@@ -638,7 +645,8 @@ class LogLifecycle(_Strict):
 
 class ConfigBackup(_Strict):
     # Secrets and parameters whose metadata is backed up (name prefixes; empty: all of them).
-    secret_name_prefixes: list[str] = []
+    secret_name_prefixes: list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9 :_@/+=.-]+$")]] = Field(
+        default=[], max_length=10)  # ListSecrets takes at most 10 filter values
     ssm_path_prefixes: list[str] = []
     prefix: str = "config-backups"
     # A secret with rotation on whose next rotation is this far past is overdue.

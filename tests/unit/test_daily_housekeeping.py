@@ -111,7 +111,8 @@ def test_security_events_healthy_counts_the_everyday_noise(world_with):
     findings, error, _ = run(security())
     assert error is None and not problems(findings)
     per_ip = by_check(findings, "security.failed_logins_per_ip")[0]
-    assert per_ip["details"]["rows"] == 17  # 12 failed logins + 5 rate-limited, the day before ANCHOR
+    assert per_ip["details"]["rows"] == 12  # the failed logins of the day before ANCHOR (one query per kind)
+    assert by_check(findings, "security.rate_limit_violations")[0]["details"]["rows"] == 5
     assert per_ip["metrics"]["worst"]["value"] == 2
 
 
@@ -161,7 +162,7 @@ def test_truncated_results_are_lower_bounds(world_with):
     world_with("brute_force_logins")
     findings, _, _ = run(security(max_rows=100))
     per_ip = by_check(findings, "security.failed_logins_per_ip")[0]
-    assert per_ip["details"]["truncated"] and per_ip["details"]["records_matched"] == 167
+    assert per_ip["details"]["truncated"] and per_ip["details"]["records_matched"] == 162
     assert "at least" in per_ip["summary"] and "counts are lower bounds" in per_ip["details"]["note"]
 
 
@@ -286,20 +287,25 @@ def test_drift_is_reported_with_the_diff_it_would_apply_and_nothing_changes(worl
         ("logs.archive_lifecycle", "s3://solemate-logs-access/"): "P3",
     }
     table = measured["tables"]["Changes would apply"]["rows"]
-    assert [CONFIG.resources.logs.application_log_group, "put_retention_policy", "never expire", "30 days"] in table
+    assert len(table) == 2  # never-expire is not in it: applying it needs allow_shortening
     assert [sandbox_estate.SECURITY_LOG_GROUP, "put_retention_policy", "30 days", "90 days"] in table
     assert ["s3://solemate-logs-access/", "put_bucket_lifecycle_configuration", "no rule",
             "expire after 30 d"] in table
     assert retention(world, CONFIG.resources.logs.application_log_group) is None  # report only
 
 
-def test_enforcement_applies_the_diff_once(world_with, calls):
+def test_enforcement_applies_the_diff_once_and_never_expire_needs_allow_shortening(world_with, calls):
     world = world_with("log_retention_drift")
     findings, error, measured = run(lifecycle(enforce=True))
-    assert error is None and not problems(findings)
-    assert measured["headline"] == "Log lifecycle: 3 change(s) applied"
+    assert error is None
+    # Giving "never expire" a retention deletes the older events: that is shortening, not done by default.
+    assert problems(findings) == {("logs.retention.never_expires", "log class application"): "P3"}
+    assert "allow_shortening" in by_check(findings, "logs.retention.never_expires")[0]["details"]["fix"]
+    assert measured["headline"] == "Log lifecycle: 2 change(s) applied"
     fixed = {f["check"] for f in findings if f["summary"].startswith("fixed: ")}
-    assert fixed == {"logs.retention.never_expires", "logs.retention.too_short", "logs.archive_lifecycle"}
+    assert fixed == {"logs.retention.too_short", "logs.archive_lifecycle"}
+    assert retention(world, CONFIG.resources.logs.application_log_group) is None
+    run(lifecycle(enforce=True, allow_shortening=True))
     assert retention(world, CONFIG.resources.logs.application_log_group) == 30
     assert retention(world, sandbox_estate.SECURITY_LOG_GROUP) == 90
     rules = world._client("s3").get_bucket_lifecycle_configuration(Bucket="solemate-logs-access")["Rules"]
@@ -329,6 +335,30 @@ def test_other_rules_on_an_archive_bucket_are_kept_when_enforcing(world_with):
     run(lifecycle(enforce=True))
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket="solemate-logs-access")["Rules"]}
     assert set(rules) == {"tmp-uploads", "solemate-log-class-access"}
+
+
+def test_a_rule_expiring_the_archive_early_is_reported_and_left_alone(world_with):
+    world = world_with()
+    s3 = world._client("s3")
+    from solemate_maintenance.operators.logs import expected_rule
+
+    ours = expected_rule("security", CONFIG.log_lifecycle.classes["security"].archive)
+    everything = {"ID": "cost-cutting", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 90}}
+    s3.put_bucket_lifecycle_configuration(Bucket="solemate-logs-security",
+                                          LifecycleConfiguration={"Rules": [ours, everything]})
+    findings, _, measured = run(lifecycle(enforce=True))
+    assert problems(findings) == {("logs.archive_lifecycle.conflict", "s3://solemate-logs-security/"): "P3"}
+    assert "cost-cutting" in by_check(findings, "logs.archive_lifecycle.conflict")[0]["summary"]
+    rules = {r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket="solemate-logs-security")["Rules"]}
+    assert rules == {"cost-cutting", "solemate-log-class-security"} and measured["changes"] == 0
+
+
+def test_nothing_is_shortened_while_the_archive_is_not_receiving(world_with):
+    world = world_with("log_retention_drift", "firehose_down")
+    findings, _, _ = run(lifecycle(enforce=True, allow_shortening=True))
+    assert retention(world, CONFIG.resources.logs.application_log_group) is None  # CloudWatch may hold the only copy
+    assert "delivery stream is down" in by_check(findings, "logs.retention.never_expires")[0]["details"]["fix"]
+    assert retention(world, sandbox_estate.SECURITY_LOG_GROUP) == 90  # lengthening is always safe
 
 
 def test_unclassified_group_missing_bucket_and_stream(world_with):
@@ -476,6 +506,9 @@ def test_config_backup_writes_task_definitions_and_metadata_never_a_value(world_
         assert hashlib.sha256(files[name]).hexdigest() == entry["sha256"]
     definition = json.loads(files["ecs/solemate-backend-1.json"])["taskDefinition"]
     assert definition["containerDefinitions"][0]["name"] == "backend"
+    assert {v["name"]: v["value"] for v in definition["containerDefinitions"][0]["environment"]} == {
+        "DATABASE_URL": "<not backed up>", "LOG_LEVEL": "<not backed up>"}
+    assert world.db_master_password.encode() not in b"".join(files.values())
     secrets = json.loads(files["secrets-manager.json"])
     assert [s["Name"] for s in secrets] == ["production/db-password", "production/stripe-api-key"]
     assert secrets[0]["RotationEnabled"] is True and "LastRotatedDate" in secrets[0]
@@ -527,7 +560,7 @@ def test_a_past_date_keeps_the_backup_taken_on_its_day(world_with):
     world._client("ssm").put_parameter(Name="/solemate/production/new-flag", Type="String", Value="1")
     try:
         findings, _, _ = run(backup(), anchor=anchor)
-        assert "kept the backup captured at" in findings[0]["summary"]
+        assert "not written: the backup captured at" in findings[0]["summary"]
         assert stored(world, f"{CONFIG.reports.prefix}/config-backups/{anchor:%Y-%m-%d}/") == before
     finally:
         world._client("ssm").delete_parameter(Name="/solemate/production/new-flag")
@@ -599,7 +632,8 @@ def status_run(states, report, anchor, run_type="scheduled"):
     context = make_context(anchor=anchor, run_type=run_type, task_id="maintenance_status")
     context["ti"] = _StatesTI(context, states, report)
     operator.execute(context)
-    return context["ti"].inner.pushed["findings"][0]
+    findings = context["ti"].inner.pushed["findings"]
+    return next(f for f in findings if f["check"] == "maintenance.status_published"), findings
 
 
 def test_status_metrics_dashboard_and_dead_mans_alarm(world_with):
@@ -608,8 +642,10 @@ def test_status_metrics_dashboard_and_dead_mans_alarm(world_with):
     live = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     report = {"totals": {"severity": {"P1": 0, "P2": 1, "P3": 2, "P4": 0}}}
     states = {"report": "success", "ecs_services": "failed", "rds_health": "success"}
-    finding = status_run(states, report, live)
+    finding, findings = status_run(states, report, live)
     assert finding["details"]["dashboard_updated"] and finding["details"]["alarm_updated"]
+    # The base config has no SNS topic: the alarm would tell nobody, and the run says so.
+    assert problems(findings) == {("maintenance.heartbeat_alarm", finding["details"]["alarm"]): "P4"}
     assert "heartbeat" in finding["summary"]
     namespace = CONFIG.maintenance_status.namespace
     names = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace=namespace)["Metrics"]}
@@ -629,7 +665,7 @@ def test_status_metrics_dashboard_and_dead_mans_alarm(world_with):
     dashboard = json.loads(cloudwatch.get_dashboard(
         DashboardName=f"{CONFIG.maintenance_status.dashboard_name}-{CONFIG.environment}")["DashboardBody"])
     assert len(dashboard["widgets"]) == 4
-    again = status_run(states, report, live)  # idempotent: nothing rewritten
+    again, _ = status_run(states, report, live)  # idempotent: nothing rewritten
     assert not again["details"]["dashboard_updated"] and not again["details"]["alarm_updated"]
 
 
@@ -637,9 +673,9 @@ def test_no_heartbeat_from_a_backfill_or_without_a_report(world_with):
     world = world_with()
     cloudwatch = world._client("cloudwatch")
     states = {"report": "success", "ecs_services": "success", "rds_health": "success"}
-    backfill = status_run(states, {"totals": {"severity": {}}}, ANCHOR, run_type="backfill")
+    backfill, _ = status_run(states, {"totals": {"severity": {}}}, ANCHOR, run_type="backfill")
     assert "no heartbeat: not a live run" in backfill["summary"]
-    failed = status_run({**states, "report": "failed"}, None, datetime.now(UTC).replace(microsecond=0))
+    failed, _ = status_run({**states, "report": "failed"}, None, datetime.now(UTC).replace(microsecond=0))
     assert "no heartbeat: the report was not written" in failed["summary"]
     heartbeat = cloudwatch.list_metrics(Namespace=CONFIG.maintenance_status.namespace, MetricName="Heartbeat")
     assert all(m["MetricName"] != "Heartbeat" for m in heartbeat["Metrics"]) or world

@@ -52,10 +52,14 @@ class OvernightAlarmsOperator(MaintenanceCheckOperator):
         cloudwatch = self.client("cloudwatch")
         fired: dict[str, list[datetime]] = defaultdict(list)
         for page in self.pages(cloudwatch, "describe_alarm_history", max_page=100, HistoryItemType="StateUpdate",
+                               AlarmTypes=["MetricAlarm", "CompositeAlarm"],  # default: metric alarms only
                                StartDate=window.start, EndDate=window.end, ScanBy="TimestampAscending"):
             for item in page["AlarmHistoryItems"]:
                 if self._new_state(item) == "ALARM":
-                    fired[item["AlarmName"]].append(item["Timestamp"])
+                    stamp = item["Timestamp"]
+                    # botocore gives CloudWatch's timestamps in the worker's local zone.
+                    fired[item["AlarmName"]].append(stamp.astimezone(UTC) if stamp.tzinfo else
+                                                    stamp.replace(tzinfo=UTC))
         names = sorted(fired)
         now_state: dict[str, dict[str, Any]] = {}
         for start in range(0, len(names), 100):  # DescribeAlarms takes at most 100 names
@@ -65,7 +69,7 @@ class OvernightAlarmsOperator(MaintenanceCheckOperator):
                 now_state[alarm["AlarmName"]] = alarm
         listed = []
         for name in names:
-            times = sorted(t if t.tzinfo else t.replace(tzinfo=UTC) for t in fired[name])
+            times = sorted(fired[name])
             alarm = now_state.get(name, {})
             state = alarm.get("StateValue", "deleted")
             still = state == "ALARM"
@@ -161,6 +165,11 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
             cloudwatch.put_metric_data(Namespace=self.status.namespace, MetricData=data[start:start + 1000])
         dashboard_changed = self._ensure_dashboard(cloudwatch, dag_id)
         alarm_changed = self._ensure_alarm(cloudwatch, dimensions, dag_id)
+        if not self.alerts.sns_topic_arn:
+            yield Finding(check="maintenance.heartbeat_alarm", resource=self.alarm_name(dag_id), status=Status.WARNING,
+                          severity=Severity.P4,
+                          summary="the dead-man's alarm has no action: nobody is told when the heartbeat stops",
+                          details={"fix": "set alerts.sns_topic_arn (the topic the alarm notifies)"})
         yield Finding(check="maintenance.status_published", resource=f"{self.status.namespace}/{dag_id}",
                       status=Status.OK, summary="; ".join(published),
                       details={"failed_checks": failed, "report_written": report_ok,
@@ -175,7 +184,8 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
         ns, env = self.status.namespace, self.environment
         region = self.region_name or "us-east-1"
 
-        def widget(title: str, metrics: list[list[Any]], y: int, x: int, stat: str = "Sum",
+        # Maximum, not Sum: a retried or cleared run publishes the same date's datapoint again.
+        def widget(title: str, metrics: list[list[Any]], y: int, x: int, stat: str = "Maximum",
                    period: int = 86400) -> dict[str, Any]:
             return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {
                 "title": title, "metrics": metrics, "stat": stat, "period": period, "region": region,
@@ -186,7 +196,7 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
                    [[ns, "Findings", "Environment", env, "DagId", dag_id, "Severity", s] for s in SEVERITIES], 0, 0),
             widget(f"Failed checks — {dag_id}", [[ns, "FailedChecks", "Environment", env, "DagId", dag_id]], 0, 12),
             widget(f"Heartbeat (alarm after {self.status.heartbeat_max_gap_hours} h without) — {dag_id}",
-                   [[ns, "Heartbeat", "Environment", env, "DagId", dag_id]], 6, 0, period=3600),
+                   [[ns, "Heartbeat", "Environment", env, "DagId", dag_id]], 6, 0, stat="Sum", period=3600),
             widget(f"Report written — {dag_id}", [[ns, "ReportWritten", "Environment", env, "DagId", dag_id]], 6, 12),
         ]}
 
@@ -196,10 +206,9 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
         ours = self.dashboard_body(dag_id)["widgets"]
         try:
             current = json.loads(cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
-        except cloudwatch.exceptions.ResourceNotFound:
-            current = {"widgets": []}
-        except Exception as exc:  # moto and AWS name the missing dashboard differently
-            if "ResourceNotFound" not in type(exc).__name__ and "does not exist" not in str(exc):
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") not in ("ResourceNotFound",
+                                                                                 "DashboardNotFoundError"):
                 raise
             current = {"widgets": []}
         titles = {w["properties"]["title"] for w in ours}

@@ -40,6 +40,17 @@ class _KeptEarlierBackup(Exception):
     pass
 
 
+def _without_environment_values(definition: dict[str, Any]) -> dict[str, Any]:
+    """Plain environment variables often carry credentials (a DATABASE_URL with its password): keep
+    their names, never their values (a changed value makes a new revision, which the backup shows)."""
+    copied = json.loads(_json(definition))
+    for container in copied.get("containerDefinitions", []):
+        for variable in container.get("environment", []):
+            if "value" in variable:
+                variable["value"] = "<not backed up>"
+    return copied
+
+
 class ConfigBackupOperator(MaintenanceCheckOperator):
     """Back up the platform's configuration to the reports bucket, under the run's date.
 
@@ -82,16 +93,12 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
         prefix = self.backup_prefix(now)
         try:
             written = self._write(prefix, files, context)
+            state = "backed up" if written else "unchanged since this date's backup"
         except _KeptEarlierBackup as kept:
-            yield Finding(check="config_backup.written", resource=f"s3://{self.bucket}/{prefix}/",
-                          status=Status.OK, summary=f"kept the backup captured at {kept} for this past date; "
-                          "today's configuration differs from it and was not written over it",
-                          details={"files": sorted(files), "written": False})
-            yield from self._rotation(secrets, now)
-            return
+            written, state = False, (f"not written: the backup captured at {kept} for this past date is kept "
+                                     "(today's configuration differs from it)")
         summary = (f"{len(task_definitions)} task definition(s), {len(secrets)} secret(s) and {len(parameters)} "
-                   f"parameter(s) (metadata only) {'backed up' if written else 'unchanged since this date’s backup'}"
-                   f" to s3://{self.bucket}/{prefix}/")
+                   f"parameter(s) (metadata only) {state}: s3://{self.bucket}/{prefix}/")
         yield Finding(check="config_backup.written", resource=f"s3://{self.bucket}/{prefix}/", status=Status.OK,
                       summary=summary, details={"files": sorted(files), "written": written})
         for service in missing:
@@ -122,7 +129,8 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
         definitions = []
         for arn in arns:  # one call per revision in use: there is no batch describe
             response = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
-            definitions.append({"taskDefinition": response["taskDefinition"], "tags": response.get("tags", [])})
+            definitions.append({"taskDefinition": _without_environment_values(response["taskDefinition"]),
+                                "tags": response.get("tags", [])})
         return definitions, [s for s in self.services if s not in found]
 
     def _secrets(self) -> list[dict[str, Any]]:
@@ -154,7 +162,11 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
         manifest_key = f"{prefix}/manifest.json"
         try:
             existing = json.loads(s3.get_object(Bucket=self.bucket, Key=manifest_key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
+        except Exception as exc:
+            # Without s3:ListBucket, S3 answers a missing key with 403 instead of 404.
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") not in ("NoSuchKey", "404", "AccessDenied",
+                                                                                 "403"):
+                raise
             existing = None
         if existing and existing.get("files") == entries:
             return False

@@ -17,6 +17,9 @@ from solemate_maintenance.window import TimeWindow
 SENSITIVE_PORTS = {22: "SSH", 3389: "RDP", 5432: "PostgreSQL", 3306: "MySQL", 1433: "SQL Server",
                    1521: "Oracle", 6379: "Redis", 11211: "Memcached", 27017: "MongoDB", 9200: "Elasticsearch"}
 WORLD = ("0.0.0.0/0", "::/0")
+# IpProtocol comes as a name or an IANA number; only TCP and UDP rules carry ports.
+PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6"}
+PORTED = ("tcp", "udp")
 QUERY_DONE = {"Complete", "Failed", "Cancelled", "Timeout", "Unknown"}
 
 
@@ -27,11 +30,13 @@ class LogsInsightsQueryError(RuntimeError):
 class SecurityEventsOperator(MaintenanceCheckOperator):
     """Failed logins and rate-limit violations in the application log group, from Logs Insights.
 
-    The query returns the matching rows; they are counted here per client IP and per user (so the
-    same code is right whether or not the engine computes ``stats``). Logs Insights returns at most
-    10,000 rows: when a day has more, the counts are lower bounds and the finding says so (a day
-    with that many failed logins is over every threshold anyway). Over a threshold's warning is P3,
-    over its critical P2; the finding names the top offenders.
+    One query per kind of event (failed logins, rate-limit violations), so the noise of one cannot
+    crowd the other out of the results. The queries return the matching rows; they are counted here
+    per client IP and per user (the same code is right whether or not the engine computes
+    ``stats``). Logs Insights returns at most 10,000 rows a query: when a day has more, the counts
+    are lower bounds and the finding says so (10,000 failed logins in a day are over every default
+    threshold anyway). Over a threshold's warning is P3, over its critical P2; the finding names the
+    top offenders.
 
     :param log_group: the application log group.
     :param thresholds: the `checks.security` section of the platform config.
@@ -44,29 +49,29 @@ class SecurityEventsOperator(MaintenanceCheckOperator):
         self.log_group = log_group
         self.thresholds = thresholds or SecurityCheck()
 
-    @property
-    def query(self) -> str:
+    def query(self, events: Sequence[str]) -> str:
         t = self.thresholds
-        events = ", ".join(json.dumps(e) for e in [*t.failed_login_events, *t.rate_limit_events])
+        quoted = ", ".join(json.dumps(e) for e in events)
         return (f"fields @timestamp, {t.event_field}, {t.ip_field}, {t.user_field}"
-                f" | filter {t.event_field} in [{events}]"
+                f" | filter {t.event_field} in [{quoted}]"
                 f" | limit {t.max_rows}")
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         window = TimeWindow.ending_at_run(context, self.thresholds.lookback_minutes)
         logs = self.client("logs")
         try:
-            rows, matched = self._run_query(logs, window)
+            failed = self._run_query(logs, window, self.query(self.thresholds.failed_login_events))
+            limited = self._run_query(logs, window, self.query(self.thresholds.rate_limit_events))
         except logs.exceptions.ResourceNotFoundException:
             yield Finding(check="security.log_query", resource=self.log_group, status=Status.CRITICAL,
                           severity=Severity.P2,
                           summary="application log group not found: failed logins cannot be checked",
                           details={"fix": "check resources.logs.application_log_group in the platform config"})
             return
-        yield from self.judge(rows, matched)
+        yield from self.judge(failed, limited)
 
-    def _run_query(self, logs: Any, window: TimeWindow) -> tuple[list[dict[str, str]], int | None]:
-        query_id = logs.start_query(logGroupName=self.log_group, queryString=self.query,
+    def _run_query(self, logs: Any, window: TimeWindow, query: str) -> tuple[list[dict[str, str]], int | None]:
+        query_id = logs.start_query(logGroupName=self.log_group, queryString=query,
                                     startTime=int(window.start.timestamp()), endTime=int(window.end.timestamp()),
                                     limit=self.thresholds.max_rows)["queryId"]
         deadline = time.monotonic() + self.thresholds.query_timeout_seconds
@@ -89,31 +94,39 @@ class SecurityEventsOperator(MaintenanceCheckOperator):
                     f"{self.thresholds.query_timeout_seconds} s (checks.security.query_timeout_seconds)")
             time.sleep(self.thresholds.poll_seconds)
 
-    def judge(self, rows: list[dict[str, str]], matched: int | None) -> Iterable[Finding]:
+    def judge(self, failed: tuple[list[dict[str, str]], int | None],
+              limited: tuple[list[dict[str, str]], int | None]) -> Iterable[Finding]:
         t = self.thresholds
-        failed_events, limited_events = set(t.failed_login_events), set(t.rate_limit_events)
         failures_by_ip: Counter[str] = Counter()
         failures_by_user: Counter[str] = Counter()
         users_by_ip: dict[str, set[str]] = defaultdict(set)
         ips_by_user: dict[str, set[str]] = defaultdict(set)
         limited_by_ip: Counter[str] = Counter()
-        for row in rows:
-            event, ip, user = row.get(t.event_field), row.get(t.ip_field) or "unknown", row.get(t.user_field)
-            if event in failed_events:
-                failures_by_ip[ip] += 1
-                if user:
-                    failures_by_user[user] += 1
-                    users_by_ip[ip].add(user)
-                    ips_by_user[user].add(ip)
-            elif event in limited_events:
-                limited_by_ip[ip] += 1
-        truncated = len(rows) >= t.max_rows
-        bound = "at least " if truncated else ""
-        common = {"rows": len(rows), "records_matched": matched, "truncated": truncated,
-                  "query": self.query}
-        if truncated:
-            common["note"] = (f"Logs Insights returned its maximum of {t.max_rows} rows ({matched} matched): "
-                              "counts are lower bounds")
+        # The filter ran in Logs Insights; checked again here in case an event field is missing.
+        for row in failed[0]:
+            if row.get(t.event_field) not in t.failed_login_events:
+                continue
+            ip, user = row.get(t.ip_field) or "unknown", row.get(t.user_field)
+            failures_by_ip[ip] += 1
+            if user:
+                failures_by_user[user] += 1
+                users_by_ip[ip].add(user)
+                ips_by_user[user].add(ip)
+        for row in limited[0]:
+            if row.get(t.event_field) in t.rate_limit_events:
+                limited_by_ip[row.get(t.ip_field) or "unknown"] += 1
+
+        def about(result: tuple[list[dict[str, str]], int | None], events: list[str]) -> dict[str, Any]:
+            rows, matched = result
+            facts: dict[str, Any] = {"rows": len(rows), "records_matched": matched,
+                                     "truncated": len(rows) >= t.max_rows, "query": self.query(events)}
+            if facts["truncated"]:
+                facts["note"] = (f"Logs Insights returned its maximum of {t.max_rows} rows ({matched} matched): "
+                                 "counts are lower bounds")
+            return facts
+
+        common = about(failed, t.failed_login_events)
+        bound = "at least " if common["truncated"] else ""
 
         def offenders(counter: Counter[str], extra: dict[str, set[str]], extra_name: str) -> list[dict[str, Any]]:
             return [{"key": key, "count": count, extra_name: len(extra.get(key, ()))}
@@ -134,11 +147,13 @@ class SecurityEventsOperator(MaintenanceCheckOperator):
             t.failed_logins_per_user, bound,
             {**common, "top_users": offenders(failures_by_user, ips_by_user, "ips")},
             lambda o: f"user {o['key']}: {bound}{o['count']} failed logins from {o['ips']} IPs")
+        rate = about(limited, t.rate_limit_events)
+        rate_bound = "at least " if rate["truncated"] else ""
         yield self._threshold(
             "security.rate_limit_violations", "rate-limit violations from one IP", limited_by_ip,
-            t.rate_limit_violations_per_ip, bound,
-            {**common, "top_ips": [{"key": ip, "count": n} for ip, n in limited_by_ip.most_common(t.top_offenders)]},
-            lambda o: f"{o['key']}: {bound}{o['count']} violations")
+            t.rate_limit_violations_per_ip, rate_bound,
+            {**rate, "top_ips": [{"key": ip, "count": n} for ip, n in limited_by_ip.most_common(t.top_offenders)]},
+            lambda o: f"{o['key']}: {rate_bound}{o['count']} violations")
 
     def _threshold(self, check: str, label: str, counter: Counter[str], threshold: Upper, bound: str,
                    details: dict[str, Any], describe: Any, judged: str = "count") -> Finding:
@@ -156,9 +171,10 @@ class SecurityEventsOperator(MaintenanceCheckOperator):
                            summary=f"most {label}: {bound}{worst} (warning at {threshold.warning:g})",
                            details=details, metrics={"worst": metric})
         over = [o for o in listed if o[judged] >= threshold.warning]
+        total_over = sum(1 for value in counter.values() if value >= threshold.warning)
         summary = f"{label} over {threshold.warning:g}: " + "; ".join(describe(o) for o in over[:3])
-        if len(over) > 3:
-            summary += f"; and {len(over) - 3} more"
+        if total_over > 3:
+            summary += f"; and {total_over - 3} more"
         return Finding(check=check, resource=self.log_group, status=status, severity=severity, summary=summary,
                        details=details, metrics={"worst": metric})
 
@@ -214,23 +230,29 @@ class OpenSecurityGroupsOperator(MaintenanceCheckOperator):
             sources += [r["CidrIpv6"] for r in rule.get("Ipv6Ranges", []) if r.get("CidrIpv6") in WORLD]
             if not sources:
                 continue
-            protocol = str(rule.get("IpProtocol", "-1"))
-            ports = (0, 65535) if protocol == "-1" else (rule.get("FromPort", 0), rule.get("ToPort", 65535))
-            if protocol != "-1" and ports[0] == ports[1] and ports[0] in allowed:
-                continue
+            protocol = PROTOCOL_NAMES.get(str(rule.get("IpProtocol", "-1")), str(rule.get("IpProtocol")))
+            if protocol in PORTED:
+                ports = (rule.get("FromPort", 0), rule.get("ToPort", 65535))
+                if ports[0] == ports[1] and ports[0] in allowed:
+                    continue
+            else:  # ICMP type/code, or a protocol without ports (ESP, GRE): FromPort is not a port
+                ports = (-1, -1)
             yield ports, protocol, sources
 
     @staticmethod
     def _port_label(ports: tuple[int, int], protocol: str) -> str:
         if protocol == "-1":
             return "all traffic"
-        proto = {"6": "tcp", "17": "udp"}.get(protocol, protocol)
-        return f"{proto}/{ports[0]}" if ports[0] == ports[1] else f"{proto}/{ports[0]}-{ports[1]}"
+        if protocol not in PORTED:
+            return f"all {protocol}" if protocol in ("icmp", "icmpv6") else f"protocol {protocol}"
+        return f"{protocol}/{ports[0]}" if ports[0] == ports[1] else f"{protocol}/{ports[0]}-{ports[1]}"
 
     @staticmethod
     def _sensitive(ports: tuple[int, int], protocol: str) -> list[str]:
-        if protocol in ("-1",):
+        if protocol == "-1":
             return ["every port"]
+        if protocol not in PORTED:
+            return []
         return [f"{name} {port}" for port, name in SENSITIVE_PORTS.items() if ports[0] <= port <= ports[1]]
 
     def _users(self, group_ids: set[str], ec2: Any) -> dict[str, list[str]]:

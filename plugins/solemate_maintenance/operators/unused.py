@@ -139,8 +139,10 @@ class UnusedResourcesOperator(MaintenanceCheckOperator):
             for snap in page["Snapshots"]:
                 started = _utc(snap["StartTime"])
                 description = snap.get("Description") or ""
+                # Snapshots behind an AMI (made or copied for one) cannot be deleted while it exists.
                 if started > cutoff or self._own_snapshot(description, _tags(snap)) \
-                        or "Created by AWS Backup" in description or "CreateImage" in description:
+                        or "Created by AWS Backup" in description \
+                        or any(mark in description for mark in ("CreateImage", "DestinationAmi", "ami-")):
                     continue
                 found.append({"id": snap["SnapshotId"], "what": f"{snap.get('VolumeSize', 0)} GiB, {started:%Y-%m-%d}",
                               "monthly_usd": round(snap.get("VolumeSize", 0)
@@ -148,25 +150,40 @@ class UnusedResourcesOperator(MaintenanceCheckOperator):
         return found
 
     def _load_balancers(self, now: datetime) -> list[dict[str, Any]]:
+        """No requests for days (a balancer that only redirects still has requests), or target groups
+        that had no healthy target all that time. Both from one batched GetMetricData."""
         elb = self.client("elbv2")
         days = self.thresholds.idle_load_balancer_days
         since = now - timedelta(days=days)
         balancers = [lb for page in self.pages(elb, "describe_load_balancers") for lb in page["LoadBalancers"]
                      if _utc(lb["CreatedTime"]) <= since and lb.get("Type") in ("application", "network")]
-        with_targets = {arn for page in self.pages(elb, "describe_target_groups") for tg in page["TargetGroups"]
-                        for arn in tg.get("LoadBalancerArns", [])}
-        queries = [MetricQuery(
-            id=f"lb{i}", namespace="AWS/ApplicationELB" if lb["Type"] == "application" else "AWS/NetworkELB",
-            metric="RequestCount" if lb["Type"] == "application" else "NewFlowCount", stat="Sum", period=86400,
-            dimensions={"LoadBalancer": lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]})
-            for i, lb in enumerate(balancers)]
-        traffic = self._sums(queries, TimeWindow(start=since, end=now))
+        groups_of: dict[str, list[str]] = {}
+        for page in self.pages(elb, "describe_target_groups"):
+            for group in page["TargetGroups"]:
+                for arn in group.get("LoadBalancerArns", []):
+                    groups_of.setdefault(arn, []).append(group["TargetGroupArn"].split(":", 5)[5])
+        queries: list[MetricQuery] = []
+        for i, lb in enumerate(balancers):
+            namespace = "AWS/ApplicationELB" if lb["Type"] == "application" else "AWS/NetworkELB"
+            dimension = lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
+            queries.append(MetricQuery(id=f"lb{i}", namespace=namespace, stat="Sum", period=86400,
+                                       metric="RequestCount" if lb["Type"] == "application" else "NewFlowCount",
+                                       dimensions={"LoadBalancer": dimension}))
+            queries += [MetricQuery(id=f"lb{i}tg{j}", namespace=namespace, metric="HealthyHostCount", stat="Maximum",
+                                    period=86400, dimensions={"TargetGroup": group, "LoadBalancer": dimension})
+                        for j, group in enumerate(groups_of.get(lb["LoadBalancerArn"], []))]
+        series = self.metrics_hook.get_metric_data(queries, TimeWindow(start=since, end=now)) if queries else {}
         found = []
         for i, lb in enumerate(balancers):
-            requests = traffic.get(f"lb{i}", 0.0)
-            if lb["LoadBalancerArn"] in with_targets and requests > 0:
+            groups = groups_of.get(lb["LoadBalancerArn"], [])
+            requests = series[f"lb{i}"].reduce("sum") or 0.0
+            healthy = [series[f"lb{i}tg{j}"].reduce("max") for j in range(len(groups))]
+            if requests == 0:
+                why = f"no requests in {days} days" + ("" if groups else ", no target group")
+            elif groups and all(h == 0 for h in healthy):  # data, and never a healthy target
+                why = f"no healthy target in {days} days"
+            else:
                 continue
-            why = "no target group" if lb["LoadBalancerArn"] not in with_targets else f"no requests in {days} days"
             found.append({"id": lb["LoadBalancerName"], "what": f"{lb['Type']}, {why}",
                           "monthly_usd": self.thresholds.prices.load_balancer_month})
         return found
