@@ -222,8 +222,8 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
     assert cost["estimated_monthly_usd"] == pytest.approx(10.0 + 3.65 + 9.5 + 16.43 + 4.0, abs=0.05)
     assert f"Unused resources: 6 costing ~${cost['estimated_monthly_usd']:.2f}/month" in headlines
     assert "Overnight alarms: 1 went into ALARM" in headlines and "still in ALARM" in headlines
-    assert "Log lifecycle: 3 change(s) would apply" in headlines  # report only: enforcement is off
-    assert "| never expire | 30 days |" in outcome.markdown  # the diff it would apply, in the report
+    assert "Log lifecycle: 2 change(s) would apply" in headlines  # report only: enforcement is off
+    assert "| put_retention_policy | 30 days | 90 days |" in outcome.markdown  # the diff, in the report
     deliveries = {(d["task_id"], d["channel"]): d["ok"] for d in outcome.report["alert_deliveries"]}
     assert deliveries[("business_metrics", "slack:slack_critical")] is True
     assert deliveries[("business_metrics", "sns")] is True
