@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import boto3
@@ -27,12 +28,21 @@ def health() -> Iterator[HealthEndpoint]:
     server.stop()
 
 
+def cached_clients(default_region: str):
+    """One boto3 client per service and region for a world: creating one costs ~60 ms, and seeding a
+    platform asks for dozens."""
+    @functools.cache
+    def client(service: str, region: str | None = None):
+        return boto3.client(service, region_name=region or default_region)
+
+    return client
+
+
 @pytest.fixture
 def platform(config, health) -> Iterator[Platform]:
     """The SoleMate platform in moto (mock_aws), healthy, metrics up to ANCHOR."""
     with mock_aws():
-        world = Platform(config, lambda service, region=None: boto3.client(
-            service, region_name=region or config.regions.primary), health)
+        world = Platform(config, cached_clients(config.regions.primary), health)
         world.create()
         world.seed(ANCHOR)
         yield world

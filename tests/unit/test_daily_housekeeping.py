@@ -10,7 +10,6 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from moto import mock_aws
 from moto.backends import get_backend
@@ -31,6 +30,7 @@ from solemate_maintenance.operators.security import (
 )
 from solemate_maintenance.operators.unused import UnusedResourcesOperator
 from tests.helpers import ANCHOR, make_context
+from tests.unit.conftest import cached_clients
 
 pytestmark = pytest.mark.timeout(120)
 CONFIG = load_config()
@@ -40,7 +40,7 @@ REGION = CONFIG.regions.primary
 @pytest.fixture(scope="module")
 def world():
     with mock_aws():
-        platform = Platform(CONFIG, lambda service, region=None: boto3.client(service, region_name=region or REGION))
+        platform = Platform(CONFIG, cached_clients(REGION))
         platform.create()
         platform.seed(ANCHOR)
         yield platform
