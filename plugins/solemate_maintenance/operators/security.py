@@ -81,6 +81,9 @@ class SecurityEventsOperator(MaintenanceCheckOperator):
             if status == "Complete":
                 rows = [{f["field"]: f.get("value", "") for f in row} for row in response.get("results", [])]
                 matched = response.get("statistics", {}).get("recordsMatched")
+                while response.get("nextToken"):  # large results come in pages of up to 10,000 rows
+                    response = logs.get_query_results(queryId=query_id, nextToken=response["nextToken"])
+                    rows += [{f["field"]: f.get("value", "") for f in row} for row in response.get("results", [])]
                 return rows, int(matched) if matched is not None else None
             if status in QUERY_DONE:
                 raise LogsInsightsQueryError(f"Logs Insights query {query_id} on {self.log_group} ended {status}")
