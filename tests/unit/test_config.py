@@ -57,6 +57,21 @@ def edited(path: tuple, value) -> str:
         pytest.param(edited(("alerts", "severities"), {"P5": {"description": "x", "color": "#ff0000"}}),
                      "platform.yaml: alerts.severities.P5.[key]: Input should be 'P1', 'P2', 'P3' or 'P4'",
                      id="unknown-severity"),
+        pytest.param(edited(("log_lifecycle", "classes", "access", "cloudwatch_days"), 10),
+                     "platform.yaml: log_lifecycle.classes.access.cloudwatch_days: CloudWatch Logs "
+                     "accepts only 1, 3, 5, 7, 14, 30", id="log-retention-not-allowed"),
+        pytest.param(edited(("log_lifecycle", "classes", "application", "archive", "transitions", 0, "after_days"), 7),
+                     "platform.yaml: log_lifecycle.classes.application.archive.transitions[0]: S3 moves "
+                     "objects to STANDARD_IA no sooner than 30 days", id="ia-too-soon"),
+        pytest.param(edited(("log_lifecycle", "classes", "access", "archive", "expire_after_days"), "30"),
+                     "platform.yaml: log_lifecycle.classes.access.archive.expire_after_days: Input should be a valid "
+                     "integer", id="expiry-as-text"),
+        pytest.param(edited(("config_backup", "secret_name_prefixes"), [f"p{i}/" for i in range(11)]),
+                     "platform.yaml: config_backup.secret_name_prefixes: List should have at most 10 items",
+                     id="too-many-secret-prefixes"),
+        pytest.param(edited(("checks", "security", "open_ingress_allowed", 0, "ports"), [443, 70000]),
+                     "platform.yaml: checks.security.open_ingress_allowed[0].ports[1]: Input should be less than or "
+                     "equal to 65535", id="port-out-of-range"),
     ],
 )
 def test_config_errors_are_one_clear_line(text, expected):
