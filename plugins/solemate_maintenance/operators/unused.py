@@ -61,7 +61,7 @@ class UnusedResourcesOperator(MaintenanceCheckOperator):
              self._rds_snapshots(now)),
             ("old_ebs_snapshots", f"EBS snapshot(s) older than {self.thresholds.snapshot_max_age_days} days",
              self._ebs_snapshots(ec2, now)),
-            ("idle_load_balancers", f"load balancer(s) with no targets or no requests for "
+            ("idle_load_balancers", f"load balancer(s) with no requests or no healthy target for "
                                     f"{self.thresholds.idle_load_balancer_days} days", self._load_balancers(now)),
             ("stopped_instances", f"EC2 instance(s) stopped for more than {self.thresholds.stopped_instance_days} days",
              self._stopped_instances(ec2, volumes, now)),
