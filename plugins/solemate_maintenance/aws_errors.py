@@ -46,6 +46,12 @@ class ErrorCause:
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError (e.g. "NoSuchKey"); None for anything else."""
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     current: BaseException | None = exc

@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.sdk import TriggerRule
 
+from solemate_maintenance.aws_errors import error_code
 from solemate_maintenance.config import Alerts, MaintenanceStatus
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
@@ -207,8 +208,7 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
         try:
             current = json.loads(cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") not in ("ResourceNotFound",
-                                                                                 "DashboardNotFoundError"):
+            if error_code(exc) not in ("ResourceNotFound", "DashboardNotFoundError"):
                 raise
             current = {"widgets": []}
         titles = {w["properties"]["title"] for w in ours}

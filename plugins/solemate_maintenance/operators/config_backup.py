@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from solemate_maintenance.aws_errors import error_code
 from solemate_maintenance.config import ConfigBackup, EcsService
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
@@ -164,8 +165,7 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
             existing = json.loads(s3.get_object(Bucket=self.bucket, Key=manifest_key)["Body"].read())
         except Exception as exc:
             # Without s3:ListBucket, S3 answers a missing key with 403 instead of 404.
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") not in ("NoSuchKey", "404", "AccessDenied",
-                                                                                 "403"):
+            if error_code(exc) not in ("NoSuchKey", "404", "AccessDenied", "403"):
                 raise
             existing = None
         if existing and existing.get("files") == entries:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
+from solemate_maintenance.aws_errors import error_code
 from solemate_maintenance.config import LogArchive, LogClass, LogLifecycle
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
@@ -244,7 +245,7 @@ class LogLifecycleOperator(MaintenanceCheckOperator):
         except s3.exceptions.NoSuchBucket:
             return None
         except Exception as exc:  # NoSuchLifecycleConfiguration comes as a plain ClientError
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            if error_code(exc) != "NoSuchLifecycleConfiguration":
                 raise
             return []
 
@@ -303,7 +304,7 @@ class LogLifecycleOperator(MaintenanceCheckOperator):
             try:
                 current = s3.get_bucket_lifecycle_configuration(Bucket=bucket)
             except Exception as exc:
-                if getattr(exc, "response", {}).get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                if error_code(exc) != "NoSuchLifecycleConfiguration":
                     raise
                 current = {"Rules": []}
             rules = list(current["Rules"])
