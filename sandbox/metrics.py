@@ -99,3 +99,38 @@ def _entries(namespace: str, dimensions: dict[str, str], ts: datetime,
              values: dict[str, float]) -> Iterator[tuple[str, dict]]:
     for name, value in values.items():
         yield namespace, {"MetricName": name, "Timestamp": ts, "Dimensions": _dims(dimensions), "Value": value}
+
+
+HOUR = timedelta(hours=1)
+# Capacity planning reads four weeks; the 5-minute week above is too costly to build for 36 days, so
+# the weeks before it are hourly (CloudWatch keeps hourly data for 15 months anyway).
+HISTORY = timedelta(days=36)
+GROWTH = timedelta(days=28)
+
+
+def history(names: Names, start: datetime, end: datetime, incidents: Sequence[Incident],
+            seed: int = 11) -> Iterator[tuple[str, dict]]:
+    """Hourly capacity metrics for the weeks before `start`, and the service's running task count
+    (Container Insights) hourly up to `end`. "capacity_growth" makes the task count climb for four
+    weeks to each anchor, towards the service's 20-task maximum."""
+    rng = random.Random(seed)
+    growing = [anchor for anchor, problems in incidents if "capacity_growth" in problems]
+    ecs = {"ClusterName": names.cluster, "ServiceName": names.service}
+    ts = end - HISTORY
+    while ts < end:
+        jitter = rng.uniform
+        tasks = 2 + round(_daily(ts, 0, 2))
+        for anchor in growing:
+            if anchor - GROWTH <= ts < anchor:
+                tasks = max(tasks, round(4 + 10 * (ts - (anchor - GROWTH)) / GROWTH))
+        yield from _entries("ECS/ContainerInsights", ecs, ts, {"RunningTaskCount": tasks})
+        if ts < start:
+            yield from _entries("AWS/ECS", ecs, ts, {"CPUUtilization": _daily(ts, 20, 45) + jitter(-3, 3),
+                                                     "MemoryUtilization": 50 + jitter(-4, 4)})
+            yield from _entries("AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, ts, {
+                "CPUUtilization": _daily(ts, 15, 40) + jitter(-3, 3),
+                "DatabaseConnections": round(_daily(ts, 60, 180) + jitter(-10, 10)),
+                "FreeStorageSpace": 60 * GIB - (ts - start).total_seconds() * 1000})
+            yield from _entries("AWS/ElastiCache", {"CacheClusterId": names.cache_cluster}, ts, {
+                "DatabaseMemoryUsagePercentage": 45 + jitter(-2, 2)})
+        ts += HOUR

@@ -26,7 +26,9 @@ from sandbox.backups import (
 )
 from sandbox.dr import DR_PROBLEMS, DrRegion, image_uri
 from sandbox.estate import ESTATE_PROBLEMS, Estate
+from sandbox.review import REVIEW_PROBLEMS, REVIEW_STATE_PROBLEMS, ReviewEstate
 from sandbox.servers import HealthEndpoint
+from sandbox.tls import PrivateCa, TlsEndpoint
 from solemate_maintenance.config import PlatformConfig
 
 # Problems the sandbox can inject. Metric problems show in the 3 hours before the run's anchor.
@@ -41,13 +43,15 @@ PROBLEMS = {
     **RESTORE_PROBLEMS,
     **DR_PROBLEMS,
     **ESTATE_PROBLEMS,
+    **REVIEW_PROBLEMS,
 }
 DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses", "open_database_port",
                            "unused_resources"})
 # Problems of the platform's live state (describe calls answer for now, not for a past date), as
 # opposed to metric problems, which CloudWatch keeps per timestamp.
 STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target", *BACKUP_PROBLEMS,
-                            *RESTORE_PROBLEMS, *DR_PROBLEMS, *(set(ESTATE_PROBLEMS) - {"brute_force_logins"})})
+                            *RESTORE_PROBLEMS, *DR_PROBLEMS, *(set(ESTATE_PROBLEMS) - {"brute_force_logins"}),
+                            *REVIEW_STATE_PROBLEMS})
 SNS_TOPIC = "solemate-p1"
 # A week of 5-minute metrics is ~45,000 datapoints (seconds to build); worlds seeded alike share them.
 _SEEDED_METRICS: dict[tuple, list] = {}
@@ -57,8 +61,10 @@ class Platform:
     """Creates the resources once, then re-describes the world for each run anchor."""
 
     def __init__(self, config: PlatformConfig, client: Callable[..., Any],
-                 health: HealthEndpoint | None = None) -> None:
+                 health: HealthEndpoint | None = None, tls: TlsEndpoint | None = None,
+                 ca: PrivateCa | None = None) -> None:
         self.config = config
+        self.tls, self.ca = tls, ca
         self._client = client
         self.health = health
         self.problems: frozenset[str] = frozenset()
@@ -90,6 +96,7 @@ class Platform:
         BackupHistory(self.config).write(latest, self.problems)
         apply_restore_problems(self.config, self.problems)  # after the history: corrupts its snapshots too
         self.dr.apply(latest, self.problems)
+        self.review.apply(self.problems, self.load_balancer_arn)  # after dr: it re-pushes the scanned image
         self.estate.apply({a: frozenset(p) for a, p in days.items()}, latest)
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
@@ -111,6 +118,7 @@ class Platform:
             lb = elb.create_load_balancer(Name=res.alb.name, Subnets=subnets, Type="application")["LoadBalancers"][0]
         finally:
             mock_random.setstate(state)
+        self.load_balancer_arn = lb["LoadBalancerArn"]
         self.alb_dimension = lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
         tg = elb.create_target_group(Name="solemate-backend", Protocol="HTTP", Port=8080, VpcId=vpc,
                                      TargetType="instance", HealthCheckPath="/health")["TargetGroups"][0]
@@ -161,6 +169,7 @@ class Platform:
         self._client("sns").create_topic(Name=SNS_TOPIC)
         self.estate = Estate(self.config, self._client)
         self.estate.create(vpc)
+        self.review = ReviewEstate(self.config, self._client, ca=self.ca, tls=self.tls)
 
     def _ecs_service(self, name: str) -> Any:
         backend = get_backend("ecs")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
@@ -200,6 +209,7 @@ class Platform:
             cloudwatch_backend.metric_data = [copy.copy(datum) for datum in _SEEDED_METRICS[key]]
             return
         for namespace, entry in [*metrics.generate(names, start, end, incidents),
+                                 *metrics.history(names, start, end, incidents),
                                  *self.estate.metric_entries(start, end)]:
             by_namespace[namespace].append(entry)
         # Straight into the backend: a week of 5-minute data over HTTP would take ~15 s per seed.

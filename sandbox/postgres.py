@@ -54,6 +54,17 @@ SELECT id, CASE WHEN id %% 50 = 0 THEN 'failed' ELSE 'succeeded' END, total_cent
 FROM orders WHERE status <> 'pending' AND created_at >= %(start)s;
 """
 
+_BLOAT_SQL = """
+CREATE TABLE cart_events (id bigserial PRIMARY KEY, session_key text NOT NULL, created_at timestamptz NOT NULL)
+    WITH (autovacuum_enabled = false);
+INSERT INTO cart_events (session_key, created_at)
+SELECT md5(g::text), now() - g * interval '1 minute' FROM generate_series(1, 50000) g;
+CREATE INDEX cart_events_session_key ON cart_events (session_key);
+ANALYZE cart_events;
+DELETE FROM cart_events WHERE id % 2 = 0;
+GRANT SELECT ON cart_events TO maintenance_ro;
+"""
+
 
 def _run(command: list[str], stdin: bytes | None = None) -> bytes:
     done = subprocess.run(command, input=stdin, capture_output=True)
@@ -90,6 +101,45 @@ class EmbeddedPostgres:
         """Orders (with items and payments) every ORDER_EVERY_MINUTES from `start` to `end`."""
         count = int((end - start) / timedelta(minutes=ORDER_EVERY_MINUTES))
         self.execute(_ACTIVITY_SQL, params={"start": start, "every": ORDER_EVERY_MINUTES, "count": count})
+
+    # -- the weekly review's problems ------------------------------------------------------------
+    def apply_review_problems(self, problems: frozenset[str] | set[str]) -> None:
+        """database_bloat: a table half dead (autovacuum off for it) with an index nothing scans."""
+        self.execute("DROP TABLE IF EXISTS cart_events;")
+        # Autovacuum keeps a real database tidy; here the seeding's updates would otherwise read as bloat.
+        self.vacuum()
+        if "database_bloat" in problems:
+            self.execute(_BLOAT_SQL)
+
+    def vacuum(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host=str(self.socket_dir), dbname=DATABASE, user="postgres")
+        try:
+            conn.autocommit = True  # VACUUM refuses to run inside a transaction
+            with conn.cursor() as cur:
+                cur.execute("VACUUM ANALYZE;")
+        finally:
+            conn.close()
+
+    def stand_in_pg_stat_statements(self, rows: list[tuple[int, str, int, float]]) -> None:
+        """A view with pg_stat_statements' columns, for the path where the extension is there: the
+        pip-installed server ships no contrib modules. rows: (queryid, query, calls, mean ms)."""
+        values = ", ".join(f"({q}::bigint, %s, {c}::bigint, {c * m}::float8, {m}::float8, {c}::bigint)"
+                           for q, _, c, m in rows)
+        import psycopg2
+
+        conn = psycopg2.connect(host=str(self.socket_dir), dbname=DATABASE, user="postgres")
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(f"CREATE OR REPLACE VIEW public.pg_stat_statements (queryid, query, calls, "
+                            f"total_exec_time, mean_exec_time, rows) AS VALUES {values};", [r[1] for r in rows])
+                cur.execute(f"GRANT SELECT ON public.pg_stat_statements TO {READONLY_ROLE};")
+        finally:
+            conn.close()
+
+    def drop_pg_stat_statements(self) -> None:
+        self.execute("DROP VIEW IF EXISTS public.pg_stat_statements;")
 
     # -- restored copies (the sandbox's RDS restores land here; see sandbox.moto_rds) ---------------
     def create_restored(self, name: str, as_of: datetime, corrupt: bool) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from sandbox import moto_patches, moto_rds, request_log
 from sandbox.platform import SNS_TOPIC, Platform
 from sandbox.postgres import EmbeddedPostgres
 from sandbox.servers import HealthEndpoint, SlackSink, SmtpSink, free_port
+from sandbox.tls import PUBLIC_NAME, PrivateCa, TlsEndpoint
 from solemate_maintenance.config import DEFAULT_CONFIG_PATH, PlatformConfig
 
 
@@ -68,6 +69,10 @@ class Sandbox:
             self._started.append(self.health)
             self.dr_health = HealthEndpoint().start()  # the DR region's load balancer, for dr_failover
             self._started.append(self.dr_health)
+            # The public HTTPS endpoint, serving a certificate from the sandbox's own CA.
+            self.ca = PrivateCa(self.workdir)
+            self.tls = TlsEndpoint(self.workdir).start()
+            self._started.append(self.tls)
             # Distinctive values for every secret that reaches Airflow, so that the end-to-end scans
             # can search for them (and their encodings) in everything a run prints, sends or writes.
             self.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits)
@@ -168,6 +173,9 @@ class Sandbox:
         raw = yaml.safe_load(self.base_config_path.read_text())
         raw["resources"]["alb"]["health_endpoint"] = self.health.health_url
         raw["alerts"]["digest_email"] = ["platform-ops@solemate.example"]
+        raw.setdefault("checks", {}).setdefault("certificates", {})["endpoints"] = [
+            {"host": "127.0.0.1", "port": self.tls.port, "server_name": PUBLIC_NAME,
+             "ca_bundle": str(self.ca.bundle_path)}]
         raw["alerts"]["sns_topic_arn"] = f"arn:aws:sns:{raw['regions']['primary']}:{DEFAULT_ACCOUNT_ID}:{SNS_TOPIC}"
         # Restores take seconds here, not minutes: look often, give up soon.
         raw.setdefault("restore_test", {}).update({
@@ -198,9 +206,10 @@ class Sandbox:
     def seed_days(self, days: dict[datetime, frozenset[str] | set[str]]) -> None:
         """Several days at once, each logical date with its own problems (see Platform.seed_days)."""
         if self.platform is None:
-            self.platform = Platform(self.config, self.client, self.health)
+            self.platform = Platform(self.config, self.client, self.health, tls=self.tls, ca=self.ca)
             self.platform.create()
         self.platform.seed_days(days)
+        self.postgres.apply_review_problems(days[max(days)])
 
     @property
     def alb_dimension(self) -> str:

@@ -287,6 +287,67 @@ class UnusedResourcesCheck(_Strict):
     prices: Prices = Prices()
 
 
+class DatabaseMaintenanceCheck(_Strict):
+    """The weekly database review (read-only, through the ``platform_db`` connection)."""
+
+    top_statements: int = Field(default=10, ge=1, le=100)
+    # A statement whose mean execution time is this slow is a finding (ms).
+    slow_statement_mean_ms: float = Field(default=500, gt=0)
+    # Unused indexes smaller than this are noise; above it they cost writes and storage.
+    unused_index_min_mb: float = Field(default=1, ge=0)
+    # Dead tuples / (live + dead), for tables with at least min_dead_tuples dead rows.
+    dead_tuple_percent: UpperPercent = UpperPercent(warning=10, critical=20)
+    min_dead_tuples: int = Field(default=1000, ge=0)
+    # Transaction-ID age of the oldest database (wraparound stops writes at ~2.1 billion).
+    xid_age: Upper = Upper(warning=500_000_000, critical=1_000_000_000)
+    long_transaction_minutes: Upper = Upper(warning=5, critical=60)
+    # Connections in use against max_connections, and the guide's ceiling per service.
+    connections_percent: UpperPercent = UpperPercent(warning=80, critical=95)
+    max_connections_per_service: int = Field(default=100, gt=0)
+
+
+class TlsEndpoint(_Strict):
+    host: str = Field(pattern=r"^[A-Za-z0-9.-]+$")
+    port: int = Field(default=443, ge=1, le=65535)
+    # The name the certificate must match (default: host); e.g. the public name when probing an address.
+    server_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.*-]+$")
+    # A CA bundle (PEM file) to trust instead of the system's, for a private CA.
+    ca_bundle: str | None = None
+
+
+class CertificateCheck(_Strict):
+    """The guide's SSL renewal check: ACM certificates and what the public endpoints really serve."""
+
+    # Days left at or below which a certificate is a finding: 30 days P2, 7 days P1.
+    days_left: Lower = Lower(warning=30, critical=7)
+    endpoints: list[TlsEndpoint] = []
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+
+
+class VulnerabilityCheck(_Strict):
+    """ECR image scan findings for the images the ECS services run."""
+
+    # How many CVE ids a finding names (the report has the full count).
+    cves_shown: int = Field(default=10, ge=1, le=100)
+
+
+class CapacityCheck(_Strict):
+    """Trends over the last weeks and the days until each metric crosses its limit."""
+
+    lookback_days: int = Field(default=28, ge=7, le=455)
+    # Days until a limit is crossed: under 30 P3, under 7 P2.
+    days_to_limit: Lower = Lower(warning=30, critical=7)
+    # The limits (the daily checks' critical thresholds where one exists).
+    ecs_cpu_percent: Percent = 80
+    ecs_memory_percent: Percent = 80
+    rds_cpu_percent: Percent = 80
+    rds_connections: float = Field(default=500, gt=0)
+    rds_free_storage_gb: float = Field(default=10, ge=0)
+    redis_memory_percent: Percent = 80
+    # The fit needs this many days with data; fewer is "not enough history", not a guess.
+    min_days: int = Field(default=7, ge=3)
+
+
 class Checks(_Strict):
     application: ApplicationCheck = ApplicationCheck()
     ecs: EcsCheck = EcsCheck()
@@ -296,6 +357,10 @@ class Checks(_Strict):
     kpis: KpiCheck = KpiCheck()
     security: SecurityCheck = SecurityCheck()
     unused_resources: UnusedResourcesCheck = UnusedResourcesCheck()
+    database: DatabaseMaintenanceCheck = DatabaseMaintenanceCheck()
+    certificates: CertificateCheck = CertificateCheck()
+    vulnerabilities: VulnerabilityCheck = VulnerabilityCheck()
+    capacity: CapacityCheck = CapacityCheck()
 
 
 class SeverityPolicy(_Strict):

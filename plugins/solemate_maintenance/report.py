@@ -174,12 +174,15 @@ def render_markdown(report: RunReport) -> str:
             lines += [f"**{measured['headline']}**", ""]
         lines += ["| measure | value |", "|---|---|"]
         lines += [f"| {key} | {_cell(_shown(value))} |" for key, value in measured.items()
-                  if key not in ("headline", "trend", "tables", "components")]
+                  if key not in ("headline", "trend", "tables", "components", "charts")]
         for title, table in (measured.get("tables") or {}).items():
             lines += ["", f"{title}:", "", "| " + " | ".join(table["columns"]) + " |",
                       "|" + "---|" * len(table["columns"])]
             lines += ["| " + " | ".join(_cell(_shown(v)) for v in row) + " |" for row in table["rows"]] or \
                 ["| " + " | ".join(["none"] + [""] * (len(table["columns"]) - 1)) + " |"]
+        if measured.get("charts"):
+            lines += ["", "Charts:", ""]
+            lines += [f"- [{_cell(c['title'])}]({c['url']}) (`{c['uri']}`)" for c in measured["charts"]]
         if measured.get("trend"):
             lines += ["", "Earlier runs:", "", "| logical date | RTO (min) | data RPO (min) |", "|---|---|---|"]
             lines += [f"| {t.get('logical_date')} | {_shown(t.get('rto_minutes'))} | "

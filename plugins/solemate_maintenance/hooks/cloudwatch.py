@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
@@ -18,6 +19,12 @@ class CloudWatchMetricsHook(AwsBaseHook):
         super().__init__(*args, **kwargs)
 
     def get_metric_data(self, queries: Sequence[MetricQuery], window: TimeWindow) -> dict[str, MetricSeries]:
+        return {query_id: MetricSeries(query_id, tuple(v for _, v in points))
+                for query_id, points in self.get_metric_points(queries, window).items()}
+
+    def get_metric_points(self, queries: Sequence[MetricQuery],
+                          window: TimeWindow) -> dict[str, list[tuple[datetime, float]]]:
+        """(timestamp, value) pairs per query id, oldest first: for trends that need the time axis."""
         collected: dict[str, list[tuple]] = {q.id: [] for q in queries if q.return_data}
         for batch in _batches(queries):
             kwargs = {
@@ -36,10 +43,7 @@ class CloudWatchMetricsHook(AwsBaseHook):
                 if not token:
                     break
                 kwargs["NextToken"] = token
-        return {
-            query_id: MetricSeries(query_id, tuple(v for _, v in sorted(points, key=lambda p: p[0])))
-            for query_id, points in collected.items()
-        }
+        return {query_id: sorted(points, key=lambda p: p[0]) for query_id, points in collected.items()}
 
 
 def _batches(queries: Sequence[MetricQuery]) -> Iterable[Sequence[MetricQuery]]:
