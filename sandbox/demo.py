@@ -4,8 +4,10 @@ Starts the sandbox, seeds a platform with a few deliberate problems, runs
 ``airflow dags test <dag> <date>`` in a separate process (exactly as an engineer would), then prints
 the findings, the Slack messages the sink received and where the report is.
 ``make demo DEMO_ARGS="--dag weekly_backup_verification"`` runs the backup verification with a real
-restore test and prints the measured RTO and RPO; ``--dag dr_drill`` runs the DR drill and prints its
-table against the guide's targets (``--problems replication_stopped`` shows a missed target).
+restore test and prints the measured RTO and RPO; ``--dag weekly_review`` the database, certificate,
+vulnerability and capacity review with its charts (``--keep DIR`` copies the PNGs); ``--dag dr_drill``
+runs the DR drill and prints its table against the guide's targets (``--problems replication_stopped``
+shows a missed target).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
 
 # What each DAG's demo injects unless --problems says otherwise.
 DEMO_DEFAULTS = {"daily_maintenance": sorted(DEMO_PROBLEMS), "weekly_backup_verification": ["plan_drift"],
+                 "weekly_review": ["capacity_growth", "critical_cve", "database_bloat", "expiring_certificate"],
                  "dr_drill": []}
 
 
@@ -131,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
             left = [i["DBInstanceIdentifier"] for i in sandbox.client("rds").describe_db_instances()["DBInstances"]
                     if i["DBInstanceIdentifier"] != sandbox.config.resources.rds.instance_id]
             print(f"Restore copies left in RDS after the run: {len(left)} {left or ''}")
+        charts = [c for measured in report.get("measurements", {}).values() for c in measured.get("charts", [])]
+        if charts:
+            print(f"\nCharts ({len(charts)}) next to the report:")
+            for chart in charts:
+                print(f"  {chart['title']}: {chart['uri']}")
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for chart in charts:
+                    target = args.keep / chart["key"].rsplit("/", 1)[-1]
+                    target.write_bytes(s3.get_object(Bucket=bucket, Key=chart["key"])["Body"].read())
 
         messages = sandbox.slack.messages()
         print(f"\nSlack messages received by the sink: {len(messages)}")

@@ -62,6 +62,23 @@ NEXT_STEPS = {
     "security.open_ingress": "Remove the rule named above from the security group now (EC2 > Security groups), or "
                              "narrow it to known CIDRs; if it is intended, add it to "
                              "checks.security.open_ingress_allowed.",
+    "db.connection": "Check the platform_db connection (host, user, password) and that the workers reach the "
+                     "database's security group; the review only reads.",
+    "db.long_transaction": "Find the pid in pg_stat_activity and ask its owner; if it is stuck, end it with "
+                           "pg_terminate_backend(pid): it holds locks and stops vacuum.",
+    "db.xid_age": "Run VACUUM (FREEZE) on the tables with the oldest age(relfrozenxid) now; look for long "
+                  "transactions or abandoned replication slots holding it back.",
+    "db.connections": "See which service holds the connections (report table) and its pool size; an RDS Proxy or "
+                      "a smaller pool per task keeps it under max_connections.",
+    "db": "The report lists the recommendations (SQL included); schedule them in the maintenance window.",
+    "certificates.endpoint": "Run `openssl s_client -connect HOST:443 -servername NAME` to see what is served, then "
+                             "attach the valid ACM certificate to the load balancer's HTTPS listener.",
+    "certificates": "Open ACM in the region named: re-import or request the certificate, or fix the DNS "
+                    "validation records so ACM can renew it; then check the listener serves the new one.",
+    "vulnerabilities": "Rebuild the image on a patched base (or bump the package named in the ECR console), push "
+                       "it and redeploy the service; the CVE ids above say what to look for.",
+    "capacity": "Open the chart in the report; raise the limit (maximum tasks, instance class, storage) before the "
+                "date it shows, or find what grows.",
     "logs.firehose": "Open the delivery stream in the Firehose console: its error says why (IAM role, destination "
                      "bucket or domain); logs are not reaching the archive until it is ACTIVE.",
     "logs.archive_bucket": "Create the log archive bucket or correct log_lifecycle in the platform config.",

@@ -191,7 +191,9 @@ def _daily_peaks(points: list[tuple[datetime, float]], spec: CapacityMetric,
     for moment, value in points:
         if window.start <= moment < window.end:
             # A datapoint's timestamp starts its hour: the hour it describes ends an hour later.
-            day = window.end - timedelta(days=(window.end - moment - timedelta(seconds=HOUR)) // timedelta(days=1))
+            # In seconds: Airflow's window ends are pendulum datetimes, whose durations do not floor-divide.
+            back = int((window.end - moment).total_seconds() - HOUR) // 86400
+            day = window.end - timedelta(days=back)
             days.setdefault(day, []).append(value * spec.scale)
     pick = max if spec.direction == "up" else min
     return [(day, pick(values)) for day, values in sorted(days.items())]

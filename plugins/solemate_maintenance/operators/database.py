@@ -261,7 +261,7 @@ class _Review:
             percent = 100 * total / maximum
             self.headline.append(f"connections {total}/{maximum}")
             yield threshold_finding(check="db.connections", resource=self.database,
-                                    label=f"connections in use of max_connections {maximum}", metric="percent",
+                                    label=f"{total} of {maximum} connections in use:", metric="percent",
                                     value=percent, unit="%", threshold=limits.connections_percent,
                                     warning_severity=Severity.P3, critical_severity=Severity.P2)
         for r in rows:

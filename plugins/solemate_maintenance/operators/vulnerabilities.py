@@ -153,7 +153,8 @@ class ImageVulnerabilityOperator(MaintenanceCheckOperator):
             more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
             yield Finding(check=f"vulnerabilities.{severity.lower()}", resource=resource,
                           status=Status.CRITICAL if level is Severity.P2 else Status.WARNING, severity=level,
-                          summary=f"{count} {severity.lower()} vulnerabilities in the image {services} runs "
+                          summary=f"{count} {severity.lower()} vulnerabilit{'y' if count == 1 else 'ies'} in the "
+                                  f"image {services} runs "
                                   f"({digest}): {', '.join(ids[:shown])}{more}; rebuild on a patched base image "
                                   "and redeploy",
                           details={**details, "cves": ids})
