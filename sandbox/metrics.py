@@ -104,11 +104,11 @@ def _entries(namespace: str, dimensions: dict[str, str], ts: datetime,
 HOUR = timedelta(hours=1)
 # Capacity planning reads four weeks; the 5-minute week above is too costly to build for 36 days, so
 # the weeks before it are hourly (CloudWatch keeps hourly data for 15 months anyway).
-HISTORY = timedelta(days=36)
 GROWTH = timedelta(days=28)
+FIVE_MINUTE_DAYS = timedelta(days=14)
 
 
-def history(names: Names, start: datetime, end: datetime, incidents: Sequence[Incident],
+def history(names: Names, start: datetime, end: datetime, incidents: Sequence[Incident], length: timedelta,
             seed: int = 11) -> Iterator[tuple[str, dict]]:
     """Hourly capacity metrics for the weeks before `start`, and the service's running task count
     (Container Insights) hourly up to `end`. "capacity_growth" makes the task count climb for four
@@ -116,7 +116,8 @@ def history(names: Names, start: datetime, end: datetime, incidents: Sequence[In
     rng = random.Random(seed)
     growing = [anchor for anchor, problems in incidents if "capacity_growth" in problems]
     ecs = {"ClusterName": names.cluster, "ServiceName": names.service}
-    ts = end - HISTORY
+    ts = (end - length).replace(minute=0, second=0, microsecond=0)
+    alb = {"LoadBalancer": names.alb_dimension}
     while ts < end:
         jitter = rng.uniform
         tasks = 2 + round(_daily(ts, 0, 2))
@@ -133,4 +134,12 @@ def history(names: Names, start: datetime, end: datetime, incidents: Sequence[In
                 "FreeStorageSpace": 60 * GIB - (ts - start).total_seconds() * 1000})
             yield from _entries("AWS/ElastiCache", {"CacheClusterId": names.cache_cluster}, ts, {
                 "DatabaseMemoryUsagePercentage": 45 + jitter(-2, 2)})
+            # The monthly performance report's month: hourly ALB totals and a latency distribution.
+            requests = round(_daily(ts, 2000, 9000)) * 12
+            yield from _entries("AWS/ApplicationELB", alb, ts, {
+                "RequestCount": requests, "HTTPCode_Target_5XX_Count": round(requests * 0.0002),
+                "HTTPCode_ELB_5XX_Count": 0})
+            yield "AWS/ApplicationELB", {"MetricName": "TargetResponseTime", "Timestamp": ts, "Dimensions": _dims(alb),
+                                         "Values": [rng.lognormvariate(math.log(0.12), 0.45) for _ in range(20)],
+                                         "Unit": "Seconds"}
         ts += HOUR

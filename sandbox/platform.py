@@ -26,6 +26,7 @@ from sandbox.backups import (
 )
 from sandbox.dr import DR_PROBLEMS, DrRegion, image_uri
 from sandbox.estate import ESTATE_PROBLEMS, Estate
+from sandbox.monthly import MONTHLY_PROBLEMS, MONTHLY_STATE_PROBLEMS, MonthlyEstate
 from sandbox.review import REVIEW_PROBLEMS, REVIEW_STATE_PROBLEMS, ReviewEstate
 from sandbox.servers import HealthEndpoint
 from sandbox.tls import PrivateCa, TlsEndpoint
@@ -44,6 +45,7 @@ PROBLEMS = {
     **DR_PROBLEMS,
     **ESTATE_PROBLEMS,
     **REVIEW_PROBLEMS,
+    **MONTHLY_PROBLEMS,
 }
 DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses", "open_database_port",
                            "unused_resources"})
@@ -51,7 +53,7 @@ DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"
 # opposed to metric problems, which CloudWatch keeps per timestamp.
 STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target", *BACKUP_PROBLEMS,
                             *RESTORE_PROBLEMS, *DR_PROBLEMS, *(set(ESTATE_PROBLEMS) - {"brute_force_logins"}),
-                            *REVIEW_STATE_PROBLEMS})
+                            *REVIEW_STATE_PROBLEMS, *MONTHLY_STATE_PROBLEMS})
 SNS_TOPIC = "solemate-p1"
 # A week of 5-minute metrics is ~45,000 datapoints (seconds to build); worlds seeded alike share them.
 _SEEDED_METRICS: dict[tuple, list] = {}
@@ -62,9 +64,12 @@ class Platform:
 
     def __init__(self, config: PlatformConfig, client: Callable[..., Any],
                  health: HealthEndpoint | None = None, tls: TlsEndpoint | None = None,
-                 ca: PrivateCa | None = None) -> None:
+                 ca: PrivateCa | None = None, history_days: int = 36) -> None:
         self.config = config
         self.tls, self.ca = tls, ca
+        # How far back the hourly metrics reach: capacity planning's four weeks by default; a monthly
+        # review of past months needs more (seeding more costs seconds per seed).
+        self.history_days = history_days
         self._client = client
         self.health = health
         self.problems: frozenset[str] = frozenset()
@@ -98,6 +103,7 @@ class Platform:
         self.dr.apply(latest, self.problems)
         self.review.apply(self.problems, self.load_balancer_arn)  # after dr: it re-pushes the scanned image
         self.estate.apply({a: frozenset(p) for a, p in days.items()}, latest)
+        self.monthly.apply({a: frozenset(p) for a, p in days.items()}, latest)  # after estate: its volumes
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
     def create(self) -> None:
@@ -170,6 +176,8 @@ class Platform:
         self.estate = Estate(self.config, self._client)
         self.estate.create(vpc)
         self.review = ReviewEstate(self.config, self._client, ca=self.ca, tls=self.tls)
+        self.monthly = MonthlyEstate(self.config, self._client)
+        self.monthly.create()
 
     def _ecs_service(self, name: str) -> Any:
         backend = get_backend("ecs")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
@@ -201,15 +209,19 @@ class Platform:
             cache_cluster=self.config.resources.elasticache.cluster_id, alb_dimension=self.alb_dimension,
             business_namespace=self.config.resources.business_metrics_namespace)
         by_namespace: dict[str, list[dict]] = defaultdict(list)
-        start = incidents[0][0] - timedelta(days=8)
         end = incidents[-1][0] + timedelta(minutes=5)
-        key = (names, start, end, tuple(incidents), tuple(self.estate.log_groups_with_traffic()))
+        # 5-minute data for the week before each recent anchor; older anchors (a monthly backfill) are
+        # covered by the hourly history, as CloudWatch itself keeps only hourly data after 15 days.
+        recent = [anchor for anchor, _ in incidents if incidents[-1][0] - anchor <= metrics.FIVE_MINUTE_DAYS]
+        start = recent[0] - timedelta(days=8)
+        key = (names, start, end, tuple(incidents), tuple(self.estate.log_groups_with_traffic()),
+               self.history_days)
         if key in _SEEDED_METRICS:
             # Copies: a test may change a datapoint's value in its own world.
             cloudwatch_backend.metric_data = [copy.copy(datum) for datum in _SEEDED_METRICS[key]]
             return
         for namespace, entry in [*metrics.generate(names, start, end, incidents),
-                                 *metrics.history(names, start, end, incidents),
+                                 *metrics.history(names, start, end, incidents, timedelta(days=self.history_days)),
                                  *self.estate.metric_entries(start, end)]:
             by_namespace[namespace].append(entry)
         # Straight into the backend: a week of 5-minute data over HTTP would take ~15 s per seed.

@@ -38,8 +38,9 @@ class Sandbox:
     """Start/stop the whole local world. Everything lives under one temp dir removed on stop."""
 
     def __init__(self, config_path: Path = DEFAULT_CONFIG_PATH, slack_critical: bool = False,
-                 restore_seconds: float = 3.0, restore_timeout_minutes: float = 0.5, allow_failover: bool = False
-                 ) -> None:
+                 restore_seconds: float = 3.0, restore_timeout_minutes: float = 0.5, allow_failover: bool = False,
+                 history_days: int = 36) -> None:
+        self.history_days = history_days
         self.base_config_path = config_path
         self.allow_failover = allow_failover
         self.slack_critical = slack_critical
@@ -206,7 +207,8 @@ class Sandbox:
     def seed_days(self, days: dict[datetime, frozenset[str] | set[str]]) -> None:
         """Several days at once, each logical date with its own problems (see Platform.seed_days)."""
         if self.platform is None:
-            self.platform = Platform(self.config, self.client, self.health, tls=self.tls, ca=self.ca)
+            self.platform = Platform(self.config, self.client, self.health, tls=self.tls, ca=self.ca,
+                                     history_days=self.history_days)
             self.platform.create()
         self.platform.seed_days(days)
         self.postgres.apply_review_problems(days[max(days)])

@@ -26,7 +26,8 @@ def test_no_import_errors(dagbag):
     assert "daily_maintenance" in dagbag.dags
 
 
-DAG_IDS = ["daily_maintenance", "weekly_backup_verification", "weekly_review", "dr_drill", "dr_failover"]
+DAG_IDS = ["daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
+           "dr_failover"]
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)

@@ -726,8 +726,37 @@ class MaintenanceStatus(_Strict):
 
 
 class Cost(_Strict):
+    """The monthly cost review (Cost Explorer; every request is billed, so answers are cached)."""
+
+    # 0: no budget. Over budget P3; a forecast above forecast_warning_percent of it P3.
     monthly_budget_usd: float = Field(default=0, ge=0)
     forecast_warning_percent: Percent = 90
+    # A service whose month grew by at least both of these is a cost spike (P3).
+    spike_percent: float = Field(default=30, gt=0)
+    spike_min_usd: float = Field(default=100, ge=0)
+    biggest_movers: int = Field(default=5, ge=1, le=50)
+    # Cost anomalies (Cost Anomaly Detection) with at least this total impact are findings (P3).
+    anomaly_min_impact_usd: float = Field(default=50, ge=0)
+    # Where answers are cached (under reports.prefix). A month's figures settle a few days after it
+    # ends; until then a cached answer is reused for this long, after which it is asked again.
+    cache_prefix: str = Field(default="cost-explorer-cache", pattern=r"^[A-Za-z0-9._/-]+$")
+    settle_days: int = Field(default=3, ge=0, le=31)
+    unsettled_cache_hours: int = Field(default=24, ge=0, le=24 * 31)
+
+
+class RightSizing(_Strict):
+    """When a month of ECS/RDS use says "too big" or "too small" (hints, P4)."""
+
+    underused_average_percent: Percent = 20
+    underused_peak_percent: Percent = 40
+    saturated_peak_percent: Percent = 80
+
+
+class MonthlySummary(_Strict):
+    """The stakeholder summary of the month, by e-mail (through alerts.smtp_conn_id)."""
+
+    recipients: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+    title: str = "SoleMate platform: monthly operations summary"
 
 
 class PlatformConfig(_Strict):
@@ -745,6 +774,8 @@ class PlatformConfig(_Strict):
     config_backup: ConfigBackup = ConfigBackup()
     maintenance_status: MaintenanceStatus = MaintenanceStatus()
     cost: Cost = Cost()
+    right_sizing: RightSizing = RightSizing()
+    monthly_summary: MonthlySummary = MonthlySummary()
 
     def drill_restore_settings(self) -> RestoreTest:
         """The restore test's settings for the DR drill's copy: same validation, the drill's name and network."""

@@ -48,3 +48,25 @@ def run_end(context: Any) -> datetime:
         if candidate is not None:
             return candidate
     raise ValueError("the run has no data interval, logical date or run_after to anchor its window")
+
+
+def month_reviewed(context: Any) -> TimeWindow:
+    """The calendar month a monthly run reviews (UTC).
+
+    With a data-interval timetable the run for November has the interval [Nov 1, Dec 1): November.
+    A run without a month-long interval (a manual trigger, a test) reviews the last complete month
+    before its date, the month it would have been scheduled for.
+    """
+    from datetime import UTC
+
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is not None and end is not None and end - start >= timedelta(days=27):
+        first = start.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    else:
+        anchor = run_end(context).astimezone(UTC)
+        this_month = anchor.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        first = (this_month - timedelta(days=1)).replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    # Plain datetimes: Airflow's pendulum ones do arithmetic and formatting of their own.
+    return TimeWindow(start=datetime.fromtimestamp(first.timestamp(), UTC),
+                      end=datetime.fromtimestamp(following.timestamp(), UTC))

@@ -1,0 +1,92 @@
+"""## Monthly review
+
+On the 1st of each month at 06:00 UTC, for the month just ended (the run *for* November has the data
+interval November 1 – December 1, so a backfill of past months reviews each of them):
+
+* `security_audit`: IAM users without MFA, access keys over 90 days old or unused for 45, root keys,
+  root without MFA or used recently (credential report); S3 buckets public by ACL or policy or
+  without a public access block, unencrypted S3/RDS/EBS; a multi-region CloudTrail trail logging.
+  Prowler's semantics, its check id in each finding. Plus `open_security_groups`, the daily check.
+* `performance_report`: the month's P95/P99 latency, error rate and availability against the KPI
+  targets, the days that missed, right-sizing hints for ECS and RDS, two charts.
+* `cost_review`: Cost Explorer, the month by service against the previous one, the biggest movers,
+  anomalies, the forecast of the month in progress (live runs), the optional budget; a chart.
+  Answers are cached in the reports bucket: a re-run of a month makes no Cost Explorer call.
+* `stakeholder_summary` (after the three): incidents by severity from the month's daily reports,
+  KPI attainment, backups and restore tests, the DR drill, cost and the audit, as Markdown and HTML
+  in the reports bucket, e-mailed once to `monthly_summary.recipients`.
+* `report` / `run_verdict`: as in `daily_maintenance`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag
+
+from solemate_maintenance.config import load_config
+from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.operators.audit import SecurityAuditOperator
+from solemate_maintenance.operators.cost import CostReviewOperator
+from solemate_maintenance.operators.performance import PerformanceReportOperator
+from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
+from solemate_maintenance.operators.security import OpenSecurityGroupsOperator
+from solemate_maintenance.operators.summary import StakeholderSummaryOperator
+
+config = load_config()
+resources = config.resources
+reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
+             "environment": config.environment, "alerts": config.alerts}
+
+
+@dag(
+    dag_id="monthly_review",
+    description="Monthly security audit, performance report, cached cost review and stakeholder summary",
+    schedule=CronDataIntervalTimetable("0 6 1 * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["maintenance", "monthly", "review", config.environment],
+    doc_md=__doc__,
+    default_args=maintenance_defaults(config),
+)
+def monthly_review():
+    audit = SecurityAuditOperator(task_id="security_audit", regions=[config.regions.primary, config.regions.dr])
+    open_ports = OpenSecurityGroupsOperator(task_id="open_security_groups",
+                                            allowed=config.checks.security.open_ingress_allowed)
+    performance = PerformanceReportOperator(
+        task_id="performance_report",
+        load_balancer_name=resources.alb.name,
+        kpis=config.kpis,
+        cluster=resources.ecs.cluster,
+        services=resources.ecs.services,
+        db_instance_identifier=resources.rds.instance_id,
+        right_sizing=config.right_sizing,
+        bucket=config.reports.bucket,
+        reports_prefix=config.reports.prefix,
+    )
+    cost = CostReviewOperator(task_id="cost_review", settings=config.cost, bucket=config.reports.bucket,
+                              reports_prefix=config.reports.prefix)
+    summary = StakeholderSummaryOperator(
+        task_id="stakeholder_summary",
+        summary=config.monthly_summary,
+        alerts=config.alerts,
+        environment=config.environment,
+        bucket=config.reports.bucket,
+        reports_prefix=config.reports.prefix,
+        review_tasks={"performance": "performance_report", "cost": "cost_review", "audit": "security_audit"},
+        trigger_rule=TriggerRule.ALL_DONE,  # a failed audit is part of the month's story, not a reason to skip it
+    )
+    reviews = [audit, open_ports, performance, cost]
+    [audit, performance, cost] >> summary
+    checks_done = [*reviews, summary]
+    report = PublishReportOperator(task_id="report",
+                                   previous_report_wait_minutes=config.reports.previous_report_wait_minutes,
+                                   **reporting)
+    checks_done >> report
+    [*checks_done, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
+
+
+dag = monthly_review()
+
+if __name__ == "__main__":
+    dag.test()

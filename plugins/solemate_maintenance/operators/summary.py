@@ -1,0 +1,188 @@
+"""The monthly stakeholder summary: one page a person outside operations reads in two minutes.
+
+Incidents by severity (from the month's daily reports), KPI attainment, backups and restore tests,
+the DR drill, cost, and the security audit, as Markdown and HTML next to the report, e-mailed to the
+configured list once per month (a retry or a re-run does not send it again unless it changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from solemate_maintenance.config import Alerts, MonthlySummary
+from solemate_maintenance.findings import Finding, Severity, Status
+from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
+from solemate_maintenance.report import RunReport
+from solemate_maintenance.report_store import ReportStore, date_stamp
+from solemate_maintenance.window import TimeWindow, month_reviewed
+
+SEVERITIES = ["P1", "P2", "P3", "P4"]
+
+
+class StakeholderSummaryOperator(MaintenanceCheckOperator):
+    """Build the month's summary from the other DAGs' stored reports and this run's reviews.
+
+    :param summary: the ``monthly_summary`` section (recipients, title).
+    :param alerts: the ``alerts`` section (the SMTP connection).
+    :param environment: shown in the title.
+    :param bucket: reports bucket; :param reports_prefix: the reports' key prefix.
+    :param review_tasks: this DAG's tasks whose measurements the summary quotes, by role
+        (``performance``, ``cost``, ``audit``).
+    :param daily_dag_id / backup_dag_id / drill_dag_id: whose reports tell the month's story.
+    """
+
+    template_fields: Sequence[str] = (*MaintenanceCheckOperator.template_fields, "bucket")
+
+    def __init__(self, *, summary: MonthlySummary, alerts: Alerts, environment: str, bucket: str,
+                 reports_prefix: str, review_tasks: dict[str, str], daily_dag_id: str = "daily_maintenance",
+                 backup_dag_id: str = "weekly_backup_verification", drill_dag_id: str = "dr_drill",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.summary = summary
+        self.alerts = alerts
+        self.environment = environment
+        self.bucket = bucket
+        self.reports_prefix = reports_prefix
+        self.review_tasks = review_tasks
+        self.daily_dag_id, self.backup_dag_id, self.drill_dag_id = daily_dag_id, backup_dag_id, drill_dag_id
+
+    def checked_window(self, context: Any) -> TimeWindow:
+        return month_reviewed(context)
+
+    def collect_findings(self, context: Any) -> Iterable[Finding]:
+        month = self.checked_window(context)
+        label = month.start.strftime("%B %Y")
+        store = ReportStore(bucket=self.bucket, prefix=self.reports_prefix, aws_conn_id=self.aws_conn_id,
+                            region_name=self.region_name)
+        measured = {role: context["ti"].xcom_pull(task_ids=task_id, key=MEASUREMENTS_XCOM_KEY) or {}
+                    for role, task_id in self.review_tasks.items()}
+        sections = [
+            ("Incidents", self._incidents(store, month)),
+            ("Service levels (KPIs)", _kpis(measured.get("performance", {}))),
+            ("Backups and restore tests", self._restore_tests(store, month)),
+            ("Disaster recovery drill", self._drill(store, month)),
+            ("Cost", _cost(measured.get("cost", {}))),
+            ("Security audit", [[measured.get("audit", {}).get("headline", "not measured this month")]]),
+        ]
+        title = f"{self.summary.title} — {label} ({self.environment})"
+        markdown = _markdown(title, sections)
+        body = _html(title, sections)
+        dag_id = context["ti"].dag_id
+        keys = {name: store.date_key(dag_id, month.start, name) for name in ("summary.md", "summary.html")}
+        store.s3.load_string(markdown, key=keys["summary.md"], bucket_name=self.bucket, replace=True)
+        store.s3.load_string(body, key=keys["summary.html"], bucket_name=self.bucket, replace=True)
+        context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
+            "headline": f"Stakeholder summary for {label}: {store.uri(keys['summary.html'])}",
+            "summary_uri": store.uri(keys["summary.md"]), "summary_url": store.browse_url(keys["summary.html"])})
+        yield from self._send(store, dag_id, month, title, body, context)
+
+    def _send(self, store: ReportStore, dag_id: str, month: TimeWindow, title: str, body: str,
+              context: Any) -> Iterable[Finding]:
+        from solemate_maintenance.notifiers.delivery import send_email
+
+        recipients = self.summary.recipients
+        resource = f"summary {month.start:%Y-%m}"
+        if not recipients:
+            yield Finding(check="summary.email", resource=resource, status=Status.SKIPPED,
+                          summary="no recipients configured (monthly_summary.recipients): summary stored, not sent")
+            return
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        sent_key = store.date_key(dag_id, month.start, "summary-sent.json")
+        sent = store.read_json(sent_key)
+        if sent and sent.get("sha256") == digest and sent.get("to") == recipients:
+            yield Finding(check="summary.email", resource=resource, status=Status.OK,
+                          summary=f"already sent to {len(recipients)} recipient(s) at {sent['at']}; unchanged")
+            return
+        delivery = send_email(kind="summary", to=recipients, subject=title, html=body, alerts=self.alerts,
+                              context=context)
+        if not delivery.ok:
+            yield Finding(check="summary.email", resource=resource, status=Status.WARNING, severity=Severity.P3,
+                          summary=f"summary not e-mailed ({delivery.error}); it is in the reports bucket")
+            return
+        from datetime import UTC, datetime
+
+        store.s3.load_string(json.dumps({"sha256": digest, "to": recipients, "at": datetime.now(UTC).isoformat()}),
+                             key=sent_key, bucket_name=self.bucket, replace=True)
+        yield Finding(check="summary.email", resource=resource, status=Status.OK,
+                      summary=f"sent to {', '.join(recipients)}")
+
+    def _reports(self, store: ReportStore, dag_id: str, month: TimeWindow) -> list[RunReport]:
+        prefix = store.key(dag_id, "by-logical-date") + "/"
+        first, following = date_stamp(month.start), date_stamp(month.end)
+        stamps = sorted({key[len(prefix):].split("/", 1)[0]
+                         for key in store.s3.list_keys(bucket_name=store.bucket, prefix=prefix) or []
+                         if key.endswith("/report.json")})
+        reports = [store.read_report(f"{prefix}{stamp}/report.json", log=self.log)
+                   for stamp in stamps if first <= stamp < following]
+        return [r for r in reports if r is not None]
+
+    def _incidents(self, store: ReportStore, month: TimeWindow) -> list[list[Any]]:
+        reports = self._reports(store, self.daily_dag_id, month)
+        if not reports:
+            return [["no daily report stored for this month"]]
+        new = Counter(f.severity.value for r in reports for f in r.findings
+                      if f.lifecycle == "new" and f.severity is not None)
+        worst_days = Counter(r.worst_severity().value for r in reports if r.worst_severity() is not None)
+        return [["daily runs reported", len(reports)],
+                ["new problems by severity", ", ".join(f"{s}: {new.get(s, 0)}" for s in SEVERITIES)],
+                ["days whose worst finding was P1 / P2", f"{worst_days.get('P1', 0)} / {worst_days.get('P2', 0)}"]]
+
+    def _restore_tests(self, store: ReportStore, month: TimeWindow) -> list[list[Any]]:
+        rows = []
+        for report in self._reports(store, self.backup_dag_id, month):
+            restore = report.measurements.get("restore_validate", {})
+            rows.append([report.checked_label, restore.get("validation", "not run"),
+                         _minutes(restore.get("rto_minutes")), _minutes(restore.get("data_rpo_minutes")),
+                         "failed: " + ", ".join(report.failed_tasks) if report.failed_tasks else "all checks passed"])
+        return rows or [["no backup verification stored for this month"]]
+
+    def _drill(self, store: ReportStore, month: TimeWindow) -> list[list[Any]]:
+        drills = self._reports(store, self.drill_dag_id, month)
+        if not drills:
+            return [["no DR drill stored for this month"]]
+        scorecard = drills[-1].measurements.get("dr_scorecard", {})
+        return [[drills[-1].checked_label, scorecard.get("headline", "no scorecard")]]
+
+
+def _kpis(performance: dict[str, Any]) -> list[list[Any]]:
+    kpis = performance.get("kpis") or {}
+    return [[k["name"], k["value"], k["target"], "met" if k["met"] else "MISSED",
+             f"{len(k['days_missed'])} of {k['days']} days missed"] for k in kpis.values()] or [["not measured"]]
+
+
+def _cost(cost: dict[str, Any]) -> list[list[Any]]:
+    return [[cost["headline"]]] if cost.get("headline") else [["not measured"]]
+
+
+def _minutes(value: Any) -> str:
+    return "—" if value is None else f"{value:.1f} min"
+
+
+def _markdown(title: str, sections: list[tuple[str, list[list[Any]]]]) -> str:
+    lines = [f"# {title}", ""]
+    for heading, rows in sections:
+        lines += [f"## {heading}", ""]
+        if rows and len(rows[0]) == 1:
+            lines += [f"- {row[0]}" for row in rows]
+        else:
+            width = max(len(r) for r in rows)
+            lines += ["| " + " | ".join([""] * width) + " |", "|" + "---|" * width]
+            lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _html(title: str, sections: list[tuple[str, list[list[Any]]]]) -> str:
+    parts = [f"<html><body style=\"font-family: sans-serif\"><h1>{html.escape(title)}</h1>"]
+    for heading, rows in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2><table border=\"1\" cellpadding=\"4\" "
+                     "style=\"border-collapse: collapse\">")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "".join(parts)
