@@ -32,7 +32,15 @@ SEVERITY_ORDER = {"P1": 0, "P2": 1, "P3": 2, "P4": 3, None: 9}
 # What each DAG's demo injects unless --problems says otherwise.
 DEMO_DEFAULTS = {"daily_maintenance": sorted(DEMO_PROBLEMS), "weekly_backup_verification": ["plan_drift"],
                  "weekly_review": ["capacity_growth", "critical_cve", "database_bloat", "expiring_certificate"],
-                 "dr_drill": []}
+                 "monthly_review": ["cost_spike", "public_bucket", "user_without_mfa"], "dr_drill": []}
+# Days of hourly metrics the sandbox keeps: a monthly review needs the whole month before its run.
+HISTORY_DAYS = {"monthly_review": 70}
+
+
+def last_monthly_run(moment: datetime) -> datetime:
+    """When the monthly review of the last complete month ran: the 1st of this month, 06:00. A manual
+    run at that date gets the month that ends there as its data interval."""
+    return moment.astimezone(UTC).replace(day=1, hour=6, minute=0, second=0, microsecond=0)
 
 
 def current_hour(moment: datetime) -> datetime:
@@ -83,14 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown problems {unknown}; known: {', '.join(sorted(PROBLEMS))}")
 
     started = time.monotonic()
-    logical_date = current_hour(datetime.now(UTC))
-    with tempfile.TemporaryDirectory(prefix="solemate-airflow-") as home, Sandbox() as sandbox:
+    now = current_hour(datetime.now(UTC))
+    # A monthly run is dated by the month it reviews; the sandbox's world still describes now.
+    logical_date = last_monthly_run(now) if dag_id == "monthly_review" else now
+    with tempfile.TemporaryDirectory(prefix="solemate-airflow-") as home, \
+            Sandbox(history_days=HISTORY_DAYS.get(dag_id, 36)) as sandbox:
         home_path = Path(home)
         env = sandbox_env_for_subprocess(sandbox, home_path)
         log_path = home_path / "airflow.log"
         print(f"Sandbox up in {time.monotonic() - started:.0f} s (moto {sandbox.endpoint_url}, "
               f"Slack sink {sandbox.slack.url}, PostgreSQL {sandbox.postgres.socket_dir})")
-        sandbox.seed(logical_date, problems)
+        sandbox.seed(now, problems)
         print("Injected problems: " + (", ".join(f"{p} ({PROBLEMS[p]})" for p in sorted(problems)) or "none"))
         if run_airflow(["db", "migrate"], env, log_path) != 0:
             print(log_path.read_text()[-3000:])

@@ -15,7 +15,7 @@ from sandbox import moto_ce, moto_iam
 from solemate_maintenance.config import PlatformConfig
 
 MONTHLY_PROBLEMS = {
-    "cost_spike": "ECS costs 2.5x from the 15th of the checked month, with a cost anomaly (P3)",
+    "cost_spike": "ECS costs 2.5x from the 15th of the month before the anchor's, with a cost anomaly (P3)",
     "user_without_mfa": "IAM user 'bob' signs in to the console with a password and no MFA (P3)",
     "public_bucket": "bucket 'solemate-marketing-drafts' is public by ACL, with no public access block (P2)",
 }
@@ -35,8 +35,9 @@ PUBLIC_BUCKET = "solemate-marketing-drafts"
 LEDGER_DAYS = 160
 
 
-def month_of(moment: datetime) -> date:
-    return moment.date().replace(day=1)
+def month_before(moment: datetime) -> date:
+    """The month a monthly review at `moment` looks at (the run for October ends on November 1)."""
+    return (moment.date().replace(day=1) - timedelta(days=1)).replace(day=1)
 
 
 class MonthlyEstate:
@@ -61,7 +62,7 @@ class MonthlyEstate:
 
     def apply(self, days: dict[datetime, frozenset[str]], latest: datetime) -> None:
         problems = days[latest]
-        self._ledger([month_of(anchor) for anchor, p in days.items() if "cost_spike" in p], latest)
+        self._ledger([month_before(anchor) for anchor, p in days.items() if "cost_spike" in p], latest)
         self._users("user_without_mfa" in problems)
         self._buckets("public_bucket" in problems)
         moto_iam.ROOT.__init__()  # a healthy root: MFA on, no keys, not used

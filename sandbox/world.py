@@ -174,6 +174,7 @@ class Sandbox:
         raw = yaml.safe_load(self.base_config_path.read_text())
         raw["resources"]["alb"]["health_endpoint"] = self.health.health_url
         raw["alerts"]["digest_email"] = ["platform-ops@solemate.example"]
+        raw.setdefault("monthly_summary", {})["recipients"] = ["leadership@solemate.example"]
         raw.setdefault("checks", {}).setdefault("certificates", {})["endpoints"] = [
             {"host": "127.0.0.1", "port": self.tls.port, "server_name": PUBLIC_NAME,
              "ca_bundle": str(self.ca.bundle_path)}]

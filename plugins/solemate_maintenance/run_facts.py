@@ -59,7 +59,9 @@ class RunFacts:
             logical_date=logical_date,
             logical_date_source=source,
             clear_number=int(getattr(dag_run, "clear_number", 0) or 0),
-            age=(now - logical_date) if logical_date else timedelta(0),
+            # A run is due at the end of its data interval (the logical date itself for a trigger
+            # timetable; the month's end for the monthly review): its age counts from then.
+            age=(now - (context.get("data_interval_end") or logical_date)) if logical_date else timedelta(0),
             page_max_age=timedelta(hours=page_max_age_hours),
         )
 

@@ -70,3 +70,8 @@ def month_reviewed(context: Any) -> TimeWindow:
     # Plain datetimes: Airflow's pendulum ones do arithmetic and formatting of their own.
     return TimeWindow(start=datetime.fromtimestamp(first.timestamp(), UTC),
                       end=datetime.fromtimestamp(following.timestamp(), UTC))
+
+
+def report_date(context: Any) -> datetime:
+    """The date the run's report is filed under (its logical date): artifacts go next to it."""
+    return context.get("logical_date") or run_end(context)

@@ -280,6 +280,11 @@ def digest_message(report: RunReport, colors: dict[str, str]) -> tuple[str, list
     for measured in report.measurements.values():
         if measured.get("headline"):
             text = f":stopwatch: *{measured['headline']}*"
+            charts = measured.get("charts") or []
+            if charts:  # a link per chart (Slack shows no image it cannot fetch; the S3 console can)
+                text += "\n" + " · ".join(f"<{c['url']}|{c['title']}>" for c in charts[:6])
+                if len(charts) > 6:
+                    text += f" · and {len(charts) - 6} more in the report"
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     notes = []
     if report.comparison.get("status") == "impossible":

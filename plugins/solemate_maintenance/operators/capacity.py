@@ -19,7 +19,7 @@ from solemate_maintenance.findings import Finding, Measurement, Severity, Status
 from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.report_store import ReportStore
-from solemate_maintenance.window import TimeWindow
+from solemate_maintenance.window import TimeWindow, report_date
 
 GB = 1000**3  # CloudWatch's FreeStorageSpace is bytes; the config's limit is decimal GB like the console's
 HOUR = 3600
@@ -146,7 +146,7 @@ class CapacityPlanningOperator(MaintenanceCheckOperator):
             charts.append(_chart(spec, daily, trend, window))
         store = ReportStore(bucket=self.bucket, prefix=self.reports_prefix, aws_conn_id=self.aws_conn_id,
                             region_name=self.region_name)
-        published = publish_charts(store, context["ti"].dag_id, window.end, charts)
+        published = publish_charts(store, context["ti"].dag_id, report_date(context), charts)
         soon = [r for r in rows if isinstance(r[-1], str) and r[-1].startswith("in ")]
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
             "headline": f"Capacity: {len(soon)} of {len(specs)} metrics reach their limit within "

@@ -20,7 +20,7 @@ from solemate_maintenance.config import Cost
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.report_store import ObjectNotReadable, ReportStore
-from solemate_maintenance.window import TimeWindow, month_reviewed
+from solemate_maintenance.window import TimeWindow, month_reviewed, report_date
 
 METRIC = "UnblendedCost"
 BY_SERVICE = [{"Type": "DIMENSION", "Key": "SERVICE"}]
@@ -145,7 +145,7 @@ class CostReviewOperator(MaintenanceCheckOperator):
                       series=[Series("daily cost", days)],
                       limit=round(self.settings.monthly_budget_usd / len(days), 2)
                       if self.settings.monthly_budget_usd and days else None, limit_label="budget per day")
-        published = publish_charts(store, context["ti"].dag_id, month.start, [chart]) if days else []
+        published = publish_charts(store, context["ti"].dag_id, report_date(context), [chart]) if days else []
         movers = sorted(services.items(), key=lambda kv: abs(kv[1][1] - kv[1][0]), reverse=True)
         headline = (f"Cost {label}: ${total:,.2f} ({_change(total, previous_total)} on {_month_label(previous)})"
                     + (f"; forecast {forecast['month']}: ${forecast['mean']:,.0f} "

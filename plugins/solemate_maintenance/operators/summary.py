@@ -19,7 +19,7 @@ from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.report import RunReport
 from solemate_maintenance.report_store import ReportStore, date_stamp
-from solemate_maintenance.window import TimeWindow, month_reviewed
+from solemate_maintenance.window import TimeWindow, month_reviewed, report_date
 
 SEVERITIES = ["P1", "P2", "P3", "P4"]
 
@@ -73,7 +73,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
         markdown = _markdown(title, sections)
         body = _html(title, sections)
         dag_id = context["ti"].dag_id
-        keys = {name: store.date_key(dag_id, month.start, name) for name in ("summary.md", "summary.html")}
+        keys = {name: store.date_key(dag_id, report_date(context), name) for name in ("summary.md", "summary.html")}
         store.s3.load_string(markdown, key=keys["summary.md"], bucket_name=self.bucket, replace=True)
         store.s3.load_string(body, key=keys["summary.html"], bucket_name=self.bucket, replace=True)
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
@@ -92,7 +92,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
                           summary="no recipients configured (monthly_summary.recipients): summary stored, not sent")
             return
         digest = hashlib.sha256(body.encode()).hexdigest()
-        sent_key = store.date_key(dag_id, month.start, "summary-sent.json")
+        sent_key = store.date_key(dag_id, report_date(context), "summary-sent.json")
         sent = store.read_json(sent_key)
         if sent and sent.get("sha256") == digest and sent.get("to") == recipients:
             yield Finding(check="summary.email", resource=resource, status=Status.OK,
