@@ -1,5 +1,6 @@
 """The sandbox's moto patches, checked through boto3: GetMetricData (percentiles, metric math), Logs
-Insights, DescribeAlarmHistory and EC2 listings that page."""
+Insights, DescribeAlarmHistory, EC2 listings that page, Cost Explorer (cost and usage, forecast,
+anomalies) and the credential report's root row."""
 
 from __future__ import annotations
 
@@ -158,3 +159,83 @@ def test_ssm_parameters_page_by_max_results_up_to_fifty():
             PaginationConfig={"PageSize": 50})]
         assert pages == [50, 10]  # moto alone: six pages of 10 and an empty seventh
         assert len(ssm.describe_parameters()["Parameters"]) == 10  # AWS's default page
+
+
+@pytest.fixture
+def ledger():
+    from datetime import date
+
+    from sandbox import moto_ce
+
+    moto_ce.LEDGER.reset()
+    for day in range(1, 62):  # September and October 2026, two services
+        moment = date(2026, 9, 1) + timedelta(days=day - 1)
+        moto_ce.LEDGER.daily[moment] = {"Amazon RDS": 10.0, "Amazon ECS": float(day)}
+    moto_ce.LEDGER.anomalies[:] = [{"AnomalyId": f"a{i}", "AnomalyStartDate": f"2026-10-{i + 1:02d}",
+                                    "Impact": {"TotalImpact": 5.0}} for i in range(5)]
+    with mock_aws():
+        yield boto3.client("ce", region_name="us-east-1")
+    moto_ce.LEDGER.reset()
+
+
+def test_cost_and_usage_answers_any_period_from_the_ledger(ledger):
+    monthly = ledger.get_cost_and_usage(TimePeriod={"Start": "2026-09-01", "End": "2026-11-01"},
+                                        Granularity="MONTHLY", Metrics=["UnblendedCost"],
+                                        GroupBy=[{"Type": "DIMENSION", "Key": "SERVICE"}])["ResultsByTime"]
+    assert [r["TimePeriod"]["Start"] for r in monthly] == ["2026-09-01", "2026-10-01"]
+    october = {g["Keys"][0]: float(g["Metrics"]["UnblendedCost"]["Amount"]) for g in monthly[1]["Groups"]}
+    assert october == {"Amazon RDS": 310.0, "Amazon ECS": float(sum(range(31, 62)))}
+    daily = ledger.get_cost_and_usage(TimePeriod={"Start": "2026-10-01", "End": "2026-10-03"}, Granularity="DAILY",
+                                      Metrics=["UnblendedCost"])["ResultsByTime"]
+    assert [float(r["Total"]["UnblendedCost"]["Amount"]) for r in daily] == [41.0, 42.0]
+
+
+def test_cost_and_usage_queue_of_canned_replies_still_wins(ledger):
+    from moto.backends import get_backend  # moto's documented queue, filled through its backend
+
+    canned = {"ResultsByTime": [{"TimePeriod": {"Start": "2020-01-01", "End": "2020-01-02"},
+                                 "Total": {"UnblendedCost": {"Amount": "1.5", "Unit": "USD"}}, "Groups": []}]}
+    get_backend("ce")["123456789012"]["aws"].cost_usage_results_queue.append(canned)
+    answer = ledger.get_cost_and_usage(TimePeriod={"Start": "2026-10-01", "End": "2026-10-02"}, Granularity="DAILY",
+                                       Metrics=["UnblendedCost"])
+    assert answer["ResultsByTime"][0]["Total"]["UnblendedCost"]["Amount"] == "1.5"
+
+
+def test_cost_forecast_from_the_last_two_weeks_with_an_interval(ledger):
+    forecast = ledger.get_cost_forecast(TimePeriod={"Start": "2026-10-20", "End": "2026-11-01"},
+                                        Metric="UNBLENDED_COST", Granularity="MONTHLY", PredictionIntervalLevel=80)
+    mean = sum(10 + d for d in range(36, 50)) / 14  # Oct 6-19: ECS costs its day number, RDS 10
+    assert float(forecast["Total"]["Amount"]) == pytest.approx(mean * 12)
+    [result] = forecast["ForecastResultsByTime"]
+    assert float(result["PredictionIntervalLowerBound"]) < float(result["MeanValue"]) < \
+        float(result["PredictionIntervalUpperBound"])
+    with pytest.raises(ledger.exceptions.DataUnavailableException):
+        ledger.get_cost_forecast(TimePeriod={"Start": "2027-06-01", "End": "2027-07-01"}, Metric="UNBLENDED_COST",
+                                 Granularity="MONTHLY")
+
+
+def test_anomalies_filter_by_date_and_page(ledger):
+    first = ledger.get_anomalies(DateInterval={"StartDate": "2026-10-02", "EndDate": "2026-10-31"}, MaxResults=3)
+    assert [a["AnomalyId"] for a in first["Anomalies"]] == ["a1", "a2", "a3"]
+    rest = ledger.get_anomalies(DateInterval={"StartDate": "2026-10-02", "EndDate": "2026-10-31"}, MaxResults=3,
+                                NextPageToken=first["NextPageToken"])
+    assert [a["AnomalyId"] for a in rest["Anomalies"]] == ["a4"] and "NextPageToken" not in rest
+
+
+def test_credential_report_starts_with_the_root_account():
+    import csv
+    import io
+
+    from sandbox import moto_iam
+
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        iam.create_user(UserName="carol")
+        iam.generate_credential_report()
+        moto_iam.ROOT.access_key_active = True
+        try:
+            rows = list(csv.DictReader(io.StringIO(iam.get_credential_report()["Content"].decode())))
+        finally:
+            moto_iam.ROOT.__init__()
+    assert [r["user"] for r in rows] == ["<root_account>", "carol"]
+    assert (rows[0]["access_key_1_active"], rows[0]["mfa_active"]) == ("true", "true")

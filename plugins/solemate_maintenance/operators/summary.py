@@ -127,7 +127,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
             return [["no daily report stored for this month"]]
         new = Counter(f.severity.value for r in reports for f in r.findings
                       if f.lifecycle == "new" and f.severity is not None)
-        worst_days = Counter(r.worst_severity().value for r in reports if r.worst_severity() is not None)
+        worst_days = Counter(r.worst_severity.value for r in reports if r.worst_severity is not None)
         return [["daily runs reported", len(reports)],
                 ["new problems by severity", ", ".join(f"{s}: {new.get(s, 0)}" for s in SEVERITIES)],
                 ["days whose worst finding was P1 / P2", f"{worst_days.get('P1', 0)} / {worst_days.get('P2', 0)}"]]
