@@ -78,7 +78,7 @@ class Platform:
         """Describe the world as it is at `anchor`: metrics for the 8 days before it, with `problems`."""
         self.seed_days({anchor: problems})
 
-    def seed_days(self, days: dict[datetime, frozenset[str] | set[str]]) -> None:
+    def seed_days(self, days: dict[datetime, frozenset[str] | set[str]], history_days: int | None = None) -> None:
         """Describe several days at once, each anchor with its own problems (for multi-day backfills).
 
         Metric problems show before their own anchor only. State problems (ECS task counts, the health
@@ -86,6 +86,8 @@ class Platform:
         """
         if not days:
             raise ValueError("seed_days needs at least one day")
+        if history_days is not None:
+            self.history_days = history_days
         for problems in days.values():
             unknown = set(problems) - PROBLEMS.keys()
             if unknown:

@@ -205,13 +205,14 @@ class Sandbox:
         """Create the platform (once), then metrics for the 8 days up to `anchor`, with `problems`."""
         self.seed_days({anchor: problems})
 
-    def seed_days(self, days: dict[datetime, frozenset[str] | set[str]]) -> None:
-        """Several days at once, each logical date with its own problems (see Platform.seed_days)."""
+    def seed_days(self, days: dict[datetime, frozenset[str] | set[str]], history_days: int | None = None) -> None:
+        """Several days at once, each logical date with its own problems (see Platform.seed_days);
+        `history_days`: how far back the hourly metrics reach from now on (a monthly backfill needs months)."""
         if self.platform is None:
             self.platform = Platform(self.config, self.client, self.health, tls=self.tls, ca=self.ca,
                                      history_days=self.history_days)
             self.platform.create()
-        self.platform.seed_days(days)
+        self.platform.seed_days(days, history_days)
         self.postgres.apply_review_problems(days[max(days)])
 
     @property

@@ -144,7 +144,7 @@ class Standalone:
         tail = self.log_path.read_text(errors="replace")[-6000:]
         pytest.fail(f"timed out waiting for {what}; runs: {self.runs()}\n--- standalone log tail ---\n{tail}")
 
-    def report(self, run_id: str) -> dict:
+    def report(self, run_id: str, dag_id: str = "daily_maintenance") -> dict:
         s3 = self.sandbox.client("s3")
-        key = f"{self.sandbox.config.reports.prefix}/daily_maintenance/{run_id}/report.json"
+        key = f"{self.sandbox.config.reports.prefix}/{dag_id}/{run_id}/report.json"
         return json.loads(s3.get_object(Bucket=self.sandbox.config.reports.bucket, Key=key)["Body"].read())

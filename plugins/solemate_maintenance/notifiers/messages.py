@@ -79,6 +79,18 @@ NEXT_STEPS = {
                        "it and redeploy the service; the CVE ids above say what to look for.",
     "capacity": "Open the chart in the report; raise the limit (maximum tasks, instance class, storage) before the "
                 "date it shows, or find what grows.",
+    "security.s3_public": "Remove the public grant (bucket ACL or policy) and turn on the bucket's public access "
+                          "block now, unless the bucket is meant to serve the public; then check its access logs.",
+    "security.root": "Sign in as root only to fix this: delete root access keys, enable MFA; check CloudTrail for "
+                     "what the root account did (userIdentity.type = Root).",
+    "security.cloudtrail": "Start logging on the organisation's multi-region trail (CloudTrail > Trails), or create "
+                           "one; until then API activity is not recorded.",
+    "security.iam": "Enforce MFA for the user named above, rotate or deactivate the key named above (IAM > Users).",
+    "security": "Fix the finding above in the account; Prowler's check id in the report names the control.",
+    "cost": "Open Cost Explorer for the month, daily and by usage type, for the service named; confirm the change "
+            "is planned or find what is running that should not.",
+    "performance": "Look at the days named in the report and the deployments and incidents on them.",
+    "summary": "The summary is in the reports bucket (report's stakeholder_summary section); send it by hand.",
     "logs.firehose": "Open the delivery stream in the Firehose console: its error says why (IAM role, destination "
                      "bucket or domain); logs are not reaching the archive until it is ACTIVE.",
     "logs.archive_bucket": "Create the log archive bucket or correct log_lifecycle in the platform config.",

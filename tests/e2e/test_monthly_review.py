@@ -1,0 +1,101 @@
+"""monthly_review end to end with dag.test: the month just ended, with a cost spike, a public bucket
+and a console user without MFA; then the same month again, which asks Cost Explorer nothing and does
+not mail the stakeholders twice."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sandbox import monthly as sandbox_monthly
+from sandbox import moto_ce
+from sandbox.world import Sandbox
+from solemate_maintenance.notifiers.delivery import secret_forms
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_ID = "monthly_review"
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+# A manual run dated the 1st at 06:00 reviews the month that ends there (the month just ended).
+RUN_DATE = NOW.replace(day=1, hour=6)
+BROKEN = frozenset({"cost_spike", "public_bucket", "user_without_mfa"})
+
+
+@pytest.fixture(scope="module")
+def sandbox(airflow_db):
+    saved = dict(os.environ)
+    with Sandbox(history_days=70) as world:
+        os.environ.update(world.env())
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.pop(name, None)
+        try:
+            yield world
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags[DAG_ID]
+
+
+def report(sandbox, run_id):
+    s3 = sandbox.client("s3")
+    key = f"{sandbox.config.reports.prefix}/{DAG_ID}/{run_id}/report.json"
+    return json.loads(s3.get_object(Bucket=sandbox.config.reports.bucket, Key=key)["Body"].read())
+
+
+def summary_mails(sandbox):
+    return [m for m in sandbox.smtp.messages() if m["to"] == sandbox.config.monthly_summary.recipients]
+
+
+def test_a_month_with_problems_then_the_same_month_again(sandbox, dag, capfd):
+    sandbox.seed(NOW, BROKEN)
+    sandbox.slack.clear()
+    calls = sum(moto_ce.LEDGER.calls.values())
+    capfd.readouterr()
+    first = dag.test(logical_date=RUN_DATE)
+    printed = "".join(capfd.readouterr())
+    reported = report(sandbox, first.run_id)
+    assert str(first.state) == "failed"
+    states = {ti.task_id: str(ti.state) for ti in first.get_task_instances()}
+    assert states["security_audit"] == "failed" and states["stakeholder_summary"] == "success"
+    problems = {(f["check"], f["resource"]): f["severity"] for f in reported["findings"]
+                if f["status"] in ("warning", "critical")}
+    assert problems[("security.s3_public", sandbox_monthly.PUBLIC_BUCKET)] == "P2"
+    assert problems[("security.iam_mfa", "bob")] == "P3"
+    assert problems[("cost.spike", sandbox_monthly.SPIKED_SERVICE)] == "P3"
+    cost = reported["measurements"]["cost_review"]
+    assert cost["cost_explorer_calls"] == sum(moto_ce.LEDGER.calls.values()) - calls <= 5
+    messages = [m["payload"] for m in sandbox.slack.messages()]
+    [alert] = [m for m in messages if "monthly_review.security_audit failed" in m["text"]]
+    assert sandbox_monthly.PUBLIC_BUCKET in json.dumps(alert)
+    [digest] = [m for m in messages if m not in [alert]]
+    assert "|Daily cost, " in json.dumps(digest)  # the cost chart, linked from Slack
+    [mail] = summary_mails(sandbox)
+    body = "".join(part.get_payload(decode=True).decode() for part in email.message_from_string(mail["data"]).walk()
+                   if not part.is_multipart())
+    assert "Security audit" in body and "Cost " in body and "Service levels (KPIs)" in body
+    everything = printed + json.dumps(messages) + json.dumps(reported) + body
+    for secret in sandbox.secrets():
+        for form in secret_forms(secret):
+            assert form not in everything, f"a form of a secret was printed, sent or written: {form[:4]}…"
+
+    calls = sum(moto_ce.LEDGER.calls.values())
+    again = dag.test(logical_date=RUN_DATE)
+    second = report(sandbox, again.run_id)
+    assert sum(moto_ce.LEDGER.calls.values()) == calls  # zero Cost Explorer requests for the same month
+    assert second["measurements"]["cost_review"]["cost_explorer_calls"] == 0
+    assert second["measurements"]["cost_review"]["total_usd"] == cost["total_usd"]
+    assert len(summary_mails(sandbox)) == 1  # the stakeholders are not mailed the same summary twice
