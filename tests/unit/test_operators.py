@@ -21,6 +21,34 @@ from tests.unit.conftest import problems
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.fixture(scope="module")
+def world():
+    """One platform for the module: creating one costs seconds, and these checks change little."""
+    from moto import mock_aws
+
+    from sandbox.platform import Platform
+    from solemate_maintenance.config import load_config
+    from tests.unit.conftest import cached_clients
+
+    config = load_config()
+    with mock_aws():
+        platform = Platform(config, cached_clients(config.regions.primary))
+        platform.create()
+        yield platform
+
+
+@pytest.fixture
+def platform(world):
+    """The module's platform, healthy at ANCHOR again: seeding resets the services, targets and metrics
+    a test changed; what seeding does not describe (a stopped database) is put back here."""
+    world.seed(ANCHOR)
+    yield world
+    rds = boto3.client("rds", region_name="us-east-1")
+    if rds.describe_db_instances(DBInstanceIdentifier="production-postgres")["DBInstances"][0][
+            "DBInstanceStatus"] != "available":
+        rds.start_db_instance(DBInstanceIdentifier="production-postgres")
+
+
 def run(operator):
     """Execute like Airflow would; return (findings by check, exception or None)."""
     context = make_context(task_id=operator.task_id)
@@ -310,11 +338,19 @@ def test_business_payment_failures_are_p1(platform, config):
     assert "P1" in str(error)
 
 
-def test_business_orders_drop_against_last_week(platform, config):
+def own_datums(matches):
+    """The world's datapoints that match, replaced by copies this test may change: worlds seeded alike
+    share their datapoints (sandbox.platform), so a change in place would leak into later worlds."""
+    import copy
+
     backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID]["us-east-1"]
-    for datum in backend.metric_data:
-        if datum.name == "OrdersPerMinute" and datum.timestamp >= ANCHOR.replace(hour=0):
-            datum.value *= 0.3
+    backend.metric_data = [copy.copy(d) if matches(d) else d for d in backend.metric_data]
+    return [d for d in backend.metric_data if matches(d)]
+
+
+def test_business_orders_drop_against_last_week(platform, config):
+    for datum in own_datums(lambda d: d.name == "OrdersPerMinute" and d.timestamp >= ANCHOR.replace(hour=0)):
+        datum.value *= 0.3
     findings, error = run(business(config))
     assert problems(findings) == {"business.orders_per_minute": "P2"}
     assert findings["business.orders_per_minute"]["metrics"]["drop_percent"]["value"] == pytest.approx(70, abs=1)
@@ -344,10 +380,8 @@ def test_kpis_slow_responses_are_p3(platform, config):
 
 
 def test_kpis_high_error_rate_is_p2(platform, config):
-    backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID]["us-east-1"]
-    for datum in backend.metric_data:
-        if datum.name == "HTTPCode_ELB_5XX_Count" and datum.timestamp >= ANCHOR.replace(day=19):
-            datum.value = 600
+    for datum in own_datums(lambda d: d.name == "HTTPCode_ELB_5XX_Count" and d.timestamp >= ANCHOR.replace(day=19)):
+        datum.value = 600
     findings, error = run(kpis(config))
     assert problems(findings)["kpi.error_rate"] == "P2"
     assert problems(findings)["kpi.availability"] == "P3"
