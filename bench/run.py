@@ -12,6 +12,8 @@
   must not grow with the restore time (the wait is deferred), and its wall time in the sandbox.
 * The daily housekeeping checks over fleets of 10, 100 and 1000 resources per kind: AWS calls
   against the pages AWS needs at most (bench/fleet.py), and wall time.
+* The monthly cost review's Cost Explorer requests (billed per request): a month's first review, a
+  re-run of it (zero: the answers are cached), an older month (bench/cost.py).
 Exits 1 when a target is missed.
 """
 
@@ -41,6 +43,9 @@ TARGETS = {
     "restore_test_wall_s": 60.0,
     # Housekeeping listings over fleets of 10-1000 resources: calls / the pages AWS needs at most.
     "fleet_calls_per_min_page": 1.5,
+    # Cost Explorer bills each request: a month's first review asks a handful, a re-run none.
+    "cost_explorer_first_run_calls": 5.0,
+    "cost_explorer_rerun_calls": 0.0,
 }
 
 TRIVIAL_DAG = """
@@ -156,6 +161,10 @@ def main() -> int:
     from bench.fleet import fleet
 
     results.update(fleet())
+    print("Cost Explorer requests of the monthly cost review (cached in the reports bucket):")
+    from bench.cost import cost_explorer
+
+    results.update(cost_explorer())
     missed = 0
     print(f"\n{'measure':<26}{'value':>10}{'target':>10}")
     for name, value in results.items():
