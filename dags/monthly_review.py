@@ -1,7 +1,8 @@
 """## Monthly review
 
-On the 1st of each month at 06:00 UTC, for the month just ended (the run *for* November has the data
-interval November 1 – December 1, so a backfill of past months reviews each of them):
+On the 3rd of each month at 06:00 UTC, for the month just ended: Cost Explorer has the month's last
+days by then. The run *for* November has the data interval November 3 – December 3 and reviews the
+calendar month November, so a backfill of past months reviews each of them:
 
 * `security_audit`: IAM users without MFA, access keys over 90 days old or unused for 45, root keys,
   root without MFA or used recently (credential report); S3 buckets public by ACL or policy or
@@ -41,7 +42,7 @@ reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
 @dag(
     dag_id="monthly_review",
     description="Monthly security audit, performance report, cached cost review and stakeholder summary",
-    schedule=CronDataIntervalTimetable("0 6 1 * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 6 3 * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

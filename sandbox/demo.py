@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sandbox.platform import DEMO_PROBLEMS, PROBLEMS
@@ -38,9 +38,10 @@ HISTORY_DAYS = {"monthly_review": 70}
 
 
 def last_monthly_run(moment: datetime) -> datetime:
-    """When the monthly review of the last complete month ran: the 1st of this month, 06:00. A manual
-    run at that date gets the month that ends there as its data interval."""
-    return moment.astimezone(UTC).replace(day=1, hour=6, minute=0, second=0, microsecond=0)
+    """When the monthly review last ran (the 3rd, 06:00): a manual run at that date gets the interval
+    ending there, which reviews the calendar month before it."""
+    this_month = moment.astimezone(UTC).replace(day=3, hour=6, minute=0, second=0, microsecond=0)
+    return this_month if this_month <= moment else (this_month.replace(day=1) - timedelta(days=1)).replace(day=3)
 
 
 def current_hour(moment: datetime) -> datetime:

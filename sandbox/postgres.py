@@ -87,6 +87,8 @@ class EmbeddedPostgres:
         self.server.psql(
             f"CREATE ROLE {READONLY_ROLE} LOGIN PASSWORD '{self.password}';"
             f"GRANT CONNECT ON DATABASE {DATABASE} TO {READONLY_ROLE};"
+            # As in production (RDS: pg_monitor): the weekly review sees every session's state.
+            f"GRANT pg_monitor TO {READONLY_ROLE};"
         )
         self.execute(SCHEMA_SQL.read_text())
         self.execute(f"GRANT USAGE ON SCHEMA public TO {READONLY_ROLE};"

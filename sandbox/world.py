@@ -175,6 +175,8 @@ class Sandbox:
         raw["resources"]["alb"]["health_endpoint"] = self.health.health_url
         raw["alerts"]["digest_email"] = ["platform-ops@solemate.example"]
         raw.setdefault("monthly_summary", {})["recipients"] = ["leadership@solemate.example"]
+        # The embedded server started seconds ago: its usage statistics are as old as it is.
+        raw["checks"].setdefault("database", {})["unused_index_min_stats_days"] = 0
         raw.setdefault("checks", {}).setdefault("certificates", {})["endpoints"] = [
             {"host": "127.0.0.1", "port": self.tls.port, "server_name": PUBLIC_NAME,
              "ca_bundle": str(self.ca.bundle_path)}]

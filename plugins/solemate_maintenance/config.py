@@ -295,6 +295,8 @@ class DatabaseMaintenanceCheck(_Strict):
     slow_statement_mean_ms: float = Field(default=500, gt=0)
     # Unused indexes smaller than this are noise; above it they cost writes and storage.
     unused_index_min_mb: float = Field(default=1, ge=0)
+    # Usage statistics restart after a reset, a crash or a failover: call an index unused only after this long.
+    unused_index_min_stats_days: int = Field(default=30, ge=0)
     # Dead tuples / (live + dead), for tables with at least min_dead_tuples dead rows.
     dead_tuple_percent: UpperPercent = UpperPercent(warning=10, critical=20)
     min_dead_tuples: int = Field(default=1000, ge=0)
@@ -329,6 +331,8 @@ class VulnerabilityCheck(_Strict):
 
     # How many CVE ids a finding names (the report has the full count).
     cves_shown: int = Field(default=10, ge=1, le=100)
+    # A scan older than this no longer vouches for the image (basic scanning runs on push only).
+    max_scan_age_days: int = Field(default=30, gt=0)
 
 
 class CapacityCheck(_Strict):

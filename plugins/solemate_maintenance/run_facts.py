@@ -60,8 +60,10 @@ class RunFacts:
             logical_date_source=source,
             clear_number=int(getattr(dag_run, "clear_number", 0) or 0),
             # A run is due at the end of its data interval (the logical date itself for a trigger
-            # timetable; the month's end for the monthly review): its age counts from then.
-            age=(now - (context.get("data_interval_end") or logical_date)) if logical_date else timedelta(0),
+            # timetable; the month's end for the monthly review): its age counts from then. A run
+            # without a logical date is about the time it runs after, whatever interval it was given.
+            age=(now - ((context.get("data_interval_end") if source == "logical_date" else None) or logical_date))
+            if logical_date else timedelta(0),
             page_max_age=timedelta(hours=page_max_age_hours),
         )
 

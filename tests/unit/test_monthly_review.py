@@ -285,7 +285,8 @@ def test_stakeholder_summary_tells_the_month_and_is_mailed_once(world_with, tmp_
     upstream = {"performance_report": {"kpis": {"p95_ms": {"name": "P95 response time", "value": 250.0,
                                                            "target": 500, "met": True, "days": 31,
                                                            "days_missed": []}}},
-                "cost_review": {"headline": "Cost October 2026: $5,144.28 (+31 % on September 2026)"}}
+                "cost_review": {"total_usd": 5144.28, "previous_total_usd": 3939.62, "month": "2026-10-01",
+                                "tables": {"Cost anomalies": {"rows": [["2026-10-15", "ECS", 1075.95, 0.9]]}}}}
     try:
         outcomes = []
         for _ in range(2):  # the second run (a retry, a re-run) must not mail it again
@@ -309,4 +310,35 @@ def test_stakeholder_summary_tells_the_month_and_is_mailed_once(world_with, tmp_
     assert "| daily runs reported | 2 |" in markdown
     assert "| passed | 11.2 min | 1.5 min |" in markdown
     assert "| P95 response time | 250.0 | 500 | met | 0 of 31 days missed |" in markdown
-    assert "Cost October 2026: $5,144.28" in markdown and "no DR drill stored for this month" in markdown
+    assert "| total | $5,144.28 | +31 % on the month before |" in markdown and "| anomalies | 1 |" in markdown
+    assert "no DR drill stored for this month" in markdown
+
+
+def test_account_public_access_block_covers_buckets_and_an_unreadable_bucket_does_not_end_the_audit(
+        world_with, monkeypatch):
+    from moto.s3.exceptions import BucketAccessDeniedError
+    from moto.s3.models import S3Backend
+
+    world = world_with()
+    s3, s3control = world._client("s3"), world._client("s3control")
+    s3.delete_public_access_block(Bucket=CONFIG.reports.bucket)
+    findings, _, _ = run(audit())
+    assert problems(findings) == {("security.s3_public_access_block", CONFIG.reports.bucket): "P3"}
+    block = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+             "RestrictPublicBuckets": True}
+    s3control.put_public_access_block(AccountId=DEFAULT_ACCOUNT_ID, PublicAccessBlockConfiguration=block)
+    original = S3Backend.get_bucket_encryption
+
+    def denied(self, bucket_name, *args, **kwargs):
+        if bucket_name == "solemate-cloudtrail":
+            raise BucketAccessDeniedError(bucket=bucket_name)
+        return original(self, bucket_name, *args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "get_bucket_encryption", denied)
+    try:
+        findings, _, _ = run(audit())
+    finally:
+        s3control.delete_public_access_block(AccountId=DEFAULT_ACCOUNT_ID)
+    found = problems(findings)
+    assert found == {("security.s3_unreadable", "solemate-cloudtrail"): "P3"}  # the account block covers the rest
+    assert [f["status"] for f in by_check(findings, "security.cloudtrail")] == ["ok"]  # the audit went on

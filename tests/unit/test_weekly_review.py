@@ -98,7 +98,7 @@ def test_database_review_healthy_names_the_missing_pg_stat_statements_and_its_fi
 
 def test_bloated_table_and_unused_index_are_found_with_recommendations(world_with, platform_db):
     world_with("database_bloat")
-    findings, error, measured = run(database())
+    findings, error, measured = run(database(unused_index_min_stats_days=0))  # the server started just now
     assert error is None  # P3/P4: the report, not a page
     found = problems(findings)
     database_id = CONFIG.resources.rds.instance_id
@@ -358,3 +358,31 @@ def test_fit_trend(values, limit, direction, expected):
         assert trend.days_to_limit is None
     else:
         assert trend.days_to_limit == pytest.approx(expected, abs=0.01)
+
+
+def test_young_statistics_do_not_call_an_index_unused_and_a_blind_role_is_said(world_with, platform_db):
+    world_with("database_bloat")
+    findings, _, _ = run(database())  # 30 days of statistics needed; the embedded server is minutes old
+    [unused] = by_check(findings, "db.unused_index")
+    assert unused["status"] == "skipped" and "statistics only cover 0 days" in unused["summary"]
+    platform_db.execute("REVOKE pg_monitor FROM maintenance_ro;")
+    try:
+        findings, _, _ = run(database())
+    finally:
+        platform_db.execute("GRANT pg_monitor TO maintenance_ro;")
+    assert not by_check(findings, "db.connections") and not by_check(findings, "db.long_transaction")
+    blind = by_check(findings, "db.monitoring_role")[0]
+    assert blind["severity"] == "P3" and "GRANT pg_monitor" in blind["summary"]
+
+
+def test_statement_literals_never_reach_the_report(platform_db):
+    platform_db.stand_in_pg_stat_statements([(7, "ALTER ROLE app PASSWORD 'hunter2-secret'", 3, 900.0)])
+    holder = psycopg2.connect(**{**_ro(platform_db), "application_name": "solemate-backend"})
+    try:
+        holder.cursor().execute("SELECT 'card 4111111111111111' FROM orders LIMIT 1")
+        findings, _, measured = run(database(long_transaction_minutes=Upper(warning=0, critical=60)))
+    finally:
+        holder.close()
+    text = json.dumps(findings) + json.dumps(measured)
+    assert "hunter2-secret" not in text and "4111111111111111" not in text
+    assert "ALTER ROLE app PASSWORD '?'" in text and "SELECT '?' FROM orders" in text

@@ -1,2 +1,5 @@
--- Since when the usage statistics (index scans, dead tuples) have been counted.
-SELECT stats_reset FROM pg_stat_database WHERE datname = current_database();
+-- Since when the usage statistics (index scans, dead tuples) have been counted: their reset, or else
+-- the server's start (statistics do not survive a crash or a failover).
+SELECT coalesce(stats_reset, pg_postmaster_start_time()) AS stats_since,
+       stats_reset IS NULL AS since_server_start
+FROM pg_stat_database WHERE datname = current_database();

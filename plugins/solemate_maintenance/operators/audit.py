@@ -132,53 +132,81 @@ class SecurityAuditOperator(MaintenanceCheckOperator):
     # -- S3 -----------------------------------------------------------------------------------------
     def _buckets(self) -> Iterable[Finding]:
         s3 = self.client("s3")
-        buckets = [b["Name"] for page in self.pages(s3, "list_buckets") for b in page.get("Buckets", [])]
+        listed = [b for page in self.pages(s3, "list_buckets") for b in page.get("Buckets", [])]
+        account_block = self._account_public_access_block()
+        regional: dict[str, Any] = {}
         exposed = 0
-        for bucket in buckets:
-            region = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
-            regional = self.client("s3", region)
+        for bucket in listed:
+            name = bucket["Name"]
             try:
-                block = regional.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+                region = bucket.get("BucketRegion") or _bucket_region(s3.get_bucket_location(Bucket=name))
+                if region not in regional:
+                    regional[region] = self.client("s3", region)
+                found = list(self._bucket(regional[region], name, account_block))
             except Exception as exc:
-                if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
+                code = error_code(exc)
+                if code is None:
                     raise
-                block = {}
-            fully_blocked = all(block.get(k) for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
-                                                        "RestrictPublicBuckets"))
-            public_by_acl = not block.get("IgnorePublicAcls") and any(
-                g.get("Grantee", {}).get("URI") in PUBLIC_GRANTEES
-                for g in regional.get_bucket_acl(Bucket=bucket).get("Grants", []))
-            public_by_policy = False
-            if not block.get("RestrictPublicBuckets"):
-                try:
-                    public_by_policy = regional.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"]
-                except Exception as exc:
-                    if error_code(exc) not in ("NoSuchBucketPolicy", "NotImplemented"):
-                        raise
-            if public_by_acl or public_by_policy:
-                exposed += 1
-                how = " and ".join(w for w, on in (("ACL", public_by_acl), ("bucket policy", public_by_policy)) if on)
-                yield _finding("security.s3_public", bucket, Severity.P2,
-                               f"bucket {bucket} is public by {how}: remove the public grant and turn on the public "
-                               "access block, unless it is meant to serve the public", "s3_bucket_public_access")
-            elif not fully_blocked:
-                exposed += 1
-                yield _finding("security.s3_public_access_block", bucket, Severity.P3,
-                               f"bucket {bucket} has no complete public access block: one policy or ACL edit away "
-                               "from public", "s3_bucket_level_public_access_block")
-            try:
-                regional.get_bucket_encryption(Bucket=bucket)
-            except Exception as exc:
-                if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
-                    raise
-                exposed += 1
-                yield _finding("security.s3_encryption", bucket, Severity.P3,
-                               f"bucket {bucket} has no default encryption: set SSE-S3 or SSE-KMS",
-                               "s3_bucket_default_encryption")
+                # One bucket we may not read (an explicit Deny, a bucket being deleted) must not end the audit.
+                found = [_finding("security.s3_unreadable", name, Severity.P3,
+                                  f"bucket {name} could not be audited ({code}): give the audit role read access "
+                                  "to its ACL, policy status, public access block and encryption",
+                                  "s3_bucket_public_access", error=code)]
+            exposed += sum(f.is_problem for f in found)
+            yield from found
         if not exposed:
-            yield _finding("security.s3", f"{len(buckets)} buckets", None,
-                           "no public bucket; every bucket blocks public access and encrypts by default",
+            scope = " (the account's public access block covers them)" if _blocks_all(account_block) else ""
+            yield _finding("security.s3", f"{len(listed)} buckets", None,
+                           f"no public bucket; every bucket blocks public access{scope} and encrypts by default",
                            "s3_bucket_public_access")
+
+    def _account_public_access_block(self) -> dict[str, Any]:
+        account = self.client("sts").get_caller_identity()["Account"]
+        try:
+            return self.client("s3control").get_public_access_block(AccountId=account)[
+                "PublicAccessBlockConfiguration"]
+        except Exception as exc:
+            if error_code(exc) not in ("NoSuchPublicAccessBlockConfiguration", "AccessDenied"):
+                raise
+            return {}
+
+    def _bucket(self, regional: Any, bucket: str, account_block: dict[str, Any]) -> Iterable[Finding]:
+        try:
+            block = regional.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        except Exception as exc:
+            if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
+                raise
+            block = {}
+        # Prowler's semantics: the account-level block counts for every bucket, either level will do.
+        effective = {k: bool(block.get(k) or account_block.get(k)) for k in
+                     ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
+        public_by_acl = not effective["IgnorePublicAcls"] and any(
+            g.get("Grantee", {}).get("URI") in PUBLIC_GRANTEES
+            for g in regional.get_bucket_acl(Bucket=bucket).get("Grants", []))
+        public_by_policy = False
+        if not effective["RestrictPublicBuckets"]:
+            try:
+                public_by_policy = regional.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"]
+            except Exception as exc:
+                if error_code(exc) not in ("NoSuchBucketPolicy", "NotImplemented"):
+                    raise
+        if public_by_acl or public_by_policy:
+            how = " and ".join(w for w, on in (("ACL", public_by_acl), ("bucket policy", public_by_policy)) if on)
+            yield _finding("security.s3_public", bucket, Severity.P2,
+                           f"bucket {bucket} is public by {how}: remove the public grant and turn on the public "
+                           "access block, unless it is meant to serve the public", "s3_bucket_public_access")
+        elif not (effective["IgnorePublicAcls"] and effective["RestrictPublicBuckets"]):
+            yield _finding("security.s3_public_access_block", bucket, Severity.P3,
+                           f"bucket {bucket} has no public access block (bucket or account level): one policy or "
+                           "ACL edit away from public", "s3_bucket_level_public_access_block")
+        try:
+            regional.get_bucket_encryption(Bucket=bucket)
+        except Exception as exc:
+            if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+                raise
+            yield _finding("security.s3_encryption", bucket, Severity.P3,
+                           f"bucket {bucket} has no default encryption: set SSE-S3 or SSE-KMS",
+                           "s3_bucket_default_encryption")
 
     # -- encryption at rest ---------------------------------------------------------------------------
     def _encryption(self) -> Iterable[Finding]:
@@ -208,13 +236,36 @@ class SecurityAuditOperator(MaintenanceCheckOperator):
     def _cloudtrail(self) -> Iterable[Finding]:
         cloudtrail = self.client("cloudtrail")
         trails = cloudtrail.describe_trails(includeShadowTrails=True)["trailList"]
-        logging = [t["Name"] for t in trails if t.get("IsMultiRegionTrail")
-                   and cloudtrail.get_trail_status(Name=t["TrailARN"]).get("IsLogging")]
+        logging, unreadable = [], []
+        for trail in trails:
+            if not trail.get("IsMultiRegionTrail"):
+                continue
+            try:
+                # Asked in the trail's home region: elsewhere an organisation's or a shadow trail may be refused.
+                home = self.client("cloudtrail", trail.get("HomeRegion"))
+                if home.get_trail_status(Name=trail["TrailARN"]).get("IsLogging"):
+                    logging.append(trail["Name"])
+            except Exception as exc:
+                if error_code(exc) is None:
+                    raise
+                unreadable.append(f"{trail['Name']} ({error_code(exc)})")
         if logging:
-            yield _finding("security.cloudtrail", ", ".join(logging), None, "a multi-region trail is logging",
-                           "cloudtrail_multi_region_enabled")
+            yield _finding("security.cloudtrail", ", ".join(sorted(set(logging))), None,
+                           "a multi-region trail is logging", "cloudtrail_multi_region_enabled")
         else:
             yield _finding("security.cloudtrail", "account", Severity.P2,
                            "no multi-region CloudTrail trail is logging: API activity is not recorded (create one, "
-                           "or start logging)", "cloudtrail_multi_region_enabled",
-                           trails=[t["Name"] for t in trails])
+                           "or start logging)" + (f"; status unreadable for {', '.join(unreadable)}" if unreadable
+                                                  else ""),
+                           "cloudtrail_multi_region_enabled", trails=[t["Name"] for t in trails])
+
+
+def _bucket_region(location: dict[str, Any]) -> str:
+    """GetBucketLocation's answer as a region: None is us-east-1, and legacy buckets say "EU"."""
+    constraint = location.get("LocationConstraint")
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(constraint, constraint)
+
+
+def _blocks_all(block: dict[str, Any]) -> bool:
+    return all(block.get(k) for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                      "RestrictPublicBuckets"))

@@ -21,7 +21,7 @@ from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, Maintenan
 from solemate_maintenance.report_store import ReportStore
 from solemate_maintenance.window import TimeWindow, report_date
 
-GB = 1000**3  # CloudWatch's FreeStorageSpace is bytes; the config's limit is decimal GB like the console's
+GB = 1024**3  # FreeStorageSpace is bytes; GiB, as the daily RDS check reads the same limit
 HOUR = 3600
 HORIZON_DAYS = 90  # a crossing further out than this is "not within 90 days", not a precise date
 

@@ -22,7 +22,10 @@ from solemate_maintenance.redaction import trim
 # ListCertificates returns RSA-2048 certificates only unless asked for every key type.
 ALL_KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1",
                  "EC_secp521r1"]
-LISTED_STATUSES = ["ISSUED", "EXPIRED", "INACTIVE"]
+LISTED_STATUSES = ["PENDING_VALIDATION", "ISSUED", "INACTIVE", "EXPIRED", "VALIDATION_TIMED_OUT", "REVOKED",
+                   "FAILED"]
+# Statuses whose expiry date means something; the others are judged by their status.
+DATED_STATUSES = {"ISSUED", "EXPIRED", "INACTIVE"}
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,17 @@ class CertificateExpiryOperator(MaintenanceCheckOperator):
             rows.append([domain, region, not_after.strftime("%Y-%m-%d") if not_after else "—", days,
                          cert.get("Type", "?"), len(in_use)])
             resource = f"{domain} ({region}, {arn.rsplit('/', 1)[-1][:8]})"
+            status = cert.get("Status", "ISSUED")
+            if status not in DATED_STATUSES:
+                if status == "REVOKED" and in_use:
+                    yield Finding(check="certificates.acm", resource=resource, status=Status.CRITICAL,
+                                  severity=Severity.P1,
+                                  summary=f"REVOKED but still attached to {', '.join(in_use)}: browsers refuse it; "
+                                          "attach a valid certificate now")
+                elif status in ("FAILED", "VALIDATION_TIMED_OUT"):
+                    yield Finding(check="certificates.acm", resource=resource, status=Status.WARNING,
+                                  severity=Severity.P4, summary=f"{status}: request it again or delete it")
+                continue
             yield self._expiry_finding("certificates.acm", resource, days, not_after, in_use=bool(in_use),
                                        how_to_renew=_renewal_hint(cert))
             renewal = cert.get("RenewalSummary") or {}

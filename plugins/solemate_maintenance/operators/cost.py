@@ -1,9 +1,9 @@
 """The monthly cost review: Cost Explorer, asked as little as possible.
 
 Cost Explorer bills every request ($0.01 each), so each answer is cached in the reports bucket under
-a key derived from the request. A month whose figures have settled (a few days after it ends) is
-never asked again; a younger answer (and any forecast) is reused for `unsettled_cache_hours`. A
-re-run of a month, or a retry of the task, therefore makes no Cost Explorer call at all.
+a key derived from the request. A month whose figures have settled (`settle_days` after it ends) is
+never asked again; a younger answer (and any forecast) is reused for `unsettled_cache_hours` (24 h).
+A re-run of a settled month, or a retry or re-run within a day, makes no Cost Explorer call at all.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from solemate_maintenance.report_store import ObjectNotReadable, ReportStore
 from solemate_maintenance.window import TimeWindow, month_reviewed, report_date
 
 METRIC = "UnblendedCost"
+ANOMALY_HISTORY_DAYS = 90
 BY_SERVICE = [{"Type": "DIMENSION", "Key": "SERVICE"}]
 
 
@@ -131,14 +132,21 @@ class CostReviewOperator(MaintenanceCheckOperator):
             "Metrics": [METRIC]}, period_end=following.isoformat(), merge="ResultsByTime")
         days = [(datetime.fromisoformat(r["TimePeriod"]["Start"]).replace(tzinfo=UTC), _amount(r.get("Total", {})))
                 for r in daily.get("ResultsByTime", [])]
+        # Cost Anomaly Detection keeps 90 days: an older month's "no anomaly" would be a guess, not a finding.
+        anomalies_kept = first >= now.date() - timedelta(days=ANOMALY_HISTORY_DAYS)
         anomalies = cache.ask("get_anomalies", {
             "DateInterval": {"StartDate": first.isoformat(), "EndDate": (following - timedelta(days=1)).isoformat()},
-            "MaxResults": 100}, period_end=following.isoformat(), merge="Anomalies").get("Anomalies", [])
+            "MaxResults": 100}, period_end=following.isoformat(), merge="Anomalies").get("Anomalies", []) \
+            if anomalies_kept else []
         total = sum(v[1] for v in services.values())
         previous_total = sum(v[0] for v in services.values())
         label = _month_label(first)
         yield from self._movers(services, label, _month_label(previous))
-        yield from self._anomalies(anomalies, label)
+        if anomalies_kept:
+            yield from self._anomalies(anomalies, label)
+        else:
+            yield Finding(check="cost.anomaly", resource=label, status=Status.SKIPPED,
+                          summary=f"Cost Anomaly Detection keeps {ANOMALY_HISTORY_DAYS} days: {label} is older")
         forecast = self._forecast(cache, now, following)
         yield from self._budget(total, forecast, label)
         chart = Chart(name="cost-daily", title=f"Daily cost, {label} (USD)", unit="USD",
@@ -199,8 +207,9 @@ class CostReviewOperator(MaintenanceCheckOperator):
                                   f"${self.settings.spike_min_usd:g} on {previous_label}")
 
     def _anomalies(self, anomalies: list[dict[str, Any]], label: str) -> Iterable[Finding]:
-        big = [a for a in anomalies
-               if float(a.get("Impact", {}).get("TotalImpact", 0)) >= self.settings.anomaly_min_impact_usd]
+        # An anomaly someone marked as planned in the console was looked at: not a finding again.
+        big = [a for a in anomalies if a.get("Feedback") != "PLANNED_ACTIVITY"
+               and float(a.get("Impact", {}).get("TotalImpact", 0)) >= self.settings.anomaly_min_impact_usd]
         for a in big:
             impact = float(a["Impact"]["TotalImpact"])
             resource = f"{_root_service(a)} from {a.get('AnomalyStartDate', '')[:10]}"

@@ -8,7 +8,7 @@ wraparound, long transactions and connections. Recommendations go to the report;
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,15 +111,24 @@ class _Review:
         self.tables[title] = {"columns": columns, "rows": rows}
 
     def run(self) -> Iterable[Finding]:
-        reset = self.query("stats_reset")
-        since = reset[0]["stats_reset"] if reset and reset[0]["stats_reset"] else None
-        self.since = since.isoformat(timespec="minutes") if since else "the server's start"
+        reset = self.query("stats_reset")[0]
+        self.stats_since = reset["stats_since"]
+        self.since = (f"{_when(self.stats_since)}"
+                      + (" (the server's start)" if reset["since_server_start"] else " (statistics reset)"))
         yield from self.statements()
         yield from self.unused_indexes()
         yield from self.table_health()
         yield from self.xid_age()
-        yield from self.long_transactions()
-        yield from self.connections()
+        if self.query("can_see_other_sessions")[0]["allowed"]:
+            yield from self.long_transactions()
+            yield from self.connections()
+        else:
+            grant = "GRANT pg_monitor TO <the platform_db user>"
+            self.recommendations.append(["monitoring role", grant])
+            yield Finding(check="db.monitoring_role", resource=self.database, status=Status.WARNING,
+                          severity=Severity.P3,
+                          summary="long transactions and connections not checked: the platform_db user cannot see "
+                                  f"other sessions (no pg_read_all_stats); fix: {grant}")
 
     def measurements(self) -> dict[str, Any]:
         self.table("Recommendations (nothing was changed)", ["for", "recommendation"], self.recommendations)
@@ -170,6 +179,17 @@ class _Review:
     def unused_indexes(self) -> Iterable[Finding]:
         rows = self.query("unused_indexes")
         big = [r for r in rows if r["size_bytes"] >= self.thresholds.unused_index_min_mb * MB]
+        counted_days = (datetime.now(UTC) - self.stats_since).days
+        if big and counted_days < self.thresholds.unused_index_min_stats_days:
+            # A few days of statistics (after a failover or a reset) make every rarely used index look unused.
+            self.table(f"Unused indexes (no scan since {self.since})", ["index", "table", "size MB"],
+                       [[f"{r['schemaname']}.{r['index_name']}", r["table_name"], _mb(r["size_bytes"])] for r in rows])
+            self.headline.append(f"unused indexes not judged ({counted_days} days of statistics)")
+            yield Finding(check="db.unused_index", resource=self.database, status=Status.SKIPPED,
+                          summary=f"{len(big)} index(es) without a scan, but statistics only cover {counted_days} "
+                                  f"days (since {self.since}); judged after "
+                                  f"{self.thresholds.unused_index_min_stats_days} days")
+            return
         self.table(f"Unused indexes (no scan since {self.since})", ["index", "table", "size MB"],
                    [[f"{r['schemaname']}.{r['index_name']}", r["table_name"], _mb(r["size_bytes"])] for r in rows])
         for r in big:

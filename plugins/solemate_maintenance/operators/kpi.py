@@ -69,8 +69,11 @@ class KpiOperator(MaintenanceCheckOperator):
                 alb("requests", "RequestCount", "Sum", return_data=False),
                 alb("target5xx", "HTTPCode_Target_5XX_Count", "Sum", return_data=False),
                 alb("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum", return_data=False),
+                # RequestCount leaves out requests refused before a target was chosen (503 with no healthy
+                # target): they belong in the denominator, or an outage would exceed 100 % or read as no data.
                 MetricQuery(id="error_rate", period=period,
-                            expression="100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / requests"),
+                            expression="100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / "
+                                       "(FILL(requests, 0) + FILL(elb5xx, 0))"),
             ],
             window,
         )

@@ -28,8 +28,11 @@ def _alb_queries(prefix: str, dims: dict[str, str], period: int) -> list[MetricQ
     return [alb("p95", "TargetResponseTime", "p95"), alb("p99", "TargetResponseTime", "p99"),
             alb("requests", "RequestCount", "Sum"), alb("target5xx", "HTTPCode_Target_5XX_Count", "Sum", False),
             alb("elb5xx", "HTTPCode_ELB_5XX_Count", "Sum", False),
+            # RequestCount leaves out what the load balancer refused before choosing a target (a 503 with
+            # no healthy target): those count in the denominator too, or an outage would read as no data.
             MetricQuery(id=f"{prefix}errors", period=period,
-                        expression=f"100 * (FILL({prefix}target5xx, 0) + FILL({prefix}elb5xx, 0)) / {prefix}requests")]
+                        expression=f"100 * (FILL({prefix}target5xx, 0) + FILL({prefix}elb5xx, 0)) / "
+                                   f"(FILL({prefix}requests, 0) + FILL({prefix}elb5xx, 0))")]
 
 
 class PerformanceReportOperator(MaintenanceCheckOperator):

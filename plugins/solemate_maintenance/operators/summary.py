@@ -19,7 +19,7 @@ from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.report import RunReport
 from solemate_maintenance.report_store import ReportStore, date_stamp
-from solemate_maintenance.window import TimeWindow, month_reviewed, report_date
+from solemate_maintenance.window import TimeWindow, month_reviewed
 
 SEVERITIES = ["P1", "P2", "P3", "P4"]
 
@@ -73,7 +73,9 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
         markdown = _markdown(title, sections)
         body = _html(title, sections)
         dag_id = context["ti"].dag_id
-        keys = {name: store.date_key(dag_id, report_date(context), name) for name in ("summary.md", "summary.html")}
+        # Filed by the month reviewed, not the run's date: a manual re-review of the month finds the same files
+        # and the same sent-marker (and does not mail the stakeholders again).
+        keys = {name: self._month_key(store, dag_id, month, name) for name in ("summary.md", "summary.html")}
         store.s3.load_string(markdown, key=keys["summary.md"], bucket_name=self.bucket, replace=True)
         store.s3.load_string(body, key=keys["summary.html"], bucket_name=self.bucket, replace=True)
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
@@ -92,7 +94,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
                           summary="no recipients configured (monthly_summary.recipients): summary stored, not sent")
             return
         digest = hashlib.sha256(body.encode()).hexdigest()
-        sent_key = store.date_key(dag_id, report_date(context), "summary-sent.json")
+        sent_key = self._month_key(store, dag_id, month, "summary-sent.json")
         sent = store.read_json(sent_key)
         if sent and sent.get("sha256") == digest and sent.get("to") == recipients:
             yield Finding(check="summary.email", resource=resource, status=Status.OK,
@@ -110,6 +112,10 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
                              key=sent_key, bucket_name=self.bucket, replace=True)
         yield Finding(check="summary.email", resource=resource, status=Status.OK,
                       summary=f"sent to {', '.join(recipients)}")
+
+    @staticmethod
+    def _month_key(store: ReportStore, dag_id: str, month: TimeWindow, name: str) -> str:
+        return store.key(dag_id, "by-month", month.start.strftime("%Y-%m"), name)
 
     def _reports(self, store: ReportStore, dag_id: str, month: TimeWindow) -> list[RunReport]:
         prefix = store.key(dag_id, "by-logical-date") + "/"
@@ -156,7 +162,15 @@ def _kpis(performance: dict[str, Any]) -> list[list[Any]]:
 
 
 def _cost(cost: dict[str, Any]) -> list[list[Any]]:
-    return [[cost["headline"]]] if cost.get("headline") else [["not measured"]]
+    """The closed month's figures; not the forecast, which changes daily and would make every re-run a
+    different summary (and a second e-mail)."""
+    if "total_usd" not in cost:
+        return [["not measured"]]
+    month = cost.get("month", "")
+    previous = cost.get("previous_total_usd") or 0
+    change = f"{100 * (cost['total_usd'] - previous) / previous:+.0f} % on the month before" if previous else ""
+    return [["total", f"${cost['total_usd']:,.2f}", change],
+            ["anomalies", len(cost.get("tables", {}).get("Cost anomalies", {}).get("rows", [])), month]]
 
 
 def _minutes(value: Any) -> str:

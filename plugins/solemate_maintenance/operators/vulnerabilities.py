@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from solemate_maintenance.aws_errors import error_code
@@ -51,6 +52,9 @@ class ImageVulnerabilityOperator(MaintenanceCheckOperator):
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         images = self._running_images()
+        for missing in self.missing:  # a service we cannot see is a service nobody checks
+            yield Finding(check="vulnerabilities.service", resource=f"{self.cluster}/{missing}", status=Status.WARNING,
+                          severity=Severity.P3, summary=f"service {missing} not found: its image was not checked")
         rows: list[list[Any]] = []
         for image in images.values():
             yield from self._scan(image, rows)
@@ -68,7 +72,12 @@ class ImageVulnerabilityOperator(MaintenanceCheckOperator):
     def _running_images(self) -> dict[tuple[str, str | None], RunningImage]:
         ecs = self.client("ecs")
         names = [s.name for s in self.services]
-        described = ecs.describe_services(cluster=self.cluster, services=names)["services"]
+        described, self.missing = [], []
+        for i in range(0, len(names), 10):  # DescribeServices takes at most 10 names
+            answer = ecs.describe_services(cluster=self.cluster, services=names[i:i + 10])
+            described += answer["services"]
+            self.missing += [f.get("arn", "?").rsplit("/", 1)[-1] + f" ({f.get('reason', '?')})"
+                             for f in answer.get("failures", [])]
         images: dict[tuple[str, str | None], RunningImage] = {}
         for service in described:
             tasks = [arn for page in self.pages(ecs, "list_tasks", cluster=self.cluster,
@@ -158,6 +167,15 @@ class ImageVulnerabilityOperator(MaintenanceCheckOperator):
                                   f"({digest}): {', '.join(ids[:shown])}{more}; rebuild on a patched base image "
                                   "and redeploy",
                           details={**details, "cves": ids})
+        completed = found.get("imageScanCompletedAt")
+        age = (datetime.now(UTC) - completed).days if isinstance(completed, datetime) else None
+        if age is not None and age > self.thresholds.max_scan_age_days:
+            # A basic scan runs on push only: an old image's clean result says nothing of newer CVEs.
+            yield Finding(check="vulnerabilities.scan_age", resource=resource, status=Status.WARNING,
+                          severity=Severity.P3,
+                          summary=f"the scan of the image {services} runs is {age} days old: rescan it, or turn on "
+                                  "enhanced (continuous) scanning", details=details)
         if not critical and not high:
             yield Finding(check="vulnerabilities.scan", resource=resource, status=Status.OK,
-                          summary=f"no critical or high vulnerability ({other} lower) in the image {services} runs")
+                          summary=f"no critical or high vulnerability ({other} lower) in the image {services} runs"
+                                  + (f" (scanned {age} days ago)" if age is not None else ""))
