@@ -36,7 +36,7 @@ def _active(incidents: Sequence[Incident], ts: datetime, before: timedelta) -> f
 
 
 def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[Incident],
-             seed: int = 7) -> Iterator[tuple[str, dict]]:
+             seed: int = 7, origin: datetime | None = None) -> Iterator[tuple[str, dict]]:
     """Yield (namespace, MetricData entry) pairs every 5 minutes from start to end.
 
     Each incident is (anchor, problems): the problems distort the data only shortly before that
@@ -44,6 +44,7 @@ def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[I
     day for the ALB latency KPI. Several incidents describe several days, each with its own problems.
     """
     rng = random.Random(seed)
+    origin = origin or start  # where free storage starts falling: one line across several spans
     ts = start
     while ts < end:
         recent_problems = _active(incidents, ts, timedelta(hours=3))
@@ -60,7 +61,7 @@ def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[I
             "DatabaseConnections": round(_daily(ts, 60, 180) + jitter(-10, 10)),
             "ReadLatency": 0.002 + jitter(0, 0.001),
             "WriteLatency": 0.003 + jitter(0, 0.001),
-            "FreeStorageSpace": 60 * GIB - (ts - start).total_seconds() * 1000,
+            "FreeStorageSpace": 60 * GIB - (ts - origin).total_seconds() * 1000,
         })
         hits = _daily(ts, 3000, 12000)
         yield from _entries("AWS/ElastiCache", {"CacheClusterId": names.cache_cluster}, ts, {
@@ -105,13 +106,12 @@ HOUR = timedelta(hours=1)
 # Capacity planning reads four weeks; the 5-minute week above is too costly to build for 36 days, so
 # the weeks before it are hourly (CloudWatch keeps hourly data for 15 months anyway).
 GROWTH = timedelta(days=28)
-FIVE_MINUTE_DAYS = timedelta(days=14)
 
 
-def history(names: Names, start: datetime, end: datetime, incidents: Sequence[Incident], length: timedelta,
-            seed: int = 11) -> Iterator[tuple[str, dict]]:
-    """Hourly capacity metrics for the weeks before `start`, and the service's running task count
-    (Container Insights) hourly up to `end`. "capacity_growth" makes the task count climb for four
+def history(names: Names, spans: Sequence[tuple[datetime, datetime]], end: datetime, incidents: Sequence[Incident],
+            length: timedelta, seed: int = 11) -> Iterator[tuple[str, dict]]:
+    """Hourly capacity and traffic metrics outside the 5-minute `spans`, and the service's running
+    task count (Container Insights) hourly up to `end`. "capacity_growth" makes the task count climb for four
     weeks to each anchor, towards the service's 20-task maximum."""
     rng = random.Random(seed)
     growing = [anchor for anchor, problems in incidents if "capacity_growth" in problems]
@@ -125,13 +125,13 @@ def history(names: Names, start: datetime, end: datetime, incidents: Sequence[In
             if anchor - GROWTH <= ts < anchor:
                 tasks = max(tasks, round(4 + 10 * (ts - (anchor - GROWTH)) / GROWTH))
         yield from _entries("ECS/ContainerInsights", ecs, ts, {"RunningTaskCount": tasks})
-        if ts < start:
+        if not any(span_start <= ts < span_end for span_start, span_end in spans):
             yield from _entries("AWS/ECS", ecs, ts, {"CPUUtilization": _daily(ts, 20, 45) + jitter(-3, 3),
                                                      "MemoryUtilization": 50 + jitter(-4, 4)})
             yield from _entries("AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, ts, {
                 "CPUUtilization": _daily(ts, 15, 40) + jitter(-3, 3),
                 "DatabaseConnections": round(_daily(ts, 60, 180) + jitter(-10, 10)),
-                "FreeStorageSpace": 60 * GIB - (ts - start).total_seconds() * 1000})
+                "FreeStorageSpace": 60 * GIB - (ts - spans[0][0]).total_seconds() * 1000})
             yield from _entries("AWS/ElastiCache", {"CacheClusterId": names.cache_cluster}, ts, {
                 "DatabaseMemoryUsagePercentage": 45 + jitter(-2, 2)})
             # The monthly performance report's month: hourly ALB totals and a latency distribution.

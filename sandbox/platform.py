@@ -211,19 +211,26 @@ class Platform:
             business_namespace=self.config.resources.business_metrics_namespace)
         by_namespace: dict[str, list[dict]] = defaultdict(list)
         end = incidents[-1][0] + timedelta(minutes=5)
-        # 5-minute data for the week before each recent anchor; older anchors (a monthly backfill) are
-        # covered by the hourly history, as CloudWatch itself keeps only hourly data after 15 days.
-        recent = [anchor for anchor, _ in incidents if incidents[-1][0] - anchor <= metrics.FIVE_MINUTE_DAYS]
-        start = recent[0] - timedelta(days=8)
-        key = (names, start, end, tuple(incidents), tuple(self.estate.log_groups_with_traffic()),
+        # 5-minute data for the 8 days before each anchor (consecutive days merge into one span); the
+        # hourly history fills everything else, as CloudWatch keeps only hourly data after 15 days.
+        spans: list[tuple[datetime, datetime]] = []
+        for anchor, _ in incidents:
+            span = (anchor - timedelta(days=8), anchor + timedelta(minutes=5))
+            if spans and span[0] <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], span[1]))
+            else:
+                spans.append(span)
+        start = spans[0][0]
+        key = (names, tuple(spans), tuple(incidents), tuple(self.estate.log_groups_with_traffic()),
                self.history_days)
         if key in _SEEDED_METRICS:
             # The same datapoint objects, in a list of this world's own: ~100,000 copies would cost a
             # second per seed. A test that changes a value replaces that datapoint (never in place).
             cloudwatch_backend.metric_data = list(_SEEDED_METRICS[key])
             return
-        for namespace, entry in [*metrics.generate(names, start, end, incidents),
-                                 *metrics.history(names, start, end, incidents, timedelta(days=self.history_days)),
+        for namespace, entry in [*(entry for span_start, span_end in spans
+                                   for entry in metrics.generate(names, span_start, span_end, incidents, origin=start)),
+                                 *metrics.history(names, spans, end, incidents, timedelta(days=self.history_days)),
                                  *self.estate.metric_entries(start, end)]:
             by_namespace[namespace].append(entry)
         # Straight into the backend: a week of 5-minute data over HTTP would take ~15 s per seed.
