@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from sandbox.world import Sandbox
@@ -16,3 +22,31 @@ def standalone(tmp_path_factory):
             yield airflow
         finally:
             airflow.stop()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def sandbox_as_environment(**options: Any) -> Iterator[Sandbox]:
+    """A sandbox whose connections and endpoint are this process's environment (as `dag.test()` reads
+    them), put back as it was afterwards. Only the aws_default connection's keys count for AWS."""
+    saved = dict(os.environ)
+    with Sandbox(**options) as world:
+        os.environ.update(world.env())
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.pop(name, None)
+        try:
+            yield world
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def parsed_dag(dag_id: str) -> Any:
+    """The DAG as the DAG processor parses it from dags/ (no import error anywhere)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags[dag_id]

@@ -21,6 +21,7 @@ import pytest
 from sandbox.servers import free_port
 from sandbox.world import Sandbox
 from solemate_maintenance.notifiers.delivery import secret_forms
+from tests.e2e.conftest import sandbox_as_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -48,16 +49,8 @@ def label(moment: datetime) -> str:
 
 @pytest.fixture(scope="module")
 def sandbox(airflow_db):
-    saved = dict(os.environ)
-    with Sandbox(slack_critical=True) as world:
-        os.environ.update(world.env())
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # only the connection's keys count
-            os.environ.pop(name, None)
-        try:
-            yield world
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with sandbox_as_environment(slack_critical=True) as world:
+        yield world
 
 
 class Outcome:

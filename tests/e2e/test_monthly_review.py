@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import email
 import json
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from sandbox import monthly as sandbox_monthly
 from sandbox import moto_ce
 from sandbox.demo import last_monthly_run
-from sandbox.world import Sandbox
 from solemate_maintenance.notifiers.delivery import secret_forms
+from tests.e2e.conftest import parsed_dag, sandbox_as_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "monthly_review"
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # A manual run dated like the last scheduled one (the 3rd, 06:00) reviews the calendar month before it.
@@ -30,25 +27,13 @@ BROKEN = frozenset({"cost_spike", "public_bucket", "user_without_mfa"})
 
 @pytest.fixture(scope="module")
 def sandbox(airflow_db):
-    saved = dict(os.environ)
-    with Sandbox(history_days=70) as world:
-        os.environ.update(world.env())
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            os.environ.pop(name, None)
-        try:
-            yield world
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with sandbox_as_environment(history_days=70) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags[DAG_ID]
+    return parsed_dag(DAG_ID)
 
 
 def report(sandbox, run_id):

@@ -9,20 +9,18 @@ written, and at most one final-failure alert.
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from sandbox.world import Sandbox
 from solemate_maintenance import restore
 from solemate_maintenance.notifiers.delivery import secret_forms
+from tests.e2e.conftest import parsed_dag, sandbox_as_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "weekly_backup_verification"
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -34,25 +32,13 @@ def live(hours_ago: int) -> datetime:
 
 @pytest.fixture(scope="module")
 def sandbox(airflow_db):
-    saved = dict(os.environ)
-    with Sandbox() as world:
-        os.environ.update(world.env())
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            os.environ.pop(name, None)
-        try:
-            yield world
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with sandbox_as_environment() as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags[DAG_ID]
+    return parsed_dag(DAG_ID)
 
 
 def ephemeral_instances(sandbox: Sandbox) -> list[str]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -17,10 +15,10 @@ from PIL import Image
 from sandbox import review as sandbox_review
 from sandbox.world import Sandbox
 from solemate_maintenance.notifiers.delivery import secret_forms
+from tests.e2e.conftest import parsed_dag, sandbox_as_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "weekly_review"
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 BROKEN = frozenset(sandbox_review.REVIEW_PROBLEMS)
@@ -28,25 +26,13 @@ BROKEN = frozenset(sandbox_review.REVIEW_PROBLEMS)
 
 @pytest.fixture(scope="module")
 def sandbox(airflow_db):
-    saved = dict(os.environ)
-    with Sandbox() as world:
-        os.environ.update(world.env())
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            os.environ.pop(name, None)
-        try:
-            yield world
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with sandbox_as_environment() as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags[DAG_ID]
+    return parsed_dag(DAG_ID)
 
 
 class Outcome:

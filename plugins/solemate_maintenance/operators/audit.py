@@ -161,10 +161,22 @@ class SecurityAuditOperator(MaintenanceCheckOperator):
                            "s3_bucket_public_access")
 
     def _account_public_access_block(self) -> dict[str, Any]:
+        """The account-level block, or {} when there is none or it cannot be read: then every bucket is
+        judged by its own block alone, which can only report more, never hide a public bucket."""
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        from botocore.config import Config
+        from botocore.exceptions import EndpointConnectionError
+
         account = self.client("sts").get_caller_identity()["Account"]
+        # S3 Control is reached at <account>.s3-control.<region>.amazonaws.com: a host a proxy or a custom
+        # endpoint may not resolve. One quick attempt; its absence is not worth the task's retries.
+        s3control = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="s3control",
+                                config=Config(connect_timeout=5, retries={"max_attempts": 2})).conn
         try:
-            return self.client("s3control").get_public_access_block(AccountId=account)[
-                "PublicAccessBlockConfiguration"]
+            return s3control.get_public_access_block(AccountId=account)["PublicAccessBlockConfiguration"]
+        except EndpointConnectionError as exc:
+            self.log.warning("Account-level public access block not read (%s): judging buckets by their own", exc)
+            return {}
         except Exception as exc:
             if error_code(exc) not in ("NoSuchPublicAccessBlockConfiguration", "AccessDenied"):
                 raise
