@@ -166,11 +166,11 @@ def main() -> int:
 
     results.update(cost_explorer())
     missed = 0
-    print(f"\n{'measure':<26}{'value':>10}{'target':>10}")
+    print(f"\n{'measure':<32}{'value':>10}{'target':>10}")
     for name, value in results.items():
         ok = value <= TARGETS[name]
         missed += not ok
-        print(f"{name:<26}{value:>10.2f}{TARGETS[name]:>10.2f}  {'ok' if ok else 'MISSED'}")
+        print(f"{name:<32}{value:>10.2f}{TARGETS[name]:>10.2f}  {'ok' if ok else 'MISSED'}")
     return 1 if missed else 0
 
 
