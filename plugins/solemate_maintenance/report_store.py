@@ -131,16 +131,24 @@ class ReportStore:
 
     def reports_before(self, dag_id: str, moment: datetime, *, limit: int, log: Any = None) -> list[RunReport]:
         """The newest `limit` reports for logical dates before `moment`, newest first (needs s3:ListBucket)."""
+        stamps = [s for s in reversed(self._dated_stamps(dag_id)) if s < date_stamp(moment)][:limit]
+        return self._read_dated(dag_id, stamps, log)
+
+    def reports_between(self, dag_id: str, start: datetime, end: datetime, *, log: Any = None) -> list[RunReport]:
+        """The reports for logical dates in [start, end), oldest first (needs s3:ListBucket)."""
+        stamps = [s for s in self._dated_stamps(dag_id) if date_stamp(start) <= s < date_stamp(end)]
+        return self._read_dated(dag_id, stamps, log)
+
+    def _dated_stamps(self, dag_id: str) -> list[str]:
         prefix = self.key(dag_id, "by-logical-date") + "/"
-        stamps = sorted({key[len(prefix):].split("/", 1)[0] for key in
-                         self.s3.list_keys(bucket_name=self.bucket, prefix=prefix) or []
-                         if key.endswith("/report.json")}, reverse=True)
-        reports = []
-        for stamp in [s for s in stamps if s < date_stamp(moment)][:limit]:
-            report = self.read_report(f"{prefix}{stamp}/report.json", log=log)
-            if report is not None:
-                reports.append(report)
-        return reports
+        return sorted({key[len(prefix):].split("/", 1)[0] for key in
+                       self.s3.list_keys(bucket_name=self.bucket, prefix=prefix) or []
+                       if key.endswith("/report.json")})
+
+    def _read_dated(self, dag_id: str, stamps: list[str], log: Any) -> list[RunReport]:
+        reports = [self.read_report(self.key(dag_id, "by-logical-date", stamp, "report.json"), log=log)
+                   for stamp in stamps]
+        return [r for r in reports if r is not None]
 
     def write(self, key: str, text: str) -> None:
         self.s3.load_string(text, key=key, bucket_name=self.bucket, replace=True)

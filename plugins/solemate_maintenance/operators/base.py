@@ -16,6 +16,7 @@ from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
     from solemate_maintenance.hooks.cloudwatch import CloudWatchMetricsHook
+    from solemate_maintenance.report_store import ReportStore
 
 FINDINGS_XCOM_KEY = "findings"
 WINDOW_XCOM_KEY = "window"
@@ -67,6 +68,12 @@ class MaintenanceCheckOperator(BaseOperator):
 
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=region or self.region_name,
                            client_type=client_type).conn
+
+    def report_store(self, bucket: str, prefix: str) -> ReportStore:
+        """The reports bucket through this task's AWS connection and region (charts, caches, summaries)."""
+        from solemate_maintenance.report_store import ReportStore
+
+        return ReportStore(bucket=bucket, prefix=prefix, aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     def pages(self, client: Any, operation: str, *, max_page: int | None = None,
               **kwargs: Any) -> Iterable[dict[str, Any]]:

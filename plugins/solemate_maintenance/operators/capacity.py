@@ -18,7 +18,6 @@ from solemate_maintenance.config import CapacityCheck, EcsService
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status, classify, measurement
 from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
-from solemate_maintenance.report_store import ReportStore
 from solemate_maintenance.window import TimeWindow, report_date
 
 GB = 1024**3  # FreeStorageSpace is bytes; GiB, as the daily RDS check reads the same limit
@@ -144,8 +143,7 @@ class CapacityPlanningOperator(MaintenanceCheckOperator):
             rows.append([spec.label, trend.days_with_data, round(trend.latest_peak, 2),
                          f"{trend.slope_per_day:+.3g}/day", f"{spec.limit:g} {spec.unit}", _days_label(trend)])
             charts.append(_chart(spec, daily, trend, window))
-        store = ReportStore(bucket=self.bucket, prefix=self.reports_prefix, aws_conn_id=self.aws_conn_id,
-                            region_name=self.region_name)
+        store = self.report_store(self.bucket, self.reports_prefix)
         published = publish_charts(store, context["ti"].dag_id, report_date(context), charts)
         soon = [r for r in rows if isinstance(r[-1], str) and r[-1].startswith("in ")]
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={

@@ -62,8 +62,7 @@ class CostExplorerCache:
         response = self._all_pages(operation, request, token_field, merge)
         record = {"operation": operation, "request": request, "response": response,
                   "cached_at": self.now.isoformat(), "settled": self.settled(period_end)}
-        self.store.s3.load_string(json.dumps(record, default=str), key=key, bucket_name=self.store.bucket,
-                                  replace=True)
+        self.store.write(key, json.dumps(record, default=str))
         return response
 
     def _all_pages(self, operation: str, request: dict[str, Any], token_field: str,
@@ -118,8 +117,7 @@ class CostReviewOperator(MaintenanceCheckOperator):
         first, following = month.start.date(), month.end.date()
         previous = (first - timedelta(days=1)).replace(day=1)
         now = datetime.now(UTC)  # what has settled, and which month is in progress, are wall-clock facts
-        store = ReportStore(bucket=self.bucket, prefix=self.reports_prefix, aws_conn_id=self.aws_conn_id,
-                            region_name=self.region_name)
+        store = self.report_store(self.bucket, self.reports_prefix)
         cache = CostExplorerCache(store, self.settings.cache_prefix, self.client("ce", "us-east-1"),
                                   settle_days=self.settings.settle_days,
                                   unsettled_hours=self.settings.unsettled_cache_hours, now=now)

@@ -13,7 +13,6 @@ from solemate_maintenance.config import EcsService, Kpis, RightSizing
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status
 from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
-from solemate_maintenance.report_store import ReportStore
 from solemate_maintenance.window import TimeWindow, month_reviewed, report_date
 
 DAY = 86400
@@ -115,8 +114,7 @@ class PerformanceReportOperator(MaintenanceCheckOperator):
                   series=[Series("error rate", daily["errors"])], limit=self.kpis.error_rate_percent,
                   limit_label="target"),
         ]
-        store = ReportStore(bucket=self.bucket, prefix=self.reports_prefix, aws_conn_id=self.aws_conn_id,
-                            region_name=self.region_name)
+        store = self.report_store(self.bucket, self.reports_prefix)
         published = publish_charts(store, context["ti"].dag_id, report_date(context), [c for c in charts
                                                                               if any(s.points for s in c.series)])
         met = sum(a["met"] for a in attainment.values())

@@ -18,7 +18,7 @@ from solemate_maintenance.config import Alerts, MonthlySummary
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.report import RunReport
-from solemate_maintenance.report_store import ReportStore, date_stamp
+from solemate_maintenance.report_store import ReportStore
 from solemate_maintenance.window import TimeWindow, month_reviewed
 
 SEVERITIES = ["P1", "P2", "P3", "P4"]
@@ -57,8 +57,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         month = self.checked_window(context)
         label = month.start.strftime("%B %Y")
-        store = ReportStore(bucket=self.bucket, prefix=self.reports_prefix, aws_conn_id=self.aws_conn_id,
-                            region_name=self.region_name)
+        store = self.report_store(self.bucket, self.reports_prefix)
         measured = {role: context["ti"].xcom_pull(task_ids=task_id, key=MEASUREMENTS_XCOM_KEY) or {}
                     for role, task_id in self.review_tasks.items()}
         sections = [
@@ -76,8 +75,8 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
         # Filed by the month reviewed, not the run's date: a manual re-review of the month finds the same files
         # and the same sent-marker (and does not mail the stakeholders again).
         keys = {name: self._month_key(store, dag_id, month, name) for name in ("summary.md", "summary.html")}
-        store.s3.load_string(markdown, key=keys["summary.md"], bucket_name=self.bucket, replace=True)
-        store.s3.load_string(body, key=keys["summary.html"], bucket_name=self.bucket, replace=True)
+        store.write(keys["summary.md"], markdown)
+        store.write(keys["summary.html"], body)
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
             "headline": f"Stakeholder summary for {label}: {store.uri(keys['summary.html'])}",
             "summary_uri": store.uri(keys["summary.md"]), "summary_url": store.browse_url(keys["summary.html"])})
@@ -108,8 +107,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
             return
         from datetime import UTC, datetime
 
-        store.s3.load_string(json.dumps({"sha256": digest, "to": recipients, "at": datetime.now(UTC).isoformat()}),
-                             key=sent_key, bucket_name=self.bucket, replace=True)
+        store.write(sent_key, json.dumps({"sha256": digest, "to": recipients, "at": datetime.now(UTC).isoformat()}))
         yield Finding(check="summary.email", resource=resource, status=Status.OK,
                       summary=f"sent to {', '.join(recipients)}")
 
@@ -118,14 +116,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
         return store.key(dag_id, "by-month", month.start.strftime("%Y-%m"), name)
 
     def _reports(self, store: ReportStore, dag_id: str, month: TimeWindow) -> list[RunReport]:
-        prefix = store.key(dag_id, "by-logical-date") + "/"
-        first, following = date_stamp(month.start), date_stamp(month.end)
-        stamps = sorted({key[len(prefix):].split("/", 1)[0]
-                         for key in store.s3.list_keys(bucket_name=store.bucket, prefix=prefix) or []
-                         if key.endswith("/report.json")})
-        reports = [store.read_report(f"{prefix}{stamp}/report.json", log=self.log)
-                   for stamp in stamps if first <= stamp < following]
-        return [r for r in reports if r is not None]
+        return store.reports_between(dag_id, month.start, month.end, log=self.log)
 
     def _incidents(self, store: ReportStore, month: TimeWindow) -> list[list[Any]]:
         reports = self._reports(store, self.daily_dag_id, month)
