@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 # plugins/ is on sys.path for every Airflow component; the demo, tests and benchmarks see the same.
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo airflow test bench lint install clean
+AIRFLOW_PORT ?= 8080
 
 install: $(STAMP)
 
@@ -18,6 +19,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo $(DEMO_ARGS)
+
+# The Airflow UI on the sandbox (scheduler, triggerer, API server) until Ctrl-C.
+airflow: $(STAMP)
+	$(BIN)/python -m sandbox.airflow_ui --port $(AIRFLOW_PORT) $(AIRFLOW_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

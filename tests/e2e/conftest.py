@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from sandbox.standalone import Standalone
 from sandbox.world import Sandbox
-from tests.e2e.standalone import Standalone
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
-"""A real Airflow for the end-to-end tests: `airflow standalone` (scheduler, dag-processor, triggerer,
-api-server, LocalExecutor) against the sandbox, with its metadata database on the sandbox's
-PostgreSQL server, as in production (Airflow refuses concurrent backfill creation on SQLite).
+"""A real Airflow on the sandbox: `airflow standalone` (scheduler, dag-processor, triggerer, api-server,
+LocalExecutor) with our DAGs and plugin, connections pointing at the sandbox, and its metadata database
+on the sandbox's PostgreSQL server, as in production (on SQLite, Airflow refuses to create a backfill
+while runs are writing: "database is locked").
 
-One instance serves every test module that needs it (the ``standalone`` session fixture in
-conftest.py): starting it costs about a minute.
+`make airflow` (sandbox/airflow_ui.py) starts one for people; the end-to-end tests share one (the
+``standalone`` session fixture in tests/e2e/conftest.py): starting it costs about a minute.
 """
 
 from __future__ import annotations
@@ -17,18 +18,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from sandbox.servers import free_port
 from sandbox.world import Sandbox, sandbox_env_for_subprocess
 
-DAG_IDS = ("daily_maintenance", "weekly_backup_verification", "dr_drill", "dr_failover")
+# One DAG per file, named after it.
+DAG_IDS = tuple(sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "dags").glob("*.py")))
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Standalone:
-    def __init__(self, sandbox: Sandbox, home: Path):
+    def __init__(self, sandbox: Sandbox, home: Path, port: int | None = None, paused_at_creation: bool = False,
+                 scheduled: bool = False, parallelism: int = 8):
+        """``scheduled`` off: only what is triggered or backfilled runs (no run of today beside a
+        test's); ``parallelism`` caps LocalExecutor's worker processes (it otherwise starts dozens)."""
         self.sandbox, self.home = sandbox, home
-        port = free_port()
+        port = port or free_port()
+        self.port = port
         self.api_url = f"http://127.0.0.1:{port}"
         self.env = sandbox_env_for_subprocess(sandbox, home)
         # The metadata database in the sandbox's PostgreSQL server (its own database, local socket).
@@ -41,10 +53,9 @@ class Standalone:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")]),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
                 f"postgresql+psycopg2://postgres@/airflow_metadata?host={sandbox.postgres.socket_dir}",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            # Only the backfill's runs: no scheduled run of today beside them.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled),
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__WORKERS": "1",
@@ -67,13 +78,23 @@ class Standalone:
         return self
 
     def stop(self) -> None:
+        """Stop every process standalone started (its own process group), then close its log."""
+        if getattr(self, "process", None) is None:
+            return
+        group = self.process.pid
+        # The whole group, not only standalone itself: its components outlive it when it dies first.
         for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
-                os.killpg(self.process.pid, sig)
-                self.process.wait(timeout=grace)
+                os.killpg(group, sig)
+            except ProcessLookupError:
                 break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and _group_alive(group):
+                self.process.poll()  # reap our own child, or it stays in the group as a zombie
+                time.sleep(0.3)
+            if not _group_alive(group):
+                break
+        self.process.wait(timeout=10)
         self.log.close()
 
     def _api_up(self) -> bool:
@@ -91,13 +112,18 @@ class Standalone:
         return result.stdout
 
     @property
+    def admin_password(self) -> str:
+        """The admin user's password, which standalone generated into AIRFLOW_HOME."""
+        return json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+
+    @property
     def token(self) -> str:
         """A token of the admin user standalone created (its password is in AIRFLOW_HOME)."""
         import requests
 
         if not hasattr(self, "_token"):
-            password = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-            login = requests.post(f"{self.api_url}/auth/token", json={"username": "admin", "password": password},
+            login = requests.post(f"{self.api_url}/auth/token",
+                                  json={"username": "admin", "password": self.admin_password},
                                   timeout=30)
             assert login.status_code in (200, 201), login.text
             self._token = login.json()["access_token"]
@@ -142,7 +168,7 @@ class Standalone:
                 return
             time.sleep(2)
         tail = self.log_path.read_text(errors="replace")[-6000:]
-        pytest.fail(f"timed out waiting for {what}; runs: {self.runs()}\n--- standalone log tail ---\n{tail}")
+        raise TimeoutError(f"timed out waiting for {what}; runs: {self.runs()}\n--- standalone log tail ---\n{tail}")
 
     def report(self, run_id: str, dag_id: str = "daily_maintenance") -> dict:
         s3 = self.sandbox.client("s3")

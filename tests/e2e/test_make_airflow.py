@@ -1,0 +1,109 @@
+"""`make airflow` as a person uses it: run the README's command, open the printed URL, log in with the
+printed login, see the DAGs; then Ctrl-C (SIGINT to the terminal's foreground process group) stops
+every process it started and removes every file it wrote."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.servers import free_port
+from sandbox.standalone import DAG_IDS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process; None once it is gone (or a zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[0] == "Z" else (int(fields[1]), fields[19])
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def using(folder: Path) -> dict[int, str]:
+    """Live processes whose command line names `folder` (PostgreSQL daemonises: it is no descendant)."""
+    return {int(entry.name): stat[1] for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and str(folder) in _command(int(entry.name)) and (stat := _stat(int(entry.name)))}
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every live process below `root`, whatever its session or process group, by start time."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
+            parents[int(entry.name)] = stat
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, started) in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = started
+                frontier.append(pid)
+    return found
+
+
+def test_make_airflow_serves_the_ui_and_ctrl_c_leaves_nothing_behind():
+    port = free_port()
+    make = subprocess.Popen(["make", "-s", "airflow", f"AIRFLOW_PORT={port}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(make.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any(line.startswith("Press Ctrl-C") for line in list(output)):
+            assert make.poll() is None and time.monotonic() < deadline, "".join(output)[-5000:]
+            time.sleep(1)
+        text = "".join(output)
+        url = re.search(r"Airflow is up in \d+ s: (\S+)", text).group(1)
+        username, password = re.search(r"login: +(\S+) / (\S+)", text).groups()
+        home = Path(re.search(r"Starting Airflow in (\S+) ", text).group(1))
+        workdir = Path(re.search(r"sandbox: +(\S+)", text).group(1))
+        assert url == f"http://127.0.0.1:{port}" and home.is_dir() and workdir.is_dir()
+
+        # What the README promises: the printed login works and the DAGs are there, paused.
+        assert requests.get(f"{url}/api/v2/monitor/health", timeout=10).status_code == 200
+        login = requests.post(f"{url}/auth/token", json={"username": username, "password": password}, timeout=30)
+        assert login.status_code in (200, 201), login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        dags = requests.get(f"{url}/api/v2/dags", headers=headers, timeout=30).json()["dags"]
+        assert {d["dag_id"]: d["is_paused"] for d in dags} == dict.fromkeys(DAG_IDS, True)
+
+        started = descendants(make.pid)
+        commands = " ".join(_command(pid) for pid in started)
+        assert "airflow scheduler" in commands and "airflow triggerer" in commands, commands
+        servers = using(workdir)
+        assert "postgres" in " ".join(_command(pid) for pid in servers)
+        started.update(servers)
+    finally:
+        # Ctrl-C in a terminal: SIGINT to the whole foreground process group.
+        os.killpg(make.pid, signal.SIGINT)
+        make.wait(timeout=120)
+        reader.join(timeout=10)
+
+    text = "".join(output)
+    assert "Stopped; nothing is left running." in text, text[-3000:]
+    left = {pid for pid, started_at in started.items() if (stat := _stat(pid)) and stat[1] == started_at}
+    assert not left, f"still running after Ctrl-C: {left}"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/api/v2/monitor/health", timeout=5)
+    assert not home.exists() and not workdir.exists()
