@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sandbox import aws_calls
 from sandbox.servers import free_port
 from sandbox.world import Sandbox, sandbox_env_for_subprocess
 
@@ -35,9 +36,10 @@ def _group_alive(group: int) -> bool:
 
 class Standalone:
     def __init__(self, sandbox: Sandbox, home: Path, port: int | None = None, paused_at_creation: bool = False,
-                 scheduled: bool = False, parallelism: int = 8):
+                 scheduled: bool = False, parallelism: int = 8, aws_call_log: Path | None = None):
         """``scheduled`` off: only what is triggered or backfilled runs (no run of today beside a
-        test's); ``parallelism`` caps LocalExecutor's worker processes (it otherwise starts dozens)."""
+        test's); ``parallelism`` caps LocalExecutor's worker processes (it otherwise starts dozens);
+        ``aws_call_log``: every Airflow process records its AWS calls there (sandbox/aws_calls.py)."""
         self.sandbox, self.home = sandbox, home
         port = port or free_port()
         self.port = port
@@ -66,6 +68,12 @@ class Standalone:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
         })
         self.log_path = home / "standalone.log"
+        if aws_call_log is not None:
+            # Airflow imports airflow_local_settings (AIRFLOW_HOME/config is on sys.path) in each of its processes.
+            (home / "config").mkdir(exist_ok=True)
+            (home / "config" / "airflow_local_settings.py").write_text(
+                "from sandbox.aws_calls import install_from_environment\n\ninstall_from_environment()\n")
+            self.env[aws_calls.ENV_VAR] = str(aws_call_log)
 
     def start(self) -> Standalone:
         self.airflow("db", "migrate")

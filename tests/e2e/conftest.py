@@ -8,16 +8,35 @@ from typing import Any
 
 import pytest
 
+from sandbox import aws_calls
 from sandbox.standalone import Standalone
 from sandbox.world import Sandbox
 
 
+@pytest.fixture(scope="session", autouse=True)
+def aws_call_log(tmp_path_factory) -> Path:
+    """Every AWS operation the end-to-end runs make, in this process (dag.test) and in the real
+    Airflow's processes, for the least-privilege test that runs after them (test_iam_policies.py)."""
+    path = tmp_path_factory.getbasetemp() / "aws-calls.jsonl"
+    aws_calls.install(path)
+    return path
+
+
+def pytest_collection_modifyitems(items):
+    """The least-privilege test judges the calls every other end-to-end test made: it runs after them."""
+    last = [item for item in items if item.get_closest_marker("after_the_runs")]
+    if last:
+        e2e = [item for item in items if item.get_closest_marker("e2e") and item not in last]
+        others = [item for item in items if item not in last and item not in e2e]
+        items[:] = e2e + last + others
+
+
 @pytest.fixture(scope="session")
-def standalone(tmp_path_factory):
+def standalone(tmp_path_factory, aws_call_log):
     """One real Airflow on one sandbox for every module that drives it through the REST API. The
     sandbox allows failover (dr_failover's approval scenarios); each test seeds the world it needs."""
     with Sandbox(allow_failover=True) as sandbox:
-        airflow = Standalone(sandbox, tmp_path_factory.mktemp("standalone")).start()
+        airflow = Standalone(sandbox, tmp_path_factory.mktemp("standalone"), aws_call_log=aws_call_log).start()
         try:
             yield airflow
         finally:

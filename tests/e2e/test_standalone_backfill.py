@@ -43,10 +43,14 @@ def test_concurrent_backfill_compares_each_day_with_the_day_before(airflow):
     airflow.sandbox.seed_days(DAYS)
     airflow.sandbox.slack.clear()  # the Airflow is shared: earlier modules' messages are not this test's
     pages_before = len(sns_topic(airflow).sent_notifications)
-    backfill = airflow.api("POST", "/backfills", {
-        "dag_id": "daily_maintenance", "from_date": "2026-11-20T00:00:00Z", "to_date": "2026-11-22T02:00:00Z",
-        "max_active_runs": 3, "reprocess_behavior": "none"})
-    assert backfill["dag_id"] == "daily_maintenance"
+    import airflow_client.client as client
+
+    # With the official REST client, as a script would (the UI's backfill dialog posts the same).
+    backfill = client.BackfillApi(airflow.client()).create_backfill(client.BackfillPostBody(
+        dag_id="daily_maintenance", from_date=datetime(2026, 11, 20, tzinfo=UTC),
+        to_date=datetime(2026, 11, 22, 2, tzinfo=UTC), max_active_runs=3,
+        reprocess_behavior=client.ReprocessBehavior.NONE))
+    assert backfill.dag_id == "daily_maintenance"
     airflow.wait_for(lambda: len(airflow.runs()) == 3 and all(r[1] in FINAL for r in airflow.runs().values()),
                      600, "the backfill to finish")
     runs = airflow.runs()

@@ -1,0 +1,86 @@
+"""Record every AWS operation a process makes, through botocore's own event hooks, for the
+least-privilege test (tests/e2e/test_iam_policies.py).
+
+``install(path)`` adds two handlers to botocore's built-in list, so that every session created
+afterwards (boto3's, the Amazon provider hooks', aiobotocore's in the triggerer) carries them:
+``before-parameter-build`` keeps the call's parameters, ``before-call`` appends one JSON line per
+operation: the DAG and task running it (Airflow's context variables), the service's IAM prefix, the
+operation, region, the access key id that signs it, and the parameters that name resources (never
+their other values: a password parameter must not land in a file).
+
+In ``airflow standalone`` the sandbox's ``airflow_local_settings.py`` calls
+``install_from_environment()`` in every Airflow process (the task processes are forked from them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "SOLEMATE_AWS_CALL_LOG"
+_PARAMS = "solemate_recorded_params"
+# Parameters that name what a call acts on; everything else is left out of the record.
+_NAMING = ("Identifier", "Name", "Arn", "ARN", "Bucket", "Key", "Id", "Namespace", "Prefix")
+_TAGS = ("Tags", "TagList", "TagSpecifications")
+_installed: set[str] = set()
+
+
+def _naming_params(params: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in _TAGS:
+            kept[name] = value
+        elif name.endswith(_NAMING) and isinstance(value, str | int):
+            kept[name] = value
+        elif name.endswith(_NAMING) and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            kept[name] = value
+    return kept
+
+
+def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context[_PARAMS] = _naming_params(params)
+
+
+def _recorder(path: str):
+    def record(model: Any, context: dict[str, Any], request_signer: Any = None, **_: Any) -> None:
+        try:
+            access_key = request_signer._credentials.access_key
+        except AttributeError:
+            access_key = None
+        line = {
+            "dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID"), "task_id": os.environ.get("AIRFLOW_CTX_TASK_ID"),
+            "run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"), "pid": os.getpid(),
+            "service": model.service_model.service_name,
+            "signing_name": model.service_model.signing_name, "operation": model.name,
+            "region": getattr(request_signer, "_region_name", None), "access_key": access_key,
+            "params": context.get(_PARAMS, {}),
+        }
+        # One write per line with O_APPEND: lines from concurrent task processes never interleave.
+        with open(path, "a") as log:
+            log.write(json.dumps(line, default=str) + "\n")
+    return record
+
+
+def install(path: Path | str) -> None:
+    from botocore import handlers
+
+    path = str(path)
+    if path in _installed:
+        return
+    _installed.add(path)
+    handlers.BUILTIN_HANDLERS.append(("before-parameter-build", _keep_params))
+    handlers.BUILTIN_HANDLERS.append(("before-call", _recorder(path)))
+
+
+def install_from_environment() -> None:
+    if path := os.environ.get(ENV_VAR):
+        install(path)
+
+
+def recorded(path: Path | str) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
