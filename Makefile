@@ -24,7 +24,13 @@ demo: $(STAMP)
 airflow: $(STAMP)
 	$(BIN)/python -m sandbox.airflow_ui --port $(AIRFLOW_PORT) $(AIRFLOW_ARGS)
 
-test: $(STAMP)
+# The dashboard's browser test needs Debian's Chromium (the one system package; installed once).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	./scripts/install-chromium.sh
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if not port_is_free(args.port):
         parser.error(f"port {args.port} is in use; choose another: make airflow AIRFLOW_PORT=8081")
 
-    # `kill` stops it as cleanly as Ctrl-C does.
+    # `kill` stops it as cleanly as Ctrl-C does; and Ctrl-C works even when started from a script in
+    # the background (a shell starts background jobs with SIGINT ignored, and Python keeps that).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     started = time.monotonic()
     airflow = None
     try:
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 Airflow is up in {time.monotonic() - started:.0f} s: {airflow.api_url}
   login:      admin / {airflow.admin_password}
   dashboard:  {airflow.api_url}/solemate/ (also under Browse in the UI)
-  Slack sink: {sandbox.slack.url}/messages (what the alerts would have posted)
+  Slack:      {sandbox.slack.log_path} (every message the alerts posted, one JSON per line)
   sandbox:    {sandbox.workdir}
 The DAGs start paused: unpause one, then trigger it or run a backfill (three past days are seeded).
 Press Ctrl-C to stop everything and remove it.""", flush=True)

@@ -23,7 +23,9 @@ ENV_VAR = "SOLEMATE_AWS_CALL_LOG"
 _PARAMS = "solemate_recorded_params"
 # Parameters that name what a call acts on; everything else is left out of the record.
 _NAMING = ("Identifier", "Name", "Arn", "ARN", "Bucket", "Key", "Id", "Namespace", "Prefix")
-_TAGS = ("Tags", "TagList", "TagSpecifications")
+_TAGS = ("Tags", "TagList", "TagSpecifications", "tags")
+# ECS names its resources in lower case.
+_NAMING_EXACT = ("cluster", "service", "services", "task", "tasks", "taskDefinition")
 _installed: set[str] = set()
 
 
@@ -32,9 +34,10 @@ def _naming_params(params: dict[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if name in _TAGS:
             kept[name] = value
-        elif name.endswith(_NAMING) and isinstance(value, str | int):
+        elif (name.endswith(_NAMING) or name in _NAMING_EXACT) and isinstance(value, str | int):
             kept[name] = value
-        elif name.endswith(_NAMING) and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        elif (name.endswith(_NAMING) or name in _NAMING_EXACT) and isinstance(value, list) \
+                and all(isinstance(v, str) for v in value):
             kept[name] = value
     return kept
 

@@ -1,0 +1,120 @@
+"""What the dashboard shows, read from the reports bucket (the same ReportStore the DAGs write with)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from solemate_maintenance.report import ReportedFinding, RunReport
+from solemate_maintenance.report_store import ReportStore
+
+DAG_IDS = ("daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
+           "dr_failover")
+SEVERITIES = ("P1", "P2", "P3", "P4")
+TREND_RUNS = 12  # weekly restore tests and monthly cost reviews: about three months and a year
+
+
+@dataclass
+class DagStatus:
+    dag_id: str
+    report: RunReport | None = None
+    error: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self.error:
+            return "unreadable"
+        if self.report is None:
+            return "no report yet"
+        if self.report.failed_tasks:
+            return "failed"
+        return "problems" if self.report.problems() else "passed"
+
+    @property
+    def open_by_severity(self) -> dict[str, int]:
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for finding in self.report.problems() if self.report else []:
+            if finding.severity is not None:
+                counts[finding.severity.value] += 1
+        return counts
+
+    @property
+    def top_findings(self) -> list[ReportedFinding]:
+        problems = self.report.problems() if self.report else []
+        return sorted(problems, key=lambda f: (f.severity.value if f.severity else "P9", f.check))[:5]
+
+
+@dataclass
+class TrendPoint:
+    label: str
+    values: dict[str, float | None]
+
+
+@dataclass
+class Dashboard:
+    environment: str
+    generated_at: datetime
+    dags: list[DagStatus]
+    restore_trend: list[TrendPoint] = field(default_factory=list)
+    restore_targets: dict[str, float] = field(default_factory=dict)
+    drill: list[dict[str, Any]] = field(default_factory=list)
+    drill_run: RunReport | None = None
+    cost_trend: list[TrendPoint] = field(default_factory=list)
+    # What could not be read (a missing s3:ListBucket, say): shown, never a blank page or a 500.
+    errors: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment, "generated_at": self.generated_at.isoformat(),
+            "dags": [{"dag_id": d.dag_id, "state": d.state, "error": d.error,
+                      "run_id": d.report.run_id if d.report else None,
+                      "logical_date": d.report.logical_date if d.report else None,
+                      "open_by_severity": d.open_by_severity,
+                      "findings": [{"severity": f.severity.value if f.severity else None, "check": f.check,
+                                    "resource": f.resource, "summary": f.summary} for f in d.top_findings],
+                      "airflow_url": d.report.airflow_url if d.report else None} for d in self.dags],
+            "restore_trend": [{"logical_date": p.label, **p.values} for p in self.restore_trend],
+            "restore_targets": self.restore_targets,
+            "drill": self.drill, "drill_run_id": self.drill_run.run_id if self.drill_run else None,
+            "cost_trend": [{"month": p.label, **p.values} for p in self.cost_trend],
+            "errors": self.errors,
+        }
+
+
+def _history(store: ReportStore, board: Dashboard, dag_id: str, now: datetime) -> list[RunReport]:
+    try:
+        return store.reports_before(dag_id, now, limit=TREND_RUNS)
+    except Exception as exc:
+        board.errors.append(f"{dag_id} history unreadable ({type(exc).__name__}: {exc})"[:300])
+        return []
+
+
+def collect(store: ReportStore, environment: str, now: datetime) -> Dashboard:
+    dags = []
+    for dag_id in DAG_IDS:
+        try:
+            dags.append(DagStatus(dag_id, store.read_report(store.latest_key(dag_id))))
+        except Exception as exc:  # one unreadable DAG must not hide the others
+            dags.append(DagStatus(dag_id, error=f"{type(exc).__name__}: {exc}"[:300]))
+    board = Dashboard(environment=environment, generated_at=now, dags=dags)
+
+    # Oldest first, as the charts read.
+    for report in reversed(_history(store, board, "weekly_backup_verification", now)):
+        measured = report.measurements.get("restore_validate")
+        if measured:
+            board.restore_trend.append(TrendPoint((report.logical_date or "")[:10], {
+                "rto_minutes": measured.get("rto_minutes"), "data_rpo_minutes": measured.get("data_rpo_minutes")}))
+            board.restore_targets = {"rto_minutes": measured.get("rto_target_minutes"),
+                                     "data_rpo_minutes": measured.get("rpo_target_minutes")}
+
+    drill = next((d.report for d in dags if d.dag_id == "dr_drill" and d.report), None)
+    if drill and drill.measurements.get("dr_scorecard"):
+        board.drill_run = drill
+        board.drill = list(drill.measurements["dr_scorecard"].get("components", []))
+
+    for report in reversed(_history(store, board, "monthly_review", now)):
+        measured = report.measurements.get("cost_review")
+        if measured and measured.get("month"):
+            board.cost_trend.append(TrendPoint(measured["month"][:7], {"total_usd": measured.get("total_usd")}))
+    return board

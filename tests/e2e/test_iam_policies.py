@@ -1,0 +1,103 @@
+"""Least privilege, proven by what the DAGs actually did: every AWS operation the end-to-end runs
+made (recorded through botocore's event hooks by sandbox/aws_calls.py, in this process and in every
+process of the real Airflow) is checked against the policies in include/iam/ its DAG is attached to.
+
+It runs after every other end-to-end test (marker ``after_the_runs``); alone it has nothing to judge
+and says so."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import pytest
+
+from sandbox.aws_calls import recorded
+from solemate_maintenance import iam
+from solemate_maintenance.config import PlatformConfig, load_config
+from tests.iam_policy import action_of, allowed, is_read_only
+
+pytestmark = [pytest.mark.e2e, pytest.mark.after_the_runs]
+
+# The sandbox hands the DAGs a distinctive AKIA… key; its own seeding signs with "testing".
+DAG_IDENTITY = re.compile(r"^AKIA[A-Z0-9]{16}$")
+# What a read-only DAG may still write: its own reports, status metrics, dashboard and alarm, the P1
+# page, and asking IAM to build the credential report. Named by the read-only policy's statements.
+READ_ONLY_WRITES = {"s3:PutObject", "cloudwatch:PutMetricData", "cloudwatch:PutDashboard",
+                    "cloudwatch:PutMetricAlarm", "sns:Publish", "iam:GenerateCredentialReport", "logs:StartQuery",
+                    "logs:StopQuery"}
+
+
+def sandbox_config() -> PlatformConfig:
+    """The names the DAGs used: the shipped config's, plus the P1 topic the sandbox configures."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from sandbox.platform import SNS_TOPIC
+
+    config = load_config()
+    topic = f"arn:aws:sns:{config.regions.primary}:{DEFAULT_ACCOUNT_ID}:{SNS_TOPIC}"
+    return config.model_copy(update={"alerts": config.alerts.model_copy(update={"sns_topic_arn": topic})})
+
+
+@pytest.fixture(scope="module")
+def policies() -> dict[str, dict]:
+    config = sandbox_config()
+    return {name: iam.render(name, config) for name in iam.policy_names()}
+
+
+@pytest.fixture(scope="module")
+def calls(aws_call_log) -> list[dict]:
+    made = [c for c in recorded(aws_call_log) if DAG_IDENTITY.match(c.get("access_key") or "")]
+    if not made:
+        pytest.fail(f"no AWS call was recorded in {aws_call_log}: this test judges the end-to-end runs, "
+                    "run it with them (make test, or pytest tests/e2e)")
+    return made
+
+
+def _resource_tags(calls: list[dict]) -> dict[str, dict[str, str]]:
+    """The tags each resource was created with, from the creating call, for aws:ResourceTag conditions."""
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    for call in calls:
+        identifier = call["params"].get("DBInstanceIdentifier") or call["params"].get("TargetDBInstanceIdentifier")
+        for item in call["params"].get("Tags") or []:
+            if identifier and isinstance(item, dict):
+                tags[identifier][item["Key"]] = item["Value"]
+    return tags
+
+
+def test_every_recorded_call_is_allowed_by_the_policies_of_its_dag(calls, policies):
+    attached = iam.attachments()
+    created_with = _resource_tags(calls)
+    refused = set()
+    for call in calls:
+        dag_id = call["dag_id"]
+        # Triggerer and API server processes run no task: the read-only policy covers their reads.
+        names = attached.get(dag_id, ["readonly"]) if dag_id else ["readonly"]
+        identifier = call["params"].get("DBInstanceIdentifier") or \
+            call["params"].get("ResourceName", "").rpartition(":db:")[2]
+        ok, why = allowed(call, [policies[n] for n in names], created_with.get(identifier, {}))
+        if not ok:
+            refused.add(f"{dag_id}.{call['task_id']}: {why} (policies {names})")
+    assert not refused, "calls the shipped policies do not allow:\n" + "\n".join(sorted(refused))
+
+
+def test_a_read_only_dag_makes_no_mutating_call_beyond_its_own_artifacts(calls):
+    attached = iam.attachments()
+    read_only_dags = {dag_id for dag_id, names in attached.items() if names == ["readonly"]}
+    assert {"weekly_review", "monthly_review"} <= read_only_dags
+    mutating = sorted({f"{c['dag_id']}.{c['task_id']}: {action_of(c)}" for c in calls
+                       if (c["dag_id"] in read_only_dags or c["dag_id"] is None)
+                       and not is_read_only(action_of(c)) and action_of(c) not in READ_ONLY_WRITES})
+    assert not mutating, "read-only DAGs changed something:\n" + "\n".join(mutating)
+
+
+def test_the_runs_covered_every_dag_and_the_mutating_work(calls):
+    """The proof is only as wide as the runs: every DAG ran, and the restore, the drill and the
+    failover made their scoped, mutating calls (so their policies were really exercised)."""
+    by_dag = defaultdict(set)
+    for call in calls:
+        by_dag[call["dag_id"]].add(action_of(call))
+    assert set(iam.attachments()) <= set(by_dag), sorted(set(iam.attachments()) - set(by_dag))
+    assert {"rds:RestoreDBInstanceToPointInTime", "rds:DeleteDBInstance"} <= by_dag["weekly_backup_verification"]
+    assert "rds:DeleteDBInstance" in by_dag["dr_drill"]
+    assert "route53:ChangeResourceRecordSets" in by_dag["dr_failover"]

@@ -1,0 +1,84 @@
+"""The shipped IAM policies (include/iam/) as documents: filled in from the config, every mutating
+action scoped, and the evaluator the least-privilege test uses able to say no. Whether they allow
+what the DAGs really call is tests/e2e/test_iam_policies.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from solemate_maintenance import iam
+from solemate_maintenance.config import load_config
+from tests.iam_policy import allowed, is_read_only, resource_arns
+
+# Not read verbs, but they change nothing that lasts: a report IAM builds, a query, a template check.
+HARMLESS_WRITES = {"iam:GenerateCredentialReport", "logs:StartQuery", "logs:StopQuery", "cloudformation:ValidateTemplate"}
+DAG_IDS = {"daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
+           "dr_failover"}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def policies(config):
+    return {name: iam.render(name, config) for name in iam.policy_names()}
+
+
+def test_every_placeholder_is_filled_and_every_dag_is_attached(policies):
+    assert set(policies) == {"readonly", "restore-test", "dr-drill", "dr-failover", "log-retention"}
+    for name, document in policies.items():
+        text = json.dumps(document)
+        assert "${" not in text, f"{name}: a placeholder is left: {text}"
+        assert document["Version"] == "2012-10-17"
+    attached = iam.attachments()
+    assert set(attached) == DAG_IDS and all("readonly" in names for names in attached.values())
+    assert {n for names in attached.values() for n in names} == set(policies)
+
+
+def test_every_mutating_action_is_scoped_by_resource_or_condition(policies):
+    for name, document in policies.items():
+        for statement in document["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not any("*" in action for action in actions), f"{name}: wildcard action in {statement['Sid']}"
+            writes = [a for a in actions if not is_read_only(a)]
+            if writes and statement["Effect"] == "Allow" and statement["Resource"] == "*":
+                assert statement.get("Condition") or set(writes) <= HARMLESS_WRITES, \
+                    f"{name}: {writes} on every resource ({statement['Sid']})"
+
+
+def test_the_list_placeholders_name_the_configs_log_classes_and_asset_buckets(config, policies):
+    retention = {s["Sid"]: s["Resource"] for s in policies["log-retention"]["Statement"]}
+    assert "arn:aws:logs:*:*:log-group:/ecs/*/application" in retention["RetentionOfTheGuidesLogClasses"]
+    assert sorted(retention["LifecycleOfTheArchiveBuckets"]) == sorted(
+        f"arn:aws:s3:::{c.archive.bucket}" for c in config.log_lifecycle.classes.values() if c.archive)
+def test_the_evaluator_refuses_what_the_policies_do_not_name(config, policies):
+    """The check can fail: production's instance, another bucket, another namespace, an untagged restore."""
+    readonly, restore = policies["readonly"], policies["restore-test"]
+
+    def call(signing_name: str, operation: str, **params) -> dict:
+        return {"service": signing_name, "signing_name": signing_name, "operation": operation,
+                "region": config.regions.primary, "params": params}
+
+    assert not allowed(call("rds", "DeleteDBInstance", DBInstanceIdentifier=config.resources.rds.instance_id),
+                       [readonly, restore], {})[0]
+    assert not allowed(call("s3", "PutObject", Bucket="someone-elses-bucket", Key="x"), [readonly])[0]
+    assert allowed(call("s3", "PutObject", Bucket=config.reports.bucket, Key=f"{config.reports.prefix}/x"),
+                   [readonly])[0]
+    assert not allowed(call("monitoring", "PutMetricData", Namespace="AWS/EC2"), [readonly])[0]
+    assert not allowed(call("secretsmanager", "GetSecretValue", SecretId="production/db"), [readonly])[0]
+    prefix = config.restore_test.instance_prefix
+    untagged = call("rds", "RestoreDBInstanceToPointInTime", TargetDBInstanceIdentifier=f"{prefix}-x",
+                    DBInstanceIdentifier=f"{prefix}-x", Tags=[])
+    assert not allowed(untagged, [restore])[0]
+    assert resource_arns(untagged) == [f"arn:aws:rds:{config.regions.primary}:*:db:{prefix}-x"]
+    retention = policies["log-retention"]
+    assert allowed(call("logs", "PutRetentionPolicy", logGroupName="/ecs/production/application"), [retention])[0]
+    assert not allowed(call("logs", "PutRetentionPolicy", logGroupName="/aws/lambda/payments"), [retention])[0]
+    drill_copy = call("rds", "DeleteDBInstance", DBInstanceIdentifier=f"{config.disaster_recovery.drill.instance_prefix}-1")
+    drill_copy["region"] = config.regions.dr
+    assert allowed(drill_copy, [policies["dr-drill"]], {"solemate:purpose": "restore-test"})[0]
+    assert not allowed(drill_copy, [policies["dr-drill"]], {"solemate:purpose": "production"})[0]
