@@ -66,6 +66,18 @@ def _recorder(path: str):
     return record
 
 
+def _tag_observer(path: str):
+    """What DescribeDBInstances showed of each instance's tags: the least-privilege test needs a
+    resource's tags (aws:ResourceTag conditions) when the DAG deletes one it did not create."""
+    def observe(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        seen = {i["DBInstanceIdentifier"]: {t["Key"]: t["Value"] for t in i.get("TagList", [])}
+                for i in (parsed or {}).get("DBInstances", []) if "DBInstanceIdentifier" in i}
+        if seen:
+            with open(path, "a") as log:
+                log.write(json.dumps({"observed_tags": seen}) + "\n")
+    return observe
+
+
 def install(path: Path | str) -> None:
     from botocore import handlers
 
@@ -75,6 +87,7 @@ def install(path: Path | str) -> None:
     _installed.add(path)
     handlers.BUILTIN_HANDLERS.append(("before-parameter-build", _keep_params))
     handlers.BUILTIN_HANDLERS.append(("before-call", _recorder(path)))
+    handlers.BUILTIN_HANDLERS.append(("after-call.rds.DescribeDBInstances", _tag_observer(path)))
 
 
 def install_from_environment() -> None:
@@ -83,6 +96,7 @@ def install_from_environment() -> None:
 
 
 def recorded(path: Path | str) -> list[dict[str, Any]]:
+    """The calls and tag observations, in the order they happened."""
     path = Path(path)
     if not path.exists():
         return []

@@ -46,38 +46,47 @@ def policies() -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def calls(aws_call_log) -> list[dict]:
-    made = [c for c in recorded(aws_call_log) if DAG_IDENTITY.match(c.get("access_key") or "")]
-    if not made:
+def events(aws_call_log) -> list[dict]:
+    """Calls signed with the DAGs' identity and the tags their describes showed, in order."""
+    made = [e for e in recorded(aws_call_log)
+            if "observed_tags" in e or DAG_IDENTITY.match(e.get("access_key") or "")]
+    if not any("operation" in e for e in made):
         pytest.fail(f"no AWS call was recorded in {aws_call_log}: this test judges the end-to-end runs, "
                     "run it with them (make test, or pytest tests/e2e)")
     return made
 
 
-def _resource_tags(calls: list[dict]) -> dict[str, dict[str, str]]:
-    """The tags each resource was created with, from the creating call, for aws:ResourceTag conditions."""
-    tags: dict[str, dict[str, str]] = defaultdict(dict)
-    for call in calls:
-        identifier = call["params"].get("DBInstanceIdentifier") or call["params"].get("TargetDBInstanceIdentifier")
-        for item in call["params"].get("Tags") or []:
-            if identifier and isinstance(item, dict):
-                tags[identifier][item["Key"]] = item["Value"]
-    return tags
+@pytest.fixture(scope="module")
+def calls(events) -> list[dict]:
+    return [e for e in events if "operation" in e]
 
 
-def test_every_recorded_call_is_allowed_by_the_policies_of_its_dag(calls, policies):
+def _identifier(call: dict) -> str:
+    params = call["params"]
+    return (params.get("DBInstanceIdentifier") or params.get("TargetDBInstanceIdentifier")
+            or params.get("ResourceName", "").rpartition(":db:")[2])
+
+
+def test_every_recorded_call_is_allowed_by_the_policies_of_its_dag(events, policies):
     attached = iam.attachments()
-    created_with = _resource_tags(calls)
+    # A resource's tags as the DAG could know them at the time: from the call that created it, or
+    # from what describing it showed (for aws:ResourceTag conditions).
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
     refused = set()
-    for call in calls:
-        dag_id = call["dag_id"]
+    for event in events:
+        if "observed_tags" in event:
+            for identifier, seen in event["observed_tags"].items():
+                tags[identifier] = seen
+            continue
+        dag_id = event["dag_id"]
         # Triggerer and API server processes run no task: the read-only policy covers their reads.
         names = attached.get(dag_id, ["readonly"]) if dag_id else ["readonly"]
-        identifier = call["params"].get("DBInstanceIdentifier") or \
-            call["params"].get("ResourceName", "").rpartition(":db:")[2]
-        ok, why = allowed(call, [policies[n] for n in names], created_with.get(identifier, {}))
+        ok, why = allowed(event, [policies[n] for n in names], tags.get(_identifier(event), {}))
         if not ok:
-            refused.add(f"{dag_id}.{call['task_id']}: {why} (policies {names})")
+            refused.add(f"{dag_id}.{event['task_id']}: {why} (policies {names})")
+        created = {t["Key"]: t["Value"] for t in event["params"].get("Tags") or [] if isinstance(t, dict)}
+        if created and _identifier(event):
+            tags[_identifier(event)] = {**tags[_identifier(event)], **created}
     assert not refused, "calls the shipped policies do not allow:\n" + "\n".join(sorted(refused))
 
 

@@ -67,7 +67,14 @@ def respond_at_the_gate(standalone, run_id: str, choice: str) -> None:
         return task_states(standalone, "dr_failover", run_id).get("approve_dns_switch") == "awaiting_input"
 
     standalone.wait_for(parked, 300, "the approval task to wait for input")
-    time.sleep(5)
+    # Airflow 3.3 races here: if the answer re-queues the task before the scheduler has handled the
+    # executor's "success" event of the parked attempt, it marks the task failed ("finished with
+    # state success, but the task instance's state attribute is queued"). Answer only after that event.
+    handled = (f"Received executor event with state success for task instance TaskInstanceKey(dag_id='dr_failover', "
+               f"task_id='approve_dns_switch', run_id='{run_id}'")
+    standalone.wait_for(lambda: handled in standalone.log_path.read_text(errors="replace"), 120,
+                        "the scheduler to handle the parked attempt's end")
+    time.sleep(2)
     detail = task_instances.get_hitl_detail("dr_failover", run_id, "approve_dns_switch", -1)
     assert detail.options == ["Approve", "Reject"] and "Switch www.solemate.example. to us-west-2?" in detail.subject
     task_instances.update_hitl_detail("dr_failover", run_id, "approve_dns_switch", -1,
