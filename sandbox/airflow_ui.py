@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # `kill` stops it as cleanly as Ctrl-C does; and Ctrl-C works even when started from a script in
     # the background (a shell starts background jobs with SIGINT ignored, and Python keeps that).
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    # A closed terminal (SIGHUP) too: Airflow runs in its own session and would outlive the launcher.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop_signal, _interrupt)
     started = time.monotonic()
     airflow = None
     try:
@@ -94,8 +95,8 @@ Press Ctrl-C to stop everything and remove it.""", flush=True)
                 return 1
             finally:
                 # A second Ctrl-C must not cut the clean-up short and leave servers behind.
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                for stop_signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(stop_signal, signal.SIG_IGN)
                 print("\nStopping Airflow and the sandbox...", flush=True)
                 if airflow is not None:
                     airflow.stop()

@@ -4,9 +4,11 @@ least-privilege test (tests/e2e/test_iam_policies.py).
 ``install(path)`` adds two handlers to botocore's built-in list, so that every session created
 afterwards (boto3's, the Amazon provider hooks', aiobotocore's in the triggerer) carries them:
 ``before-parameter-build`` keeps the call's parameters, ``before-call`` appends one JSON line per
-operation: the DAG and task running it (Airflow's context variables), the service's IAM prefix, the
-operation, region, the access key id that signs it, and the parameters that name resources (never
-their other values: a password parameter must not land in a file).
+operation: the DAG and task running it (Airflow's context variables) or the Airflow component, the
+service's IAM prefix, the operation, region, the kind of key that signs it (its first four
+characters: the sandbox gives the DAGs an ``AKIA`` key and signs its own seeding with ``testing``),
+and the parameters that name resources (never their other values: a password parameter must not
+land in a file).
 
 In ``airflow standalone`` the sandbox's ``airflow_local_settings.py`` calls
 ``install_from_environment()`` in every Airflow process (the task processes are forked from them).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,11 @@ _installed: set[str] = set()
 def _naming_params(params: dict[str, Any]) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     for name, value in params.items():
-        if name in _TAGS:
+        if name == "ChangeBatch" and isinstance(value, dict):  # Route 53: which records, which actions
+            changes = value.get("Changes", [])
+            kept[name] = {"Actions": [c.get("Action") for c in changes],
+                          "Names": [c.get("ResourceRecordSet", {}).get("Name") for c in changes]}
+        elif name in _TAGS:
             kept[name] = value
         elif (name.endswith(_NAMING) or name in _NAMING_EXACT) and isinstance(value, str | int):
             kept[name] = value
@@ -48,16 +55,18 @@ def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> N
 
 def _recorder(path: str):
     def record(model: Any, context: dict[str, Any], request_signer: Any = None, **_: Any) -> None:
-        try:
-            access_key = request_signer._credentials.access_key
-        except AttributeError:
-            access_key = None
+        try:  # only the kind of key (AKIA: an IAM user's), never the key id itself
+            key_kind = request_signer._credentials.access_key[:4]
+        except (AttributeError, TypeError):
+            key_kind = None
         line = {
             "dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID"), "task_id": os.environ.get("AIRFLOW_CTX_TASK_ID"),
             "run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"), "pid": os.getpid(),
+            # The Airflow component (api-server, triggerer, ...) when no task runs the call.
+            "component": sys.argv[1] if len(sys.argv) > 1 else None,
             "service": model.service_model.service_name,
             "signing_name": model.service_model.signing_name, "operation": model.name,
-            "region": getattr(request_signer, "_region_name", None), "access_key": access_key,
+            "region": getattr(request_signer, "_region_name", None), "key_kind": key_kind,
             "params": context.get(_PARAMS, {}),
         }
         # One write per line with O_APPEND: lines from concurrent task processes never interleave.

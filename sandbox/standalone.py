@@ -86,11 +86,17 @@ class Standalone:
         return self
 
     def stop(self) -> None:
-        """Stop every process standalone started (its own process group), then close its log."""
+        """Stop every process standalone started: its process group, and the task runners Airflow puts
+        in groups of their own (a task still running would otherwise outlive everything)."""
         if getattr(self, "process", None) is None:
             return
+        import psutil
+
+        try:
+            started = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            started = []
         group = self.process.pid
-        # The whole group, not only standalone itself: its components outlive it when it dies first.
         for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
                 os.killpg(group, sig)
@@ -103,6 +109,10 @@ class Standalone:
             if not _group_alive(group):
                 break
         self.process.wait(timeout=10)
+        left = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        for process in left:
+            process.kill()
+        psutil.wait_procs(left, timeout=10)
         self.log.close()
 
     def _api_up(self) -> bool:

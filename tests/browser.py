@@ -27,17 +27,23 @@ class Browser:
         if not Path(CHROMIUM).exists():
             raise RuntimeError(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (make test does)")
         self.profile = profile
-        self.process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}",
-                                         f"--window-size={width},{height}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        profile.mkdir(parents=True, exist_ok=True)
+        # Chromium's chatter goes to a file: a pipe nobody reads once started would fill and block it.
+        self.log_path = profile.parent / f"{profile.name}.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}",
+                                             f"--window-size={width},{height}", "about:blank"],
+                                            stdout=subprocess.DEVNULL, stderr=log)
         url = None
         deadline = time.monotonic() + 60
         while url is None and time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line and self.process.poll() is not None:
-                raise RuntimeError(f"chromium exited with {self.process.returncode}")
-            if match := re.search(r"DevTools listening on (ws://\S+)", line):
+            if match := re.search(r"DevTools listening on (ws://\S+)", self.log_path.read_text(errors="replace")):
                 url = match.group(1)
+            elif self.process.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self.process.returncode}: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            else:
+                time.sleep(0.2)
         if url is None:
             self.close()
             raise RuntimeError("chromium did not open its DevTools port within 60 s")

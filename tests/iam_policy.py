@@ -1,17 +1,19 @@
 """A small IAM policy evaluator for the least-privilege test: is this recorded AWS call allowed by
 these policy documents?
 
-What it models: Allow/Deny statements, Action and NotAction with wildcards, Resource ARNs with
-wildcards (the call's ARN is derived from its parameters, for the operations the DAGs make on named
-resources), and the condition operators the shipped policies use (StringEquals/StringLike, with
-aws:RequestTag/*, aws:ResourceTag/*, aws:RequestedRegion, cloudwatch:namespace, s3:prefix). An
-explicit Deny wins; anything it cannot evaluate does not match, so an unmodelled scoping fails the
-test instead of passing it."""
+What it models: Allow/Deny statements, Action and NotAction with IAM wildcards (* and ?, nothing
+else), Resource ARNs (the call's ARN is derived from its parameters, for the operations the DAGs make
+on named resources), and the condition operators the shipped policies use (StringEquals, StringLike,
+ArnLike, ArnEquals, their ForAllValues forms and IfExists) with the keys aws:RequestTag/*,
+aws:ResourceTag/*, aws:RequestedRegion, cloudwatch:namespace, s3:prefix, ecs:cluster and Route 53's
+record names and actions. An explicit Deny wins. Anything it cannot evaluate (NotResource, another
+key or operator) raises, so an unmodelled scoping fails the test instead of passing it."""
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 # botocore's signing name -> IAM's service prefix, where they differ.
@@ -71,6 +73,8 @@ def resource_arns(call: dict[str, Any]) -> list[str] | None:
             arns.append(snapshot if snapshot.startswith("arn:") else f"arn:aws:rds:{region}:*:snapshot:{snapshot}")
         if p.get("ResourceName"):
             arns.append(p["ResourceName"])
+        if arns and op.startswith("Restore"):  # the subnet group it lands in ("default" when none is named)
+            arns.append(f"arn:aws:rds:{region}:*:subgrp:{p.get('DBSubnetGroupName') or 'default'}")
         return arns or None
     if service == "cloudwatch" and op == "PutDashboard":
         return [f"arn:aws:cloudwatch::*:dashboard/{p['DashboardName']}"]
@@ -93,16 +97,28 @@ def resource_arns(call: dict[str, Any]) -> list[str] | None:
     return None
 
 
+@cache
+def _glob(pattern: str) -> re.Pattern:
+    """IAM's wildcards: * any run of characters, ? one; every other character literal ([ too)."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.S)
+
+
+def _like(value: str, pattern: str, ignore_case: bool = False) -> bool:
+    if ignore_case:
+        value, pattern = value.lower(), pattern.lower()
+    return _glob(pattern).fullmatch(value) is not None
+
+
 def _arn_matches(pattern: str, arn: str) -> bool:
     # Wildcards in the call's own ARN (an unknown region or account) must be matched by the pattern.
     if "*" in arn:
         return all(_arn_part(pp, ap) for pp, ap in zip(pattern.split(":", 5), arn.split(":", 5), strict=False)) \
             and pattern.count(":") == arn.count(":")
-    return fnmatch.fnmatchcase(arn, pattern)
+    return _like(arn, pattern)
 
 
 def _arn_part(pattern: str, part: str) -> bool:
-    return pattern == "*" or part == pattern or (part != "*" and fnmatch.fnmatchcase(part, pattern))
+    return pattern == "*" or part == pattern or (part != "*" and _like(part, pattern))
 
 
 def _listify(value: Any) -> list[Any]:
@@ -110,7 +126,7 @@ def _listify(value: Any) -> list[Any]:
 
 
 def _condition_value(key: str, call: dict[str, Any], resource_tags: dict[str, str]) -> list[str] | None:
-    p = call["params"]
+    p, region = call["params"], call.get("region") or "*"
     if key.startswith("aws:RequestTag/"):
         value = _tags(p).get(key.split("/", 1)[1])
         return None if value is None else [value]
@@ -123,7 +139,24 @@ def _condition_value(key: str, call: dict[str, Any], resource_tags: dict[str, st
         return [p.get("Namespace")]
     if key == "s3:prefix":
         return [p.get("Prefix", "")]
+    if key == "ecs:cluster":
+        cluster = str(p.get("cluster") or "default")
+        return [cluster if cluster.startswith("arn:") else f"arn:aws:ecs:{region}:*:cluster/{cluster}"]
+    if key == "route53:ChangeResourceRecordSetsNormalizedRecordNames":
+        return [str(n).rstrip(".").lower() for n in p.get("ChangeBatch", {}).get("Names", [])] or None
+    if key == "route53:ChangeResourceRecordSetsActions":
+        return list(p.get("ChangeBatch", {}).get("Actions", [])) or None
     raise KeyError(f"condition key {key} is not modelled")
+
+
+def _compare(operator: str, actual: str, expected: list[Any]) -> bool:
+    if operator == "StringEquals":
+        return actual in expected
+    if operator == "StringLike":
+        return any(_like(str(actual), str(e)) for e in expected)
+    if operator in ("ArnLike", "ArnEquals"):
+        return any(_arn_matches(str(e), str(actual)) for e in expected)
+    raise KeyError(f"condition operator {operator} is not modelled")
 
 
 def _conditions_hold(conditions: dict[str, Any], call: dict[str, Any], resource_tags: dict[str, str]) -> bool:
@@ -134,26 +167,23 @@ def _conditions_hold(conditions: dict[str, Any], call: dict[str, Any], resource_
                 if operator.endswith("IfExists"):
                     continue
                 return False
-            base = operator.removesuffix("IfExists")
-            if base == "StringEquals":
-                ok = all(a in _listify(expected) for a in actual)
-            elif base == "StringLike":
-                ok = all(any(fnmatch.fnmatchcase(str(a), e) for e in _listify(expected)) for a in actual)
-            else:
-                raise KeyError(f"condition operator {operator} is not modelled")
-            if not ok:
+            base = operator.removesuffix("IfExists").removeprefix("ForAllValues:")
+            # Single-valued keys and ForAllValues alike: every value the request carries must match.
+            if not all(_compare(base, a, _listify(expected)) for a in actual):
                 return False
     return True
 
 
 def _statement_matches(statement: dict[str, Any], action: str, call: dict[str, Any],
                        resource_tags: dict[str, str]) -> bool:
+    if "NotResource" in statement or "NotPrincipal" in statement:
+        raise KeyError(f"{statement.get('Sid')}: NotResource/NotPrincipal are not modelled")
     if "Action" in statement:
-        if not any(fnmatch.fnmatch(action.lower(), a.lower()) for a in _listify(statement["Action"])):
+        if not any(_like(action, a, ignore_case=True) for a in _listify(statement["Action"])):
             return False
-    elif any(fnmatch.fnmatch(action.lower(), a.lower()) for a in _listify(statement["NotAction"])):
+    elif any(_like(action, a, ignore_case=True) for a in _listify(statement["NotAction"])):
         return False
-    resources = _listify(statement.get("Resource", "*"))
+    resources = _listify(statement["Resource"])
     if resources != ["*"]:
         arns = resource_arns(call)
         if not arns or not all(any(_arn_matches(r, arn) for r in resources) for arn in arns):

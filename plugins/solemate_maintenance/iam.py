@@ -28,6 +28,7 @@ def placeholders(config: PlatformConfig) -> dict[str, str | list[str]]:
     recovery = config.disaster_recovery
     classes = config.log_lifecycle.classes.values()
     return {
+        "environment": config.environment,
         "reports_bucket": config.reports.bucket,
         "reports_prefix": config.reports.prefix,
         "primary_region": config.regions.primary,
@@ -37,6 +38,12 @@ def placeholders(config: PlatformConfig) -> dict[str, str | list[str]]:
         "drill_instance_prefix": recovery.drill.instance_prefix,
         "failover_instance_id": recovery.failover_instance_id,
         "dr_cluster": recovery.cluster,
+        # RDS uses the subnet group named "default" when none is given.
+        "restore_db_subnet_group": config.restore_test.db_subnet_group or "default",
+        "drill_db_subnet_group": recovery.drill.db_subnet_group or "default",
+        "failover_db_subnet_group": recovery.failover_db_subnet_group or "default",
+        # Route 53's normalised form: lower case, no final dot.
+        "record_name": recovery.record_name.rstrip(".").lower(),
         "dr_stack_name": recovery.stack_name,
         "metric_namespace": config.maintenance_status.namespace,
         "dashboard_name": config.maintenance_status.dashboard_name,
@@ -59,6 +66,12 @@ def policy_names() -> list[str]:
 def attachments() -> dict[str, list[str]]:
     """DAG id -> the policies its tasks need."""
     return json.loads((POLICY_DIR / "attachments.json").read_text())["dags"]
+
+
+def component_policies() -> dict[str, list[str]]:
+    """Airflow component -> the policies it needs for the calls it makes outside any task (the API
+    server reads the reports for the dashboard; the triggerer runs the deferred waits)."""
+    return json.loads((POLICY_DIR / "attachments.json").read_text())["components"]
 
 
 def render(name: str, config: PlatformConfig) -> dict[str, Any]:

@@ -7,7 +7,6 @@ and says so."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
 import pytest
@@ -19,8 +18,9 @@ from tests.iam_policy import action_of, allowed, is_read_only
 
 pytestmark = [pytest.mark.e2e, pytest.mark.after_the_runs]
 
-# The sandbox hands the DAGs a distinctive AKIA… key; its own seeding signs with "testing".
-DAG_IDENTITY = re.compile(r"^AKIA[A-Z0-9]{16}$")
+# The sandbox hands Airflow an AKIA… key (the identity the policies are for); its own seeding and the
+# tests' checks sign with "testing".
+AIRFLOW_IDENTITY = "AKIA"
 # What a read-only DAG may still write: its own reports, status metrics, dashboard and alarm, the P1
 # page, and asking IAM to build the credential report. Named by the read-only policy's statements.
 READ_ONLY_WRITES = {"s3:PutObject", "cloudwatch:PutMetricData", "cloudwatch:PutDashboard",
@@ -49,7 +49,7 @@ def policies() -> dict[str, dict]:
 def events(aws_call_log) -> list[dict]:
     """Calls signed with the DAGs' identity and the tags their describes showed, in order."""
     made = [e for e in recorded(aws_call_log)
-            if "observed_tags" in e or DAG_IDENTITY.match(e.get("access_key") or "")]
+            if "observed_tags" in e or e.get("key_kind") == AIRFLOW_IDENTITY]
     if not any("operation" in e for e in made):
         pytest.fail(f"no AWS call was recorded in {aws_call_log}: this test judges the end-to-end runs, "
                     "run it with them (make test, or pytest tests/e2e)")
@@ -67,8 +67,16 @@ def _identifier(call: dict) -> str:
             or params.get("ResourceName", "").rpartition(":db:")[2])
 
 
+def policies_for(call: dict) -> list[str]:
+    """A task's calls: its DAG's policies. Outside tasks: the component's (the API server's dashboard,
+    the triggerer's waits); the standalone process itself, its children's."""
+    if call["dag_id"]:
+        return iam.attachments()[call["dag_id"]]
+    component = (call.get("component") or "").replace("_", "-")
+    return iam.component_policies().get(component, ["readonly"])
+
+
 def test_every_recorded_call_is_allowed_by_the_policies_of_its_dag(events, policies):
-    attached = iam.attachments()
     # A resource's tags as the DAG could know them at the time: from the call that created it, or
     # from what describing it showed (for aws:ResourceTag conditions).
     tags: dict[str, dict[str, str]] = defaultdict(dict)
@@ -78,12 +86,10 @@ def test_every_recorded_call_is_allowed_by_the_policies_of_its_dag(events, polic
             for identifier, seen in event["observed_tags"].items():
                 tags[identifier] = seen
             continue
-        dag_id = event["dag_id"]
-        # Triggerer and API server processes run no task: the read-only policy covers their reads.
-        names = attached.get(dag_id, ["readonly"]) if dag_id else ["readonly"]
+        names = policies_for(event)
         ok, why = allowed(event, [policies[n] for n in names], tags.get(_identifier(event), {}))
         if not ok:
-            refused.add(f"{dag_id}.{event['task_id']}: {why} (policies {names})")
+            refused.add(f"{event['dag_id'] or event['component']}.{event['task_id']}: {why} (policies {names})")
         created = {t["Key"]: t["Value"] for t in event["params"].get("Tags") or [] if isinstance(t, dict)}
         if created and _identifier(event):
             tags[_identifier(event)] = {**tags[_identifier(event)], **created}

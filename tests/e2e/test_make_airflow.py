@@ -1,6 +1,6 @@
 """`make airflow` as a person uses it: run the README's command, open the printed URL, log in with the
-printed login, see the DAGs; then Ctrl-C (SIGINT to the terminal's foreground process group) stops
-every process it started and removes every file it wrote."""
+printed login, see the DAGs, trigger one; then Ctrl-C (SIGINT to the terminal's foreground process
+group) while its tasks run stops every process it started and removes every file it wrote."""
 
 from __future__ import annotations
 
@@ -88,6 +88,20 @@ def test_make_airflow_serves_the_ui_and_ctrl_c_leaves_nothing_behind():
         dags = requests.get(f"{url}/api/v2/dags", headers=headers, timeout=30).json()["dags"]
         assert {d["dag_id"]: d["is_paused"] for d in dags} == dict.fromkeys(DAG_IDS, True)
 
+        # Ctrl-C while tasks run: Airflow puts each task runner in a process group of its own.
+        dag_run = f"{url}/api/v2/dags/daily_maintenance/dagRuns"
+        assert requests.patch(f"{url}/api/v2/dags/daily_maintenance", json={"is_paused": False}, headers=headers,
+                              timeout=30).status_code == 200
+        run_id = requests.post(dag_run, json={"logical_date": None}, headers=headers, timeout=30).json()["dag_run_id"]
+
+        def running() -> bool:
+            instances = requests.get(f"{dag_run}/{run_id}/taskInstances", headers=headers, timeout=30).json()
+            return any(ti["state"] == "running" for ti in instances["task_instances"])
+
+        deadline = time.monotonic() + 120
+        while not running():
+            assert time.monotonic() < deadline, "no task of the triggered run started"
+            time.sleep(1)
         started = descendants(make.pid)
         commands = " ".join(_command(pid) for pid in started)
         assert "airflow scheduler" in commands and "airflow triggerer" in commands, commands

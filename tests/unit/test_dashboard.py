@@ -57,9 +57,13 @@ def allow_everyone(request: Request) -> None:
     return None
 
 
+def login_at(next_url: str) -> str:
+    return f"/auth/login?next={next_url}"
+
+
 @pytest.fixture
 def client(config):
-    return TestClient(create_app(config_loader=lambda: config, guard=allow_everyone))
+    return TestClient(create_app(config_loader=lambda: config, guard=allow_everyone, login_url=login_at))
 
 
 @pytest.fixture
@@ -132,7 +136,7 @@ def test_an_empty_bucket_says_what_is_missing_instead_of_failing(client, bucket)
 def test_a_bucket_it_cannot_read_is_named_on_the_page_not_a_500(config, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", config.regions.primary)
     with mock_aws():  # no bucket at all
-        page = TestClient(create_app(config_loader=lambda: config, guard=allow_everyone)).get("/")
+        page = TestClient(create_app(config_loader=lambda: config, guard=allow_everyone, login_url=login_at)).get("/")
     assert page.status_code == 200
     assert "history unreadable" in page.text and "NoSuchBucket" in page.text
     assert page.text.count("no report yet") + page.text.count("unreadable") >= 6
@@ -142,8 +146,57 @@ def test_without_a_login_a_browser_gets_a_way_in_and_a_script_gets_json(config, 
     def nobody(request: Request) -> None:
         raise HTTPException(status_code=401, detail="Not authenticated")
 
-    client = TestClient(create_app(config_loader=lambda: config, guard=nobody))
+    client = TestClient(create_app(config_loader=lambda: config, guard=nobody, login_url=login_at))
     browser = client.get("/", headers={"Accept": "text/html"})
     assert browser.status_code == 401 and 'href="/auth/login?next=/"' in browser.text
     script = client.get("/api/summary")
     assert script.status_code == 401 and script.json() == {"detail": "Not authenticated"}
+    # Nothing answers without the guard: no docs, no schema.
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_the_guard_asks_the_auth_manager_about_every_dag_whatever_the_query_names(config, bucket, monkeypatch):
+    """Airflow's requires_access_dag would authorise against a dag_id in the query string: read
+    access to one DAG must not open the page that shows all of them."""
+    import airflow.api_fastapi.app as api_app
+    from airflow.api_fastapi.core_api.security import get_user
+
+    asked = []
+
+    class OneDagReader:
+        def is_authorized_dag(self, **kwargs):
+            asked.append(kwargs)
+            return kwargs.get("details") is not None  # allowed for a named DAG only
+
+        def get_url_login(self, **kwargs):
+            return "/auth/login"
+
+    monkeypatch.setattr(api_app, "get_auth_manager", lambda: OneDagReader())
+    app = create_app(config_loader=lambda: config)
+    app.dependency_overrides[get_user] = lambda: "reader-of-daily"
+    response = TestClient(app).get("/api/summary?dag_id=daily_maintenance")
+    assert response.status_code == 403, response.text
+    assert asked == [{"method": "GET", "user": "reader-of-daily"}]
+
+
+def test_what_a_report_carries_cannot_script_or_break_the_page(client, bucket):
+    """Reports are data anyone with write access to the bucket could shape: a javascript: link, a
+    string where a number belongs, a corrupt latest.json."""
+    hostile = report("daily_maintenance", NOW - timedelta(hours=1), findings=[("x", "y", "P2", "z")])
+    hostile.airflow_url = "javascript:fetch('/api/v2/dags')//"
+    store_report(bucket, hostile)
+    store_report(bucket, report("dr_drill", NOW - timedelta(days=1), measurements={"dr_scorecard": {"components": [
+        {"component": "Database", "rto_target_minutes": 60, "rto_minutes": "soon", "rpo_target_minutes": 5,
+         "rpo_minutes": None, "verdict": "met"}, "not a row"]}}))
+    store_report(bucket, report("weekly_backup_verification", NOW - timedelta(days=3), measurements={
+        "restore_validate": {"rto_minutes": "12", "data_rpo_minutes": True, "rto_target_minutes": 60}}))
+    bucket.write(bucket.latest_key("monthly_review"), "{not json")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "javascript:" not in page.text and "href=\"javascript" not in page.text
+    assert "soon" in page.text  # shown as text, not formatted as a number
+    assert re.search(r"<b>monthly_review</b></td><td>.*unreadable", page.text)
+    assert "reports/monthly_review/latest.json unreadable" in page.text
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp

@@ -29,14 +29,16 @@ def policies(config):
 
 
 def test_every_placeholder_is_filled_and_every_dag_is_attached(policies):
-    assert set(policies) == {"readonly", "restore-test", "dr-drill", "dr-failover", "log-retention"}
+    assert set(policies) == {"readonly", "dashboard", "restore-test", "dr-drill", "dr-failover", "log-retention"}
     for name, document in policies.items():
         text = json.dumps(document)
         assert "${" not in text, f"{name}: a placeholder is left: {text}"
         assert document["Version"] == "2012-10-17"
     attached = iam.attachments()
     assert set(attached) == DAG_IDS and all("readonly" in names for names in attached.values())
-    assert {n for names in attached.values() for n in names} == set(policies)
+    used = {n for names in [*attached.values(), *iam.component_policies().values()] for n in names}
+    assert used == set(policies)
+    assert iam.component_policies()["api-server"] == ["dashboard"]  # the dashboard only reads
 
 
 def test_every_mutating_action_is_scoped_by_resource_or_condition(policies):
@@ -45,9 +47,13 @@ def test_every_mutating_action_is_scoped_by_resource_or_condition(policies):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert not any("*" in action for action in actions), f"{name}: wildcard action in {statement['Sid']}"
             writes = [a for a in actions if not is_read_only(a)]
-            if writes and statement["Effect"] == "Allow" and statement["Resource"] == "*":
+            if writes and statement["Effect"] == "Allow" and "*" in _resources(statement):
                 assert statement.get("Condition") or set(writes) <= HARMLESS_WRITES, \
                     f"{name}: {writes} on every resource ({statement['Sid']})"
+
+
+def _resources(statement: dict) -> list[str]:
+    return statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
 
 
 def test_the_list_placeholders_name_the_configs_log_classes_and_asset_buckets(config, policies):
@@ -74,10 +80,24 @@ def test_the_evaluator_refuses_what_the_policies_do_not_name(config, policies):
     untagged = call("rds", "RestoreDBInstanceToPointInTime", TargetDBInstanceIdentifier=f"{prefix}-x",
                     DBInstanceIdentifier=f"{prefix}-x", Tags=[])
     assert not allowed(untagged, [restore])[0]
-    assert resource_arns(untagged) == [f"arn:aws:rds:{config.regions.primary}:*:db:{prefix}-x"]
+    assert resource_arns(untagged) == [f"arn:aws:rds:{config.regions.primary}:*:db:{prefix}-x",
+                                       f"arn:aws:rds:{config.regions.primary}:*:subgrp:default"]
     retention = policies["log-retention"]
     assert allowed(call("logs", "PutRetentionPolicy", logGroupName="/ecs/production/application"), [retention])[0]
     assert not allowed(call("logs", "PutRetentionPolicy", logGroupName="/aws/lambda/payments"), [retention])[0]
+    # The drill may start tasks only in the DR cluster, and switch only the public record.
+    task = call("ecs", "RunTask", cluster=config.disaster_recovery.cluster, tags=[{"key": "solemate:purpose",
+                                                                                 "value": "dr-drill"}])
+    task["region"] = config.regions.dr
+    assert allowed(task, [policies["dr-drill"]])[0]
+    assert not allowed({**task, "params": {**task["params"], "cluster": "production-cluster"}}, [policies["dr-drill"]])[0]
+    switch = call("route53", "ChangeResourceRecordSets", HostedZoneId="/hostedzone/Z1",
+                  ChangeBatch={"Actions": ["UPSERT"], "Names": [config.disaster_recovery.record_name]})
+    assert allowed(switch, [policies["dr-failover"]])[0]
+    other = {**switch, "params": {**switch["params"], "ChangeBatch": {"Actions": ["UPSERT"], "Names": ["mail.solemate.example."]}}}
+    assert not allowed(other, [policies["dr-failover"]])[0]
+    deleting = {**switch, "params": {**switch["params"], "ChangeBatch": {"Actions": ["DELETE"], "Names": [config.disaster_recovery.record_name]}}}
+    assert not allowed(deleting, [policies["dr-failover"]])[0]
     drill_copy = call("rds", "DeleteDBInstance", DBInstanceIdentifier=f"{config.disaster_recovery.drill.instance_prefix}-1")
     drill_copy["region"] = config.regions.dr
     assert allowed(drill_copy, [policies["dr-drill"]], {"solemate:purpose": "restore-test"})[0]

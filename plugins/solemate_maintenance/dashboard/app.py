@@ -1,15 +1,15 @@
 """The dashboard's FastAPI app, mounted by the api-server under /solemate (plugins/solemate_dashboard.py).
 
-Every route needs an Airflow login with read access to DAGs, checked by Airflow's own security
-dependency (a bearer token or the UI's session cookie, whichever auth manager is configured). The
+Every route needs an Airflow login allowed to read every DAG (the page shows them all), checked by the
+configured auth manager: the UI's session cookie or a bearer token. No docs or schema routes. The
 reports are read with the Amazon provider's S3 hook through ``aws_default``: the api-server's role
-needs only the read-only policy's reports-bucket statements."""
+needs only include/iam/dashboard.json."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import quote
+from html import escape
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import HTTPException
@@ -21,6 +21,9 @@ from solemate_maintenance.dashboard.page import render
 from solemate_maintenance.report_store import ReportStore
 
 AWS_CONN_ID = "aws_default"
+# The page runs no script and loads nothing: a link planted in a report cannot run code either.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                           "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
 
 
 def reports_of(config: PlatformConfig) -> ReportStore:
@@ -28,27 +31,53 @@ def reports_of(config: PlatformConfig) -> ReportStore:
                        region_name=config.regions.primary)
 
 
-def _login_required(request: Request, exc: HTTPException) -> Response:
-    """A person opening the page without a session gets a way in, not a JSON error."""
-    if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
-        message = ("Log in to Airflow first." if exc.status_code == 401
-                   else "Your Airflow user may not read DAGs, which this dashboard needs.")
-        here = quote(f"{request.scope.get('root_path', '')}/")  # where the api-server mounted the app
-        return HTMLResponse(f'<!doctype html><title>SoleMate maintenance</title><p>{message} '
-                            f'<a href="/auth/login?next={here}" target="_top">Log in</a></p>',
-                            status_code=exc.status_code)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+def airflow_guard() -> Callable:
+    """Airflow's authentication and the auth manager's "read every DAG" (not Airflow's
+    ``requires_access_dag``, which would authorise against a ``dag_id`` the caller puts in the query
+    string: read access to one DAG would show all six)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import get_user
+
+    # No annotation: with postponed annotations FastAPI could not resolve a locally imported type and
+    # would take `user` for a query parameter. The default alone makes it Airflow's user dependency.
+    def guard(user=Depends(get_user)) -> None:  # noqa: B008
+        if not get_auth_manager().is_authorized_dag(method="GET", user=user):
+            raise HTTPException(status_code=403, detail="Forbidden: the dashboard needs read access to every DAG")
+
+    return guard
 
 
-def create_app(config_loader: Callable[[], PlatformConfig] = load_config,
-               guard: Callable | None = None) -> FastAPI:
-    """``guard``: the dependency that checks the caller (Airflow's ``requires_access_dag("GET")``)."""
-    if guard is None:
-        from airflow.api_fastapi.core_api.security import requires_access_dag
+def airflow_login_url(next_url: str) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
 
-        guard = requires_access_dag("GET")
-    app = FastAPI(title="SoleMate maintenance dashboard", dependencies=[Depends(guard)])
-    app.add_exception_handler(HTTPException, _login_required)
+    return get_auth_manager().get_url_login(next_url=next_url)
+
+
+def create_app(config_loader: Callable[[], PlatformConfig] = load_config, guard: Callable | None = None,
+               login_url: Callable[[str], str] = airflow_login_url) -> FastAPI:
+    """``guard``: the dependency that checks the caller (default: ``airflow_guard()``)."""
+    app = FastAPI(title="SoleMate maintenance dashboard", dependencies=[Depends(guard or airflow_guard())],
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(HTTPException)
+    def refused(request: Request, exc: HTTPException) -> Response:
+        """A person opening the page without a session gets a way in, not a JSON error."""
+        if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
+            message = ("Log in to Airflow first." if exc.status_code == 401
+                       else "Your Airflow user may not read every DAG, which this dashboard needs.")
+            here = f"{request.scope.get('root_path', '')}/"  # where the api-server mounted the app
+            return HTMLResponse(f'<!doctype html><title>SoleMate maintenance</title><p>{message} '
+                                f'<a href="{escape(login_url(here))}" target="_top">Log in</a></p>',
+                                status_code=exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     def board() -> Dashboard:
         config = config_loader()

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from solemate_maintenance.report import ReportedFinding, RunReport
-from solemate_maintenance.report_store import ReportStore
+from solemate_maintenance.report_store import ObjectNotReadable, ReportStore
 
 DAG_IDS = ("daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
            "dr_failover")
@@ -82,6 +82,24 @@ class Dashboard:
         }
 
 
+def _latest(store: ReportStore, dag_id: str) -> DagStatus:
+    """A missing report is "no report yet"; one that S3 refuses or that does not parse is an error on
+    the page (a permission problem must not look like a DAG that never ran)."""
+    key = store.latest_key(dag_id)
+    try:
+        text = store.read_text(key)
+        return DagStatus(dag_id, RunReport.model_validate_json(text) if text is not None else None)
+    except ObjectNotReadable as exc:
+        return DagStatus(dag_id, error=f"S3 refused {exc} (403: no s3:GetObject, or no s3:ListBucket and missing)")
+    except Exception as exc:  # one unreadable DAG must not hide the others
+        return DagStatus(dag_id, error=f"{store.uri(key)} unreadable ({type(exc).__name__}: {exc})"[:300])
+
+
+def _number(value: Any) -> float | None:
+    """A measurement as the charts can draw it; anything else (a string, a bool) is no point."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _history(store: ReportStore, board: Dashboard, dag_id: str, now: datetime) -> list[RunReport]:
     try:
         return store.reports_before(dag_id, now, limit=TREND_RUNS)
@@ -91,12 +109,7 @@ def _history(store: ReportStore, board: Dashboard, dag_id: str, now: datetime) -
 
 
 def collect(store: ReportStore, environment: str, now: datetime) -> Dashboard:
-    dags = []
-    for dag_id in DAG_IDS:
-        try:
-            dags.append(DagStatus(dag_id, store.read_report(store.latest_key(dag_id))))
-        except Exception as exc:  # one unreadable DAG must not hide the others
-            dags.append(DagStatus(dag_id, error=f"{type(exc).__name__}: {exc}"[:300]))
+    dags = [_latest(store, dag_id) for dag_id in DAG_IDS]
     board = Dashboard(environment=environment, generated_at=now, dags=dags)
 
     # Oldest first, as the charts read.
@@ -104,17 +117,20 @@ def collect(store: ReportStore, environment: str, now: datetime) -> Dashboard:
         measured = report.measurements.get("restore_validate")
         if measured:
             board.restore_trend.append(TrendPoint((report.logical_date or "")[:10], {
-                "rto_minutes": measured.get("rto_minutes"), "data_rpo_minutes": measured.get("data_rpo_minutes")}))
-            board.restore_targets = {"rto_minutes": measured.get("rto_target_minutes"),
-                                     "data_rpo_minutes": measured.get("rpo_target_minutes")}
+                "rto_minutes": _number(measured.get("rto_minutes")),
+                "data_rpo_minutes": _number(measured.get("data_rpo_minutes"))}))
+            board.restore_targets = {"rto_minutes": _number(measured.get("rto_target_minutes")),
+                                     "data_rpo_minutes": _number(measured.get("rpo_target_minutes"))}
 
     drill = next((d.report for d in dags if d.dag_id == "dr_drill" and d.report), None)
     if drill and drill.measurements.get("dr_scorecard"):
         board.drill_run = drill
-        board.drill = list(drill.measurements["dr_scorecard"].get("components", []))
+        board.drill = [row for row in drill.measurements["dr_scorecard"].get("components", [])
+                       if isinstance(row, dict)]
 
     for report in reversed(_history(store, board, "monthly_review", now)):
         measured = report.measurements.get("cost_review")
-        if measured and measured.get("month"):
-            board.cost_trend.append(TrendPoint(measured["month"][:7], {"total_usd": measured.get("total_usd")}))
+        if measured and isinstance(measured.get("month"), str):
+            total = _number(measured.get("total_usd"))
+            board.cost_trend.append(TrendPoint(measured["month"][:7], {"total_usd": total}))
     return board

@@ -4,8 +4,10 @@ summaries come from AWS and from the platform)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 from solemate_maintenance.dashboard.data import SEVERITIES, DagStatus, Dashboard, TrendPoint
 
@@ -26,6 +28,22 @@ table { border-collapse: collapse; margin-top: 0.5rem; } td, th { padding: 0.3re
 """
 
 
+def _link(url: str | None, text: str) -> str:
+    """A link only to a web address: a report is data, and a ``javascript:`` URL in one must not run."""
+    if url and urlsplit(url).scheme in ("http", "https"):
+        return f'<a href="{escape(url)}" target="_top">{escape(text)}</a>'
+    return escape(text)
+
+
+def _section(draw: Callable[..., str], *args: Any) -> str:
+    """One odd value in one report costs its section, not the page."""
+    try:
+        return draw(*args)
+    except Exception as exc:
+        return (f'<p class="finding" style="color:#cf222e">This section could not be drawn '
+                f'({escape(type(exc).__name__)}).</p>')
+
+
 def _state(state: str) -> str:
     return f'<span class="state" style="background:{STATE_COLOURS.get(state, "#6e7781")}">{escape(state)}</span>'
 
@@ -39,8 +57,7 @@ def _dag_row(status: DagStatus) -> str:
         f'[{escape(sev)}]</span> {escape(f.check)} {escape(f.resource)}: {escape(f.summary)}</div>'
         for f in status.top_findings for sev in [f.severity.value if f.severity else "-"])
     when = escape(report.logical_date or report.run_id) if report else ""
-    link = (f'<a href="{escape(report.airflow_url)}" target="_top">{escape(report.run_id)}</a>'
-            if report and report.airflow_url else escape(report.run_id) if report else "")
+    link = _link(report.airflow_url, report.run_id) if report else ""
     error = f'<div class="finding">{escape(status.error)}</div>' if status.error else ""
     return (f"<tr><td><b>{escape(status.dag_id)}</b></td><td>{_state(status.state)}</td><td>{when}<br>"
             f'<span class="muted">{link}</span></td><td>{counts}</td><td>{findings}{error}</td></tr>')
@@ -126,7 +143,9 @@ def _drill_table(board: Dashboard) -> str:
         return '<p class="muted">No DR drill report yet: trigger dr_drill.</p>'
 
     def number(value: Any) -> str:
-        return "—" if value is None else f"{value:.1f}"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"{value:.1f}"
+        return "—" if value is None else escape(str(value))
 
     rows = "".join(
         f"<tr><td>{escape(str(r.get('component')))}</td><td>{escape(str(r.get('rto_target_minutes')))}</td>"
@@ -141,10 +160,10 @@ def _drill_table(board: Dashboard) -> str:
 
 
 def render(board: Dashboard) -> str:
-    rows = "".join(_dag_row(status) for status in board.dags)
-    restore = line_chart("Restore test: RTO and data RPO (minutes)", board.restore_trend,
-                         {"rto_minutes": "RTO", "data_rpo_minutes": "data RPO"}, board.restore_targets, "min")
-    cost = bar_chart("Monthly cost (USD)", board.cost_trend, "total_usd", "$")
+    rows = "".join(_section(_dag_row, status) for status in board.dags)
+    restore = _section(line_chart, "Restore test: RTO and data RPO (minutes)", board.restore_trend,
+                       {"rto_minutes": "RTO", "data_rpo_minutes": "data RPO"}, board.restore_targets, "min")
+    cost = _section(bar_chart, "Monthly cost (USD)", board.cost_trend, "total_usd", "$")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>SoleMate maintenance: {escape(board.environment)}</title><style>{STYLE}</style></head>
@@ -157,6 +176,6 @@ Open findings by severity ({", ".join(SEVERITIES)}); a run fails on P1 and P2.</
 <table><tr><th>DAG</th><th>state</th><th>checked</th><th>open findings</th><th>what to look at first</th></tr>
 {rows}</table>
 <h2>Restore tests</h2>{restore}
-<h2>DR drill</h2>{_drill_table(board)}
+<h2>DR drill</h2>{_section(_drill_table, board)}
 <h2>Cost</h2>{cost}
 </body></html>"""
