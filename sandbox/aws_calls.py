@@ -4,7 +4,7 @@ least-privilege test (tests/e2e/test_iam_policies.py).
 ``install(path)`` adds two handlers to botocore's built-in list, so that every session created
 afterwards (boto3's, the Amazon provider hooks', aiobotocore's in the triggerer) carries them:
 ``before-parameter-build`` keeps the call's parameters, ``before-call`` appends one JSON line per
-operation: the DAG and task running it (Airflow's context variables) or the Airflow component, the
+operation: the DAG and task running it (Airflow's current context) or the Airflow component, the
 service's IAM prefix, the operation, region, the kind of key that signs it (its first four
 characters: the sandbox gives the DAGs an ``AKIA`` key and signs its own seeding with ``testing``),
 and the parameters that name resources (never their other values: a password parameter must not
@@ -53,15 +53,29 @@ def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> N
     context[_PARAMS] = _naming_params(params)
 
 
-def _recorder(path: str):
+def _running_task() -> tuple[str | None, str | None, str | None]:
+    """The task whose execute() makes the call, from Airflow's current context (set only while a task
+    runs, unlike the AIRFLOW_CTX_* variables, which dag.test leaves in the environment)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        return ti.dag_id, ti.task_id, ti.run_id
+    except Exception:
+        return None, None, None
+
+
+def _recorder(path: str, tasks_only: bool):
     def record(model: Any, context: dict[str, Any], request_signer: Any = None, **_: Any) -> None:
+        dag_id, task_id, run_id = _running_task()
+        if tasks_only and dag_id is None:
+            return
         try:  # only the kind of key (AKIA: an IAM user's), never the key id itself
             key_kind = request_signer._credentials.access_key[:4]
         except (AttributeError, TypeError):
             key_kind = None
         line = {
-            "dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID"), "task_id": os.environ.get("AIRFLOW_CTX_TASK_ID"),
-            "run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"), "pid": os.getpid(),
+            "dag_id": dag_id, "task_id": task_id, "run_id": run_id, "pid": os.getpid(),
             # The Airflow component (api-server, triggerer, ...) when no task runs the call.
             "component": sys.argv[1] if len(sys.argv) > 1 else None,
             "service": model.service_model.service_name,
@@ -75,10 +89,12 @@ def _recorder(path: str):
     return record
 
 
-def _tag_observer(path: str):
+def _tag_observer(path: str, tasks_only: bool):
     """What DescribeDBInstances showed of each instance's tags: the least-privilege test needs a
     resource's tags (aws:ResourceTag conditions) when the DAG deletes one it did not create."""
     def observe(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if tasks_only and _running_task()[0] is None:
+            return
         seen = {i["DBInstanceIdentifier"]: {t["Key"]: t["Value"] for t in i.get("TagList", [])}
                 for i in (parsed or {}).get("DBInstances", []) if "DBInstanceIdentifier" in i}
         if seen:
@@ -87,7 +103,9 @@ def _tag_observer(path: str):
     return observe
 
 
-def install(path: Path | str) -> None:
+def install(path: Path | str, tasks_only: bool = False) -> None:
+    """``tasks_only``: record only calls a running task makes (the test process: its own fixtures and
+    the unit tests also call AWS, and are nobody's DAG)."""
     from botocore import handlers
 
     path = str(path)
@@ -95,8 +113,8 @@ def install(path: Path | str) -> None:
         return
     _installed.add(path)
     handlers.BUILTIN_HANDLERS.append(("before-parameter-build", _keep_params))
-    handlers.BUILTIN_HANDLERS.append(("before-call", _recorder(path)))
-    handlers.BUILTIN_HANDLERS.append(("after-call.rds.DescribeDBInstances", _tag_observer(path)))
+    handlers.BUILTIN_HANDLERS.append(("before-call", _recorder(path, tasks_only)))
+    handlers.BUILTIN_HANDLERS.append(("after-call.rds.DescribeDBInstances", _tag_observer(path, tasks_only)))
 
 
 def install_from_environment() -> None:

@@ -47,5 +47,12 @@ def airflow_db() -> Path:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that drive the real Airflow (the session's `standalone`) run last, together: its idle
-    scheduler, DAG processor and API server would otherwise slow every test after the first of them."""
-    items.sort(key=lambda item: "standalone" in getattr(item, "fixturenames", ()))
+    scheduler, DAG processor and API server would otherwise slow every test after the first of them.
+    After them the tests that judge what every run did (marker ``after_the_runs``), the IAM test last
+    of all: it judges the calls of the others too (the dashboard's)."""
+    def order(item: pytest.Item) -> tuple[bool, bool, bool]:
+        judges = item.get_closest_marker("after_the_runs") is not None
+        return (judges, judges and item.module.__name__.endswith("test_iam_policies"),
+                "standalone" in getattr(item, "fixturenames", ()))
+
+    items.sort(key=order)

@@ -18,19 +18,8 @@ def aws_call_log(tmp_path_factory) -> Path:
     """Every AWS operation the end-to-end runs make, in this process (dag.test) and in the real
     Airflow's processes, for the least-privilege test that runs after them (test_iam_policies.py)."""
     path = tmp_path_factory.getbasetemp() / "aws-calls.jsonl"
-    aws_calls.install(path)
+    aws_calls.install(path, tasks_only=True)
     return path
-
-
-def pytest_collection_modifyitems(items):
-    """The least-privilege test judges the calls every other end-to-end test made: it runs after them."""
-    # The IAM test last of all: it judges the calls of the other "after" tests too (the dashboard's).
-    last = sorted((item for item in items if item.get_closest_marker("after_the_runs")),
-                  key=lambda item: item.module.__name__.endswith("test_iam_policies"))
-    if last:
-        e2e = [item for item in items if item.get_closest_marker("e2e") and item not in last]
-        others = [item for item in items if item not in last and item not in e2e]
-        items[:] = e2e + last + others
 
 
 @pytest.fixture(scope="session")
