@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(seconds: float) -> dict[str, float]:
     home = Path(tempfile.mkdtemp(prefix="solemate-bench-airflow-"))
+    try:
+        return measure(seconds, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # each bench run left its Airflow home in /tmp
+
+
+def measure(seconds: float, home: Path) -> dict[str, float]:
     from sandbox.world import airflow_env
 
     os.environ.update(airflow_env(home, REPO))

@@ -70,7 +70,7 @@ def line_chart(title: str, points: list[TrendPoint], series: dict[str, str], tar
     values += [t for k in series if (t := targets.get(k)) is not None]
     if not points or not values:
         return f'<p class="muted">{escape(title)}: no measurements yet.</p>'
-    left, right, top, bottom = 50, 20, 30, 40
+    left, right, top, bottom = 50, 50, 30, 40  # room for the last date label
     top_value = max(values) * 1.15 or 1.0
     step = (width - left - right) / max(len(points) - 1, 1)
 
