@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -23,42 +24,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _stat(pid: int) -> tuple[int, str] | None:
-    """(parent pid, start time) of a live process; None once it is gone (or a zombie)."""
+def _command(process: psutil.Process) -> str:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None if fields[0] == "Z" else (int(fields[1]), fields[19])
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie
         return ""
 
 
-def using(folder: Path) -> dict[int, str]:
-    """Live processes whose command line names `folder` (PostgreSQL daemonises: it is no descendant)."""
-    return {int(entry.name): stat[1] for entry in Path("/proc").iterdir()
-            if entry.name.isdigit() and str(folder) in _command(int(entry.name)) and (stat := _stat(int(entry.name)))}
-
-
-def descendants(root: int) -> dict[int, str]:
-    """Every live process below `root`, whatever its session or process group, by start time."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
-            parents[int(entry.name)] = stat
-    found, frontier = {}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, started) in parents.items():
-            if ppid == parent and pid not in found:
-                found[pid] = started
-                frontier.append(pid)
-    return found
+def _alive(process: psutil.Process) -> bool:
+    """Still running (the same process: psutil checks its start time, so a reused pid is not it)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def test_make_airflow_serves_the_ui_and_ctrl_c_leaves_nothing_behind():
@@ -102,12 +80,14 @@ def test_make_airflow_serves_the_ui_and_ctrl_c_leaves_nothing_behind():
         while not running():
             assert time.monotonic() < deadline, "no task of the triggered run started"
             time.sleep(1)
-        started = descendants(make.pid)
-        commands = " ".join(_command(pid) for pid in started)
+        # Every process below make, whatever its session or group, and PostgreSQL, which daemonises
+        # (no descendant): it is found by the sandbox folder on its command line.
+        started = psutil.Process(make.pid).children(recursive=True)
+        commands = " ".join(_command(process) for process in started)
         assert "airflow scheduler" in commands and "airflow triggerer" in commands, commands
-        servers = using(workdir)
-        assert "postgres" in " ".join(_command(pid) for pid in servers)
-        started.update(servers)
+        servers = [process for process in psutil.process_iter() if str(workdir) in _command(process)]
+        assert "postgres" in " ".join(_command(process) for process in servers)
+        started += servers
     finally:
         # Ctrl-C in a terminal: SIGINT to the whole foreground process group.
         os.killpg(make.pid, signal.SIGINT)
@@ -116,7 +96,7 @@ def test_make_airflow_serves_the_ui_and_ctrl_c_leaves_nothing_behind():
 
     text = "".join(output)
     assert "Stopped; nothing is left running." in text, text[-3000:]
-    left = {pid for pid, started_at in started.items() if (stat := _stat(pid)) and stat[1] == started_at}
+    left = [f"{process.pid} {_command(process)[:120]}" for process in started if _alive(process)]
     assert not left, f"still running after Ctrl-C: {left}"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/api/v2/monitor/health", timeout=5)
