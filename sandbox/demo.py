@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sandbox.monthly import last_monthly_run
 from sandbox.platform import DEMO_PROBLEMS, PROBLEMS
 from sandbox.world import Sandbox, sandbox_env_for_subprocess
 
@@ -35,13 +36,6 @@ DEMO_DEFAULTS = {"daily_maintenance": sorted(DEMO_PROBLEMS), "weekly_backup_veri
                  "monthly_review": ["cost_spike", "public_bucket", "user_without_mfa"], "dr_drill": []}
 # Days of hourly metrics the sandbox keeps: a monthly review needs the whole month before its run.
 HISTORY_DAYS = {"monthly_review": 70}
-
-
-def last_monthly_run(moment: datetime) -> datetime:
-    """When the monthly review last ran (the 3rd, 06:00): a manual run at that date gets the interval
-    ending there, which reviews the calendar month before it."""
-    this_month = moment.astimezone(UTC).replace(day=3, hour=6, minute=0, second=0, microsecond=0)
-    return this_month if this_month <= moment else (this_month.replace(day=1) - timedelta(days=1)).replace(day=3)
 
 
 def current_hour(moment: datetime) -> datetime:

@@ -15,7 +15,8 @@ from sandbox import moto_ce, moto_iam
 from solemate_maintenance.config import PlatformConfig
 
 MONTHLY_PROBLEMS = {
-    "cost_spike": "ECS costs 2.5x from the 15th of the month before the anchor's, with a cost anomaly (P3)",
+    "cost_spike": "ECS costs 2.5x from the 15th of the month the last monthly review covers, with a cost "
+                  "anomaly (P3)",
     "user_without_mfa": "IAM user 'bob' signs in to the console with a password and no MFA (P3)",
     "public_bucket": "bucket 'solemate-marketing-drafts' is public by ACL, with no public access block (P2)",
 }
@@ -40,6 +41,19 @@ def month_before(moment: datetime) -> date:
     return (moment.date().replace(day=1) - timedelta(days=1)).replace(day=1)
 
 
+def last_monthly_run(moment: datetime) -> datetime:
+    """When the monthly review last ran (the 3rd, 06:00): a manual run at that date gets the interval
+    ending there, which reviews the calendar month before it."""
+    this_month = moment.astimezone(UTC).replace(day=3, hour=6, minute=0, second=0, microsecond=0)
+    return this_month if this_month <= moment else (this_month.replace(day=1) - timedelta(days=1)).replace(day=3)
+
+
+def month_last_reviewed(moment: datetime) -> date:
+    """The month the newest monthly review at or before `moment` covers: on the 1st and 2nd that is still
+    the month before last (the review of last month runs on the 3rd)."""
+    return month_before(last_monthly_run(moment))
+
+
 class MonthlyEstate:
     def __init__(self, config: PlatformConfig, client: Callable[..., Any]) -> None:
         self.config = config
@@ -62,7 +76,7 @@ class MonthlyEstate:
 
     def apply(self, days: dict[datetime, frozenset[str]], latest: datetime) -> None:
         problems = days[latest]
-        self._ledger([month_before(anchor) for anchor, p in days.items() if "cost_spike" in p], latest)
+        self._ledger([month_last_reviewed(anchor) for anchor, p in days.items() if "cost_spike" in p], latest)
         self._users("user_without_mfa" in problems)
         self._buckets("public_bucket" in problems)
         moto_iam.ROOT.__init__()  # a healthy root: MFA on, no keys, not used

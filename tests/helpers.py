@@ -8,6 +8,9 @@ from types import SimpleNamespace
 from typing import Any
 
 ANCHOR = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+# The unit tests' "now" (the clock is frozen there, ticking from this instant): a week and a morning after
+# ANCHOR, so ANCHOR is a past date just outside a 7-day restore window, whatever day the suite runs on.
+UNIT_NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -270,7 +271,7 @@ class SecurityCheck(_Strict):
 class Prices(_Strict):
     """List prices (USD, us-east-1) for the unused-resource estimates. Estimates, not a bill."""
 
-    ebs_gb_month: dict[str, float] = Field(default_factory=lambda: {
+    ebs_gb_month: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: {
         "gp2": 0.10, "gp3": 0.08, "io1": 0.125, "io2": 0.125, "st1": 0.045, "sc1": 0.015, "standard": 0.05})
     ebs_snapshot_gb_month: float = Field(default=0.05, ge=0)
     rds_snapshot_gb_month: float = Field(default=0.095, ge=0)
@@ -414,8 +415,22 @@ class Alerts(_Strict):
         return merged
 
 
+def _s3_bucket_name(value: str) -> str:
+    """The naming rules S3 enforces beyond the character set (the pattern checks length and characters)."""
+    if ".." in value or ".-" in value or "-." in value:
+        raise ValueError(f"S3 bucket names cannot contain '..', '.-' or '-.' ({value!r})")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value):
+        raise ValueError(f"S3 bucket names cannot look like an IP address ({value!r})")
+    if value.startswith(("xn--", "sthree-")) or value.endswith(("-s3alias", "--ol-s3", "--x-s3")):
+        raise ValueError(f"S3 reserves this bucket-name prefix or suffix ({value!r})")
+    return value
+
+
+BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), AfterValidator(_s3_bucket_name)]
+
+
 class Reports(_Strict):
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    bucket: BucketName
     prefix: str = "reports"
     # A run's report compares with the previous logical date's; when that run is still going (a
     # concurrent backfill), the report waits for it this long, then says the comparison was impossible.
@@ -442,6 +457,13 @@ class BackupRule(_Strict):
     def _aws_cron(cls, value: str) -> str:
         if not _AWS_CRON.match(value):
             raise ValueError("must be an AWS cron expression with six fields, e.g. 'cron(0 2 * * ? *)'")
+        minutes, _, day_of_month, _, day_of_week, _ = value[len("cron("):-1].split()
+        if (day_of_month == "?") == (day_of_week == "?"):
+            raise ValueError(f"{value!r}: AWS needs '?' in exactly one of day-of-month and day-of-week, "
+                             "e.g. 'cron(0 2 * * ? *)' or 'cron(0 3 ? * SUN *)'")
+        if not re.fullmatch(r"[0-9]{1,2}", minutes):
+            raise ValueError(f"{value!r}: AWS Backup runs a rule at most once an hour, so the minutes field must "
+                             "be one number")
         from solemate_maintenance.backup_schedule import previous_fire
 
         try:
@@ -547,8 +569,15 @@ class DrTarget(_Strict):
 class AssetReplication(_Strict):
     """A bucket of static assets and its replica in the DR region (S3 cross-region replication)."""
 
-    source_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    replica_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    source_bucket: BucketName
+    replica_bucket: BucketName
+
+    @model_validator(mode="after")
+    def _two_buckets(self) -> AssetReplication:
+        if self.source_bucket == self.replica_bucket:
+            raise ValueError(f"source_bucket and replica_bucket are both {self.source_bucket!r}: a bucket "
+                             "cannot be its own DR replica")
+        return self
 
 
 class DrDrill(_Strict):
@@ -607,8 +636,9 @@ class DisasterRecovery(_Strict):
         if self.allow_failover and self.dr_health_endpoint is None:
             raise ValueError("allow_failover needs dr_health_endpoint: without it the failover could not check "
                              "that the DR region serves users before calling itself complete")
-        if not self.record_name.endswith(self.hosted_zone):
-            raise ValueError(f"record_name {self.record_name!r} is not in hosted_zone {self.hosted_zone!r}")
+        if self.record_name != self.hosted_zone and not self.record_name.endswith("." + self.hosted_zone):
+            raise ValueError(f"record_name {self.record_name!r} is not in hosted_zone {self.hosted_zone!r} "
+                             "(it must be the zone's name or end with '.' + the zone's name)")
         return self
 
     @model_validator(mode="before")
@@ -639,6 +669,10 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 StorageClass = Literal["STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
 
 
+# The order S3 lifecycle transitions may take (an object only moves down it).
+_WATERFALL = ("STANDARD_IA", "INTELLIGENT_TIERING", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
+
+
 class LogTransition(_Strict):
     after_days: int = Field(gt=0, le=36_500)
     storage_class: StorageClass
@@ -654,7 +688,7 @@ class LogTransition(_Strict):
 class LogArchive(_Strict):
     """Where a log class is kept after CloudWatch: an S3 bucket (and prefix) with its lifecycle."""
 
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    bucket: BucketName
     prefix: str = ""
     transitions: list[LogTransition] = []
     expire_after_days: int = Field(gt=0, le=36_500)
@@ -664,6 +698,14 @@ class LogArchive(_Strict):
         days = [t.after_days for t in self.transitions]
         if days != sorted(set(days)):
             raise ValueError(f"transitions must be in increasing after_days order, got {days}")
+        for before, after in zip(self.transitions, self.transitions[1:], strict=False):
+            if _WATERFALL.index(after.storage_class) <= _WATERFALL.index(before.storage_class):
+                raise ValueError(f"S3 cannot move objects from {before.storage_class} to {after.storage_class} "
+                                 f"(transitions go down {' > '.join(_WATERFALL)})")
+            if before.storage_class in ("STANDARD_IA", "ONEZONE_IA") and after.after_days - before.after_days < 30:
+                raise ValueError(f"S3 keeps objects in {before.storage_class} at least 30 days before moving them "
+                                 f"on: {after.storage_class} after {after.after_days} days is too soon after "
+                                 f"{before.after_days}")
         if days and days[-1] >= self.expire_after_days:
             raise ValueError(f"expire_after_days ({self.expire_after_days}) must come after the last transition "
                              f"({days[-1]})")
@@ -691,6 +733,11 @@ class FirehoseStream(_Strict):
     region: str | None = None
 
 
+def _prefixes_overlap(first: str, second: str) -> bool:
+    """Two S3 prefixes that some key could share (a lifecycle rule on one reaches the other's objects)."""
+    return first.startswith(second) or second.startswith(first)
+
+
 class LogLifecycle(_Strict):
     """The operations guide's log retention, per class. The daily run checks it; it changes AWS only
     when `enforce` is true, and shortens a longer retention only when `allow_shortening` is too."""
@@ -710,6 +757,24 @@ class LogLifecycle(_Strict):
     # Log groups that belong to no class on purpose (AWS services' own groups, for example).
     ignore_log_groups: list[str] = []
     firehose_streams: list[FirehoseStream] = []
+
+    @model_validator(mode="after")
+    def _one_class_per_place(self) -> LogLifecycle:
+        archived = [(name, c.archive) for name, c in self.classes.items() if c.archive]
+        for i, (name, archive) in enumerate(archived):
+            for other, other_archive in archived[i + 1:]:
+                if archive.bucket == other_archive.bucket and _prefixes_overlap(archive.prefix, other_archive.prefix):
+                    raise ValueError(f"classes {name!r} and {other!r} archive to the same place (bucket "
+                                     f"{archive.bucket!r}, prefixes {archive.prefix!r} and {other_archive.prefix!r}): "
+                                     "each class's lifecycle would apply to the other's logs")
+        owner: dict[str, str] = {}
+        for name, log_class in self.classes.items():
+            for pattern in log_class.log_groups:
+                if pattern in owner and owner[pattern] != name:
+                    raise ValueError(f"log group pattern {pattern!r} is in classes {owner[pattern]!r} and {name!r}: "
+                                     "its retention would be ambiguous")
+                owner[pattern] = name
+        return self
 
 
 class ConfigBackup(_Strict):
@@ -781,6 +846,35 @@ class PlatformConfig(_Strict):
     right_sizing: RightSizing = RightSizing()
     monthly_summary: MonthlySummary = MonthlySummary()
 
+    @model_validator(mode="after")
+    def _cross_field(self) -> PlatformConfig:
+        """Mistakes only the whole file shows; each message starts with the key to change."""
+        production = self.resources.rds.instance_id
+        recovery = self.disaster_recovery
+        prefixes = {"restore_test.instance_prefix": self.restore_test.instance_prefix,
+                    "disaster_recovery.drill.instance_prefix": recovery.drill.instance_prefix}
+        # The restore test's and the drill's teardown and janitor delete instances named <prefix>-...:
+        # a prefix that covers a database that must live is one tag away from deleting it.
+        keep = {"resources.rds.instance_id": production,
+                "disaster_recovery.failover_instance_id": recovery.failover_instance_id}
+        for key, prefix in prefixes.items():
+            for kept_key, kept in keep.items():
+                if kept == prefix or kept.startswith(prefix + "-"):
+                    raise ValueError(f"{key}: {prefix!r} would name {kept!r} ({kept_key}) a throw-away copy; "
+                                     "choose a prefix no kept database starts with")
+        (first_key, first), (second_key, second) = prefixes.items()
+        if first == second or first.startswith(second + "-") or second.startswith(first + "-"):
+            raise ValueError(f"{second_key}: {second!r} overlaps {first_key} {first!r}: the restore test and the "
+                             "drill would each clean up the other's copies")
+        for name, log_class in self.log_lifecycle.classes.items():
+            archive = log_class.archive
+            if archive and archive.bucket == self.reports.bucket and _prefixes_overlap(archive.prefix,
+                                                                                       self.reports.prefix):
+                raise ValueError(f"log_lifecycle.classes.{name}.archive: bucket {archive.bucket!r} prefix "
+                                 f"{archive.prefix!r} covers the reports (reports.prefix {self.reports.prefix!r}): its "
+                                 f"expiry after {archive.expire_after_days} days would delete them")
+        return self
+
     def drill_restore_settings(self) -> RestoreTest:
         """The restore test's settings for the DR drill's copy: same validation, the drill's name and network."""
         drill = self.disaster_recovery.drill
@@ -836,6 +930,9 @@ def _describe(error: ValidationError) -> str:
             and _short(item["input"]) not in reason
         ):
             reason = f"{reason} (got {_short(item['input'])})"
+        named = re.match(r"^([A-Za-z_][\w.\[\]]*): ", reason) if not loc else None
+        if named:  # a cross-field rule of the whole file: its message starts with the key to change
+            loc, reason = (named.group(1),), reason[named.end():]
         reasons.append(f"{_key_path(loc)}: {reason}")
     if len(items) > MAX_ERRORS_SHOWN:
         reasons.append(f"… and {len(items) - MAX_ERRORS_SHOWN} more errors")

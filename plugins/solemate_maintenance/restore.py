@@ -54,6 +54,18 @@ def creation_tags(*, source: str, dag_id: str, run_id: str, requested_at: dateti
     return [{"Key": key, "Value": tag_value(value)} for key, value in values.items()]
 
 
+def restore_window(rds: Any, source: str) -> dict[str, datetime] | None:
+    """The live instance's point-in-time restore window (``EarliestTime``, ``LatestTime``), or None when
+    automated backups are off or not yet taken. 'retained' backups belong to an earlier instance of the
+    same name and are not the live window. The one place both the backup check and the restore test read it,
+    so they cannot disagree about whether a date is restorable."""
+    backups = rds.describe_db_instance_automated_backups(DBInstanceIdentifier=source).get(
+        "DBInstanceAutomatedBackups", [])
+    window = next((b.get("RestoreWindow") for b in backups
+                   if b.get("RestoreWindow") and b.get("Status", "active") == "active"), None)
+    return window if window and window.get("LatestTime") else None
+
+
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None

@@ -12,7 +12,7 @@ import pytest
 
 from sandbox import monthly as sandbox_monthly
 from sandbox import moto_ce
-from sandbox.demo import last_monthly_run
+from sandbox.monthly import last_monthly_run
 from solemate_maintenance.notifiers.delivery import secret_forms
 from tests.e2e.conftest import parsed_dag, sandbox_as_environment
 

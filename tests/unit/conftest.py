@@ -13,7 +13,18 @@ from sandbox.platform import Platform
 from sandbox.servers import HealthEndpoint
 from solemate_maintenance.config import load_config
 from solemate_maintenance.findings import Status
-from tests.helpers import ANCHOR
+from tests.helpers import ANCHOR, UNIT_NOW
+
+
+@pytest.fixture(scope="session", autouse=True)
+def frozen_calendar():
+    """Every unit test sees the same calendar (UNIT_NOW, ticking): its dates are written against ANCHOR,
+    and a test that passes on 20 November must pass on 2 December, on 1 January and on 29 February.
+    Only the date is moved: monotonic clocks and timeouts run as usual."""
+    import time_machine
+
+    with time_machine.travel(UNIT_NOW, tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture

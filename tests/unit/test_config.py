@@ -72,6 +72,66 @@ def edited(path: tuple, value) -> str:
         pytest.param(edited(("checks", "security", "open_ingress_allowed", 0, "ports"), [443, 70000]),
                      "platform.yaml: checks.security.open_ingress_allowed[0].ports[1]: Input should be less than or "
                      "equal to 65535", id="port-out-of-range"),
+        # Safety prefixes: a throw-away prefix that covers a database that must live.
+        pytest.param(edited(("restore_test", "instance_prefix"), "production"),
+                     "platform.yaml: restore_test.instance_prefix: 'production' would name 'production-postgres' "
+                     "(resources.rds.instance_id) a throw-away copy", id="restore-prefix-covers-production"),
+        pytest.param(edited(("restore_test", "instance_prefix"), "production-postgres"),
+                     "platform.yaml: restore_test.instance_prefix: 'production-postgres' would name "
+                     "'production-postgres'", id="restore-prefix-is-production"),
+        pytest.param(edited(("disaster_recovery", "drill", "instance_prefix"), "production-postgres"),
+                     "platform.yaml: disaster_recovery.drill.instance_prefix: 'production-postgres' would name "
+                     "'production-postgres'", id="drill-prefix-covers-production"),
+        pytest.param(edited(("disaster_recovery", "failover_instance_id"), "dr-drill-kept"),
+                     "platform.yaml: disaster_recovery.drill.instance_prefix: 'dr-drill' would name 'dr-drill-kept' "
+                     "(disaster_recovery.failover_instance_id)", id="drill-prefix-covers-failover-db"),
+        pytest.param(edited(("disaster_recovery", "drill", "instance_prefix"), "restore-test-dr"),
+                     "platform.yaml: disaster_recovery.drill.instance_prefix: 'restore-test-dr' overlaps "
+                     "restore_test.instance_prefix 'restore-test'", id="drill-and-restore-prefixes-overlap"),
+        # Cross-field consistency.
+        pytest.param(edited(("disaster_recovery", "record_name"), "www.notsolemate.example."),
+                     "platform.yaml: disaster_recovery: record_name 'www.notsolemate.example.' is not in hosted_zone "
+                     "'solemate.example.'", id="record-name-suffix-not-label"),
+        pytest.param(edited(("log_lifecycle", "classes", "security", "archive"),
+                            {"bucket": "solemate-logs-access", "expire_after_days": 730}),
+                     "platform.yaml: log_lifecycle: classes 'access' and 'security' archive to the same place",
+                     id="two-log-classes-one-archive"),
+        pytest.param(edited(("log_lifecycle", "classes", "security", "log_groups"), ["/alb/*"]),
+                     "platform.yaml: log_lifecycle: log group pattern '/alb/*' is in classes 'access' and 'security'",
+                     id="one-pattern-two-classes"),
+        pytest.param(edited(("log_lifecycle", "classes", "access", "archive"),
+                            {"bucket": "solemate-maintenance-reports", "expire_after_days": 30}),
+                     "platform.yaml: log_lifecycle.classes.access.archive: bucket 'solemate-maintenance-reports' "
+                     "prefix '' covers the reports", id="log-expiry-would-delete-reports"),
+        pytest.param(edited(("disaster_recovery", "asset_buckets"),
+                            [{"source_bucket": "solemate-assets", "replica_bucket": "solemate-assets"}]),
+                     "platform.yaml: disaster_recovery.asset_buckets[0]: source_bucket and replica_bucket are both",
+                     id="asset-bucket-its-own-replica"),
+        pytest.param(edited(("checks", "unused_resources", "prices", "ebs_gb_month"), {"gp3": -0.08}),
+                     "platform.yaml: checks.unused_resources.prices.ebs_gb_month.gp3: Input should be greater than "
+                     "or equal to 0", id="negative-price"),
+        # Rules AWS itself enforces.
+        pytest.param(edited(("backups", "rules", 0, "schedule"), "cron(0 2 * * * *)"),
+                     "platform.yaml: backups.rules[0].schedule: 'cron(0 2 * * * *)': AWS needs '?' in exactly one "
+                     "of day-of-month and day-of-week", id="cron-without-question-mark"),
+        pytest.param(edited(("backups", "rules", 0, "schedule"), "cron(0/15 * * * ? *)"),
+                     "platform.yaml: backups.rules[0].schedule: 'cron(0/15 * * * ? *)': AWS Backup runs a rule at "
+                     "most once an hour", id="backup-more-than-hourly"),
+        pytest.param(edited(("reports", "bucket"), "solemate..reports"),
+                     "platform.yaml: reports.bucket: S3 bucket names cannot contain '..'", id="bucket-double-dot"),
+        pytest.param(edited(("reports", "bucket"), "192.168.1.10"),
+                     "platform.yaml: reports.bucket: S3 bucket names cannot look like an IP address",
+                     id="bucket-ip-address"),
+        pytest.param(edited(("log_lifecycle", "classes", "application", "archive", "transitions"),
+                            [{"after_days": 30, "storage_class": "GLACIER"},
+                             {"after_days": 120, "storage_class": "STANDARD_IA"}]),
+                     "platform.yaml: log_lifecycle.classes.application.archive: S3 cannot move objects from GLACIER "
+                     "to STANDARD_IA", id="transition-up-the-waterfall"),
+        pytest.param(edited(("log_lifecycle", "classes", "application", "archive", "transitions"),
+                            [{"after_days": 30, "storage_class": "STANDARD_IA"},
+                             {"after_days": 45, "storage_class": "GLACIER"}]),
+                     "platform.yaml: log_lifecycle.classes.application.archive: S3 keeps objects in STANDARD_IA at "
+                     "least 30 days", id="ia-left-too-soon"),
     ],
 )
 def test_config_errors_are_one_clear_line(text, expected):

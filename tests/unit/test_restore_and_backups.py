@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -138,8 +139,9 @@ def test_rds_backups_at_the_checked_date(platform, config):
     RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
                       dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
     found = findings_of(context)
+    # ANCHOR is past the 7-day restore window: its PITR lag is not judged (the test below covers both sides).
     assert {check: f["status"] for check, f in found.items()} == {
-        "backup.rds.automated_backups": "ok", "backup.rds.encryption": "ok", "backup.rds.pitr_lag": "ok",
+        "backup.rds.automated_backups": "ok", "backup.rds.encryption": "ok", "backup.rds.pitr_lag": "skipped",
         "backup.rds.latest_snapshot": "ok", "backup.rds.dr_copy": "ok"}
     assert found["backup.rds.latest_snapshot"]["metrics"]["snapshot_age_hours"]["value"] < 26
 
@@ -209,12 +211,24 @@ def test_latest_snapshot_method_restores_the_newest_snapshot_before_the_checked_
     assert instance["DBInstanceClass"] == config.restore_test.instance_class
 
 
-def test_pitr_lag_of_a_past_date_says_it_is_live_state(platform, config):
-    context = make_context()  # ANCHOR is a week ago; LatestRestorableTime is now
-    RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
-                      dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
-    lag = findings_of(context)["backup.rds.pitr_lag"]
-    assert lag["status"] == "ok" and "live state: restorable up to" in lag["summary"]
+def test_pitr_lag_of_a_past_date_agrees_with_the_restore_test_about_the_restore_window(platform, config):
+    from solemate_maintenance.findings import ChecksFailedError
+
+    def pitr_lag(anchor):
+        context = make_context(anchor=anchor)
+        with contextlib.suppress(ChecksFailedError):  # snapshots are seeded up to ANCHOR only: stale later
+            RdsBackupOperator(task_id="rds_backups", db_instance_identifier=SOURCE, policy=config.backups,
+                              dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+        return findings_of(context)["backup.rds.pitr_lag"]
+
+    # ANCHOR is a week and a morning ago: before the 7-day window, as the restore test also says (above).
+    outside = pitr_lag(ANCHOR)
+    assert outside["status"] == "skipped", outside
+    assert outside["summary"].startswith("cannot be judged for 2026-11-20 02:00 UTC: it is before the restore "
+                                         "window (earliest 2026-11-20 ")
+    within = pitr_lag(ANCHOR + timedelta(days=3))
+    assert within["status"] == "ok" and "the checked time is restorable (window 2026-11-20 " in within["summary"]
+    assert "live state" not in within["summary"] and within["details"]["earliest_restorable_time"]
 
 
 def test_each_restore_failure_says_what_to_do_first():
@@ -244,3 +258,35 @@ def test_a_rule_whose_recovery_points_expired_by_design_is_not_judged_for_an_old
     assert "this rule keeps recovery points 30 days" in points["solemate-production/daily"]["summary"]
     assert points["solemate-production/weekly"]["status"] == "ok"
     assert points["solemate-production/monthly"]["status"] == "ok"
+
+
+def test_a_restored_copy_missing_a_table_says_so_and_the_other_checks_still_run(postgres, config, monkeypatch):
+    import json
+
+    from solemate_maintenance.operators.restore import RestoreValidationOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_RESTORE_TEST_DB", json.dumps(postgres.restore_connection))
+    where = postgres.create_restored("restored_missing_table", datetime.now(UTC), corrupt=False)
+    try:
+        # The copy lacks `payments`; it holds a table of the operator's own schema that the config requires.
+        postgres.execute("DROP TABLE payments CASCADE; CREATE TABLE invoices (id int PRIMARY KEY);"
+                         "INSERT INTO invoices SELECT generate_series(1, 3);"
+                         "GRANT SELECT ON invoices TO PUBLIC;", database="restored_missing_table")
+        settings = config.restore_test.model_copy(update={
+            "required_tables": ["users", "orders", "payments", "invoices"], "min_rows": {"invoices": 5}})
+        operator = RestoreValidationOperator(task_id="restore_validate", source_db_instance_identifier=SOURCE,
+                                             settings=settings, policy=config.backups)
+        instance = {"DBInstanceIdentifier": "restore-test-x", "DBName": where["db_name"],
+                    "Endpoint": {"Address": where["address"], "Port": where["port"]}}
+        results, counts, newest, unmeasured = operator._check_copy("restore-test-x", instance, [])
+    finally:
+        postgres.drop_restored("restored_missing_table")
+    found = {(f.check, f.resource): f for f in results}
+    assert found[("restore.tables", "restore-test-x")].summary == "required tables missing: payments"
+    assert [f.summary for f in results if f.check == "restore.validation"] == []
+    assert set(counts) == {"invoices", "orders", "users"} and counts["invoices"] == 3, counts
+    assert found[("restore.row_count", "restore-test-x/invoices")].summary == "invoices: 3 rows, below the floor of 5"
+    assert found[("restore.foreign_keys", "restore-test-x")].status.value == "ok"  # still checked
+    assert found[("restore.indexes", "restore-test-x")].status.value == "ok"
+    assert not [f for f in results if f.check == "restore.validation"]  # no blanket "queries failed"
+    assert newest is None and unmeasured.startswith("the newest-business-row query failed (UndefinedTable")

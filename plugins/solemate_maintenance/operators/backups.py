@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow.sdk.timezone import utcnow
 
+from solemate_maintenance import restore
 from solemate_maintenance.backup_schedule import previous_fire
 from solemate_maintenance.config import Backups
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status
@@ -116,11 +117,23 @@ class RdsBackupOperator(_BackupCheck):
                           summary=f"point-in-time restore lags {lag_minutes:.1f} min behind the checked time, "
                                   f"RPO is {rpo} min", details=details, metrics=metrics)
         elif _utc(latest) > checked + timedelta(minutes=rpo):
-            # A past date: LatestRestorableTime describes now, so this says nothing about that day's lag.
+            # A past date: LatestRestorableTime describes now, so this says nothing about that day's lag;
+            # whether the date is still restorable is the window's start (the restore test asks the same).
+            window = restore.restore_window(self.rds, db)
+            earliest = _utc(window["EarliestTime"]) if window and window.get("EarliestTime") else None
+            if earliest is None or checked < earliest:
+                reason = (f"it is before the restore window (earliest {_stamp(earliest)})" if earliest
+                          else "no restore window is listed for the instance")
+                yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.SKIPPED,
+                              summary=f"cannot be judged for {_stamp(checked)}: {reason}, so a restore to it is "
+                                      "impossible and its lag is no longer recorded by AWS",
+                              details={**details, "earliest_restorable_time": _stamp(earliest)})
+                return
             yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.OK,
-                          summary=f"the checked time is restorable (live state: restorable up to "
-                                  f"{_stamp(_utc(latest))}; the lag on the checked day itself is not recorded by AWS)",
-                          details=details, metrics=metrics)
+                          summary=f"the checked time is restorable (window {_stamp(earliest)} to "
+                                  f"{_stamp(_utc(latest))}; the lag on the checked day itself is not recorded by "
+                                  "AWS)", details={**details, "earliest_restorable_time": _stamp(earliest)},
+                          metrics=metrics)
         else:
             yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.OK,
                           summary=f"restorable to within {lag_minutes:.1f} min of the checked time (RPO {rpo} min)",

@@ -673,12 +673,16 @@ class DrStaticAssetsOperator(_DrCheck):
         return newest, len(scanned)
 
     @staticmethod
-    def _in_replica(replica: Any, bucket: str, key: str) -> bool:
+    def _replica_holds(replica: Any, bucket: str, key: str, source: dict[str, Any]) -> str:
+        """'current', 'stale' (the replica has the key but an older version: written while replication
+        was off) or 'absent'. Replication keeps the source's version id and ETag; the same content written
+        again (same ETag) is held too."""
         try:
-            replica.head_object(Bucket=bucket, Key=key)
+            copy = replica.head_object(Bucket=bucket, Key=key)
         except replica.exceptions.ClientError:
-            return False
-        return True
+            return "absent"
+        same_version = source.get("VersionId") not in (None, "null") and copy.get("VersionId") == source["VersionId"]
+        return "current" if same_version or copy.get("ETag") == source.get("ETag") else "stale"
 
     def _bucket(self, pair: AssetReplication) -> tuple[list[Finding], float | None, bool, float | None]:
         source = self.client("s3", self.primary_region)
@@ -708,20 +712,26 @@ class DrStaticAssetsOperator(_DrCheck):
         newest, scanned = self._newest_objects(source, pair.source_bucket)
         lags: list[float] = []
         missing: list[str] = []
+        stale: list[str] = []
         failed: list[str] = []
         now = utcnow()
         for obj in newest:
             # A replica keeps the source's LastModified, so the copy's time says nothing: S3's own
             # replication status does; an object without one (written while the rule was off) is
             # looked for in the replica.
-            status = source.head_object(Bucket=pair.source_bucket, Key=obj["Key"]).get("ReplicationStatus")
+            head = source.head_object(Bucket=pair.source_bucket, Key=obj["Key"])
+            status = head.get("ReplicationStatus")
             if status == "COMPLETED":
                 lags.append(0.0)
                 continue
-            if status is None and self._in_replica(replica, pair.replica_bucket, obj["Key"]):
+            held = self._replica_holds(replica, pair.replica_bucket, obj["Key"], head) if status is None else None
+            if held == "current":
                 lags.append(0.0)
                 continue
+            if held == "stale":
+                stale.append(obj["Key"])
             (failed if status == "FAILED" else missing).append(obj["Key"])
+            # The change the replica lacks is the source's current version: its age is the lag.
             lags.append(_minutes((now - _utc(obj["LastModified"])).total_seconds()))
         present = [o["Key"] for o in newest if o["Key"] not in missing and o["Key"] not in failed]
         seconds = None
@@ -741,7 +751,9 @@ class DrStaticAssetsOperator(_DrCheck):
             findings.append(Finding(check="dr.static_assets.missing", resource=resource, status=Status.WARNING,
                                     severity=Severity.P3,
                                     summary=f"{len(missing)} of {sample} are not in the replica yet "
-                                            f"(e.g. {missing[0]})", details={"missing": missing[:20]}))
+                                            f"(e.g. {missing[0]})"
+                                            + (f"; {len(stale)} of them only as an older version" if stale else ""),
+                                    details={"missing": missing[:20], "older_version_in_replica": stale[:20]}))
         return findings, max(lags) if lags else 0.0, True, seconds
 
 

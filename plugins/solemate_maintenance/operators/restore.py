@@ -168,12 +168,8 @@ class RestoreRequestOperator(_RestoreTask):
                                            summary=f"no automated snapshot taken before {_stamp(checked)} to restore")
             newest = max(snapshots, key=lambda s: s["SnapshotCreateTime"])
             return newest["SnapshotCreateTime"], newest["DBSnapshotIdentifier"], None
-        backups = self.rds.describe_db_instance_automated_backups(DBInstanceIdentifier=source).get(
-            "DBInstanceAutomatedBackups", [])
-        # Only the live instance's backups: 'retained' ones belong to an earlier instance of the same name.
-        window = next((b.get("RestoreWindow") for b in backups
-                       if b.get("RestoreWindow") and b.get("Status", "active") == "active"), None)
-        if not window or not window.get("LatestTime"):
+        window = restore.restore_window(self.rds, source)
+        if window is None:
             return None, None, Finding(check="restore.request", resource=source, status=Status.CRITICAL,
                                        severity=Severity.P2,
                                        summary="no restore window: automated backups are off or not yet taken, "
@@ -366,32 +362,13 @@ class RestoreValidationOperator(_RestoreTask):
         yield Finding(check="restore.available", resource=target, status=Status.OK,
                       summary=f"available {available_after:.1f} min after the request")
         earlier = self._earlier_tests(context)
-        results: list[Finding] = []
-        counts: dict[str, int] = {}
-        newest: datetime | None = None
-        try:
-            hook = self._hook(instance)
-            row = hook.get_first(self._sql("newest_business_timestamp"))
-            newest = row[0] if row else None
-            if newest is not None and newest.tzinfo is None:
-                newest = newest.replace(tzinfo=UTC)  # a `timestamp without time zone` column: stored as UTC
-            results += self._tables(hook, target)
-            counts = {row[0]: int(row[1]) for row in hook.get_records(self._sql("row_counts"))}
-            results += self._row_counts(target, counts, earlier)
-            results += self._foreign_keys(hook, target)
-            results += self._indexes(hook, target)
-        except Exception as exc:
-            results.append(Finding(check="restore.validation", resource=target, status=Status.CRITICAL,
-                                   severity=Severity.P2,
-                                   summary=f"validation queries failed: {type(exc).__name__}: "
-                                           f"{trim(scrub(str(exc)), 200)}",
-                                   details={"conn_id": self.settings.conn_id}))
+        results, counts, newest, rpo_unmeasured = self._check_copy(target, instance, earlier)
         yield from results
         passed = not any(f.is_failing for f in results)
         finished = utcnow()
         rto = _minutes(finished - requested_at) if passed else None
         data_rpo = _minutes(restore_point - newest) if restore_point and newest else None
-        yield from self._rpo_finding(target, restore_point, newest, data_rpo)
+        yield from self._rpo_finding(target, restore_point, newest, data_rpo, rpo_unmeasured)
         yield self._rto_finding(target, rto)
         self._record(context, target, tags, restore_point, requested_at, available_after, rto, data_rpo, counts,
                      passed, earlier)
@@ -405,6 +382,49 @@ class RestoreValidationOperator(_RestoreTask):
                             details={"missing": missing, "present": sorted(present)[:50]})]
         return [Finding(check="restore.tables", resource=target, status=Status.OK,
                         summary=f"all {len(self.settings.required_tables)} required tables present")]
+
+    def _check_copy(self, target: str, instance: dict[str, Any], earlier: list[dict[str, Any]]
+                    ) -> tuple[list[Finding], dict[str, int], datetime | None, str]:
+        """The validation queries, each in its own try (each opens its own connection): a missing table
+        is its own finding and must not hide what the other checks say of the rest of the copy.
+        Returns the findings, the row counts, the newest business row and why the data RPO is unmeasured."""
+        results: list[Finding] = []
+
+        def step(what: str, check: Any) -> Any:
+            try:
+                return check()
+            except Exception as exc:
+                results.append(self._query_failed(target, what, exc))
+                return None
+
+        hook = step("connecting to the restored copy", lambda: self._hook(instance))
+        tables = step("listing the tables", lambda: self._tables(hook, target)) if hook else None
+        if tables is None:  # a copy that cannot be listed (connection, rights) can be asked nothing else
+            return results, {}, None, "the restored copy could not be queried"
+        results += tables
+        counts = step("counting rows", lambda: self._count_rows(hook)) or {}
+        results += self._row_counts(target, counts, earlier)
+        results += step("checking foreign keys", lambda: self._foreign_keys(hook, target)) or []
+        results += step("checking indexes", lambda: self._indexes(hook, target)) or []
+        try:
+            row = hook.get_first(self._sql("newest_business_timestamp"))
+        except Exception as exc:
+            return results, counts, None, (f"the newest-business-row query failed ({type(exc).__name__}: "
+                                           f"{trim(scrub(str(exc)), 120)})")
+        newest = row[0] if row else None
+        if newest is not None and newest.tzinfo is None:
+            newest = newest.replace(tzinfo=UTC)  # a `timestamp without time zone` column: stored as UTC
+        return results, counts, newest, "no business rows or no restore point"
+
+    def _query_failed(self, target: str, what: str, exc: Exception) -> Finding:
+        return Finding(check="restore.validation", resource=target, status=Status.CRITICAL, severity=Severity.P2,
+                       summary=f"validation failed while {what}: {type(exc).__name__}: {trim(scrub(str(exc)), 200)}",
+                       details={"conn_id": self.settings.conn_id, "step": what})
+
+    def _count_rows(self, hook: Any) -> dict[str, int]:
+        """Exact row counts of the required tables that are present (a missing one is restore.tables')."""
+        rows = hook.get_records(self._sql("row_counts"), parameters={"tables": list(self.settings.required_tables)})
+        return {table: int(hook.get_first(count_query)[0]) for table, count_query in rows}
 
     def _row_counts(self, target: str, counts: dict[str, int], earlier: list[dict[str, Any]]) -> list[Finding]:
         # The newest earlier test that passed: a failed one's counts are no baseline.
@@ -486,14 +506,14 @@ class RestoreValidationOperator(_RestoreTask):
         return findings
 
     def _rpo_finding(self, target: str, restore_point: datetime | None, newest: datetime | None,
-                     data_rpo: float | None) -> Iterable[Finding]:
+                     data_rpo: float | None, unmeasured: str) -> Iterable[Finding]:
         target_minutes = self.rpo_target
         metrics = {"data_rpo_minutes": Measurement(value=data_rpo, unit="min", warning=target_minutes,
                                                    bad_when="above")}
         details = {"restore_point": _stamp(restore_point), "newest_business_row": _stamp(newest)}
         if data_rpo is None:
             yield Finding(check="restore.data_rpo", resource=target, status=Status.WARNING, severity=Severity.P3,
-                          summary="data RPO not measured: no business rows or no restore point", details=details,
+                          summary=f"data RPO not measured: {unmeasured}", details=details,
                           metrics=metrics)
         elif data_rpo > target_minutes:
             yield Finding(check="restore.data_rpo", resource=target, status=Status.WARNING, severity=Severity.P3,
