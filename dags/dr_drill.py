@@ -38,6 +38,7 @@ from solemate_maintenance.operators.dr_drill import (
     DrDatabaseCleanupOperator,
     DrDatabaseRestoreRequestOperator,
     DrDatabaseValidationOperator,
+    DrDrillGateOperator,
     DrDrillScorecardOperator,
     DrFailoverReadinessOperator,
     DrStaticAssetsOperator,
@@ -80,11 +81,15 @@ regions = sorted(set(known_regions()) - {config.regions.primary}) or None
                                     "primary region: recovering where the outage is proves nothing).",
                         **({"enum": regions} if regions else {"pattern": r"^[a-z]{2}(-[a-z]+)+-\d$",
                                                               "not": {"const": config.regions.primary}})),
-        "reason": Param("scheduled monthly drill", type="string", minLength=1, maxLength=500, title="Reason",
+        "reason": Param("scheduled monthly drill", type="string", minLength=1, maxLength=500, pattern=r"\S",
+                        title="Reason",
                         description="Why this drill runs (shown in the report, e.g. 'after the VPC change')."),
     },
 )
 def dr_drill():
+    # Refuses a misspelt key or a blank reason before anything starts (a setup: on a refusal nothing
+    # downstream runs, the scorecard and the report included).
+    gate = DrDrillGateOperator(task_id="dr_drill_gate").as_setup()
     janitor = RestoreJanitorOperator(task_id="dr_drill_janitor", **restore_args)
     db_request = DrDatabaseRestoreRequestOperator(task_id="dr_database_request",
                                                   target=recovery.targets["database"], **restore_args)
@@ -123,9 +128,10 @@ def dr_drill():
         cleanup_task_ids=[db_cleanup.task_id, app_cleanup.task_id], token_prefix=drill.instance_prefix,
         dr_cluster=recovery.cluster, reports=reporting, region_name="{{ params.region }}")
     measured = [janitor, db_validate, db_cleanup, app_ready, app_task, app_cleanup, assets, system]
+    gate >> [janitor, db_request, app_ready, app_start, assets, system]
     measured >> scorecard
     # The report reads the setups' findings without being their direct downstream (see also_collect).
-    setups = [db_request.task_id, app_start.task_id]
+    setups = [gate.task_id, db_request.task_id, app_start.task_id]
     checks = [*measured, scorecard]
     report = PublishReportOperator(task_id="report", previous_report_wait_minutes=0, also_collect=setups,
                                    **reporting)

@@ -98,7 +98,7 @@ def _last_status(self: Task) -> str:
         return "PENDING"
     if self._sandbox_pull_error:
         self.desired_status = "STOPPED"
-        self.stopping_at = running_at
+        self.stopping_at = self.stopped_at = running_at
         self.stopped_reason = (f"CannotPullContainerError: pull image manifest has been retried 5 time(s): "
                                f"{self._sandbox_pull_error}: not found")
         return "STOPPED"

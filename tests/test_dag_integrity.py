@@ -44,7 +44,8 @@ def test_dag_follows_conventions(dagbag, dag_id):
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=2), task.task_id
         if task.task_id != "run_verdict":  # the verdict must not retry or alert
             # A refused failover and a human's answer are decisions: retrying them would change nothing.
-            assert task.retries >= 2 or task.task_id in ("failover_gate", "approve_dns_switch"), task.task_id
+            assert task.retries >= 2 or task.task_id in ("failover_gate", "dr_drill_gate", "approve_dns_switch"), \
+                task.task_id
             assert task.on_failure_callback, task.task_id
         # Retries stay quiet: Airflow calls on_failure_callback only after the last try.
         assert not task.on_retry_callback, task.task_id
@@ -160,6 +161,11 @@ def test_dr_drill_form_and_teardowns(dagbag):
         assert setup in dag.get_task(teardown).upstream_task_ids
     assert dag.get_task("dr_scorecard").trigger_rule == "all_done"
     assert {"dr_database_cleanup", "dr_application_cleanup"} <= dag.get_task("dr_scorecard").upstream_task_ids
+    # The gate refuses a misspelt conf key or a blank reason first: a setup, so nothing runs after a refusal.
+    gate = dag.get_task("dr_drill_gate")
+    assert gate.is_setup and gate.retries == 0 and not gate.upstream_task_ids
+    assert {t.task_id for t in dag.tasks if not t.upstream_task_ids} == {"dr_drill_gate"}
+    assert dag.params.get_param("reason").schema["pattern"] == r"\S"  # a blank reason never starts a run
 
 
 def test_dr_failover_is_gated_in_the_guides_order(dagbag):

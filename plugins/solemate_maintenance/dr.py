@@ -10,6 +10,7 @@ Pure logic, no AWS: the operators measure, this judges. A component's verdict is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,16 +80,47 @@ def scorecard_rows(results: dict[str, ComponentResult], targets: dict[str, DrTar
     return rows
 
 
-def failover_refusal(*, confirm: Any, reason: Any, environment: str, allowed: bool) -> str | None:
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as a person must see it to tell it apart: quoted, with anything outside printable ASCII
+    escaped (a Cyrillic 'о' in 'prоduction' shows as \\u043e, not as an 'o')."""
+    return ascii(str(value)[:limit])
+
+
+def unknown_params(conf: Any, known: Iterable[str]) -> list[str]:
+    """A problem line per key of the run's conf that the DAG has no param for (a misspelt key would
+    otherwise be ignored and the defaults used)."""
+    if not isinstance(conf, dict):
+        return []
+    unknown = sorted(str(key) for key in conf if key not in set(known))
+    if not unknown:
+        return []
+    return [f"unknown param{'s' if len(unknown) > 1 else ''} {', '.join(shown(k) for k in unknown)} (known: "
+            f"{', '.join(sorted(known))}): a misspelt key is refused, not ignored"]
+
+
+def blank_reason(reason: Any) -> list[str]:
+    if isinstance(reason, str) and reason.strip():
+        return []
+    return ["param 'reason' must say why (the incident, who decided), not be blank"]
+
+
+def failover_refusal(*, confirm: Any, reason: Any, environment: str, allowed: bool,
+                     unknown: Iterable[str] = ()) -> str | None:
     """Why this failover run must not start (one line for the person who triggered it), or None."""
-    problems = []
+    problems = list(unknown)
     if not allowed:
         problems.append("disaster_recovery.allow_failover is false in the platform config (a reviewed change "
                         "must set it to true first)")
     if not isinstance(confirm, str) or confirm.strip() != environment:
-        problems.append(f"param 'confirm' must be the environment name {environment!r} (got {str(confirm)[:40]!r})")
-    if not isinstance(reason, str) or not reason.strip():
-        problems.append("param 'reason' must say why (the incident, who decided)")
+        problems.append(f"param 'confirm' must be the environment name {environment!r} (got {shown(confirm)})")
+    problems += blank_reason(reason)
     if not problems:
         return None
     return "Failover refused, nothing was changed: " + "; ".join(problems)
+
+
+def drill_refusal(*, conf: Any, known: Iterable[str], reason: Any) -> str | None:
+    """Why this drill run must not start, or None: it restores a database and starts tasks, so a
+    misspelt key must not silently become a full drill with the defaults."""
+    problems = unknown_params(conf, known) + blank_reason(reason)
+    return "Drill refused, nothing was started: " + "; ".join(problems) if problems else None

@@ -149,3 +149,8 @@ class ChecksFailedError(AirflowFailException):
         worst = min(f.severity for f in findings if f.severity)
         lines = "; ".join(f"[{f.severity}] {f.resource}: {f.summary}" for f in findings)
         super().__init__(f"{len(findings)} failing finding(s), worst {worst}: {lines}")
+
+
+class RunRefused(AirflowFailException):
+    """A run refused before it changed anything (bad manual input, a closed gate). Not an incident: the
+    alert says what to fix instead of a severity's description, and there is no report to open."""

@@ -164,6 +164,9 @@ def test_image_missing_in_dr_means_the_application_cannot_fail_over(sandbox, dag
     # The started task could not pull its image: ECS stopped it, and the drill says why.
     [rto] = [f for f in outcome.report["findings"] if f["check"] == "dr.application.rto"]
     assert rto["severity"] == "P1" and "CannotPullContainerError" in rto["summary"]
+    assert " s after it was created" in rto["summary"] and "min at most" not in rto["summary"]  # ECS's times
+    pages = [d for d in outcome.report["alert_deliveries"] if d["channel"] == "sns"]
+    assert [d["outcome"] for d in pages].count("delivered") <= 1  # one cause, at most one page per run
     assert outcome.task_states["dr_application_cleanup"] == "success"
     outcome.assert_clean()
 
@@ -197,9 +200,27 @@ def test_invalid_conf_is_rejected_before_any_run_exists(sandbox, dag):
     from airflow.sdk.definitions.param import ParamValidationError
 
     for conf in ({"components": ["database", "mainframe"]}, {"components": []}, {"region": "us-wset-2"},
-                 {"region": "us-east-1"}, {"reason": ""}):  # us-east-1: the primary region itself
+                 {"region": "us-east-1"}, {"reason": ""}, {"reason": "   "}):  # us-east-1: the primary region itself
         with pytest.raises(ParamValidationError):
             dag.test(logical_date=live(25), run_conf=conf)
+
+
+def test_a_misspelt_key_is_refused_before_anything_starts(sandbox, dag):
+    """{"component": [...]} would otherwise be ignored and the defaults start a full drill with a restore."""
+    before = len(sandbox.restores.requests)
+    sandbox.slack.clear()
+    dag_run = dag.test(logical_date=live(26), run_conf={"component": ["static_assets"]})
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert str(dag_run.state) == "failed" and states.pop("dr_drill_gate") == "failed"
+    assert set(states.values()) <= {"upstream_failed", "None"}, states  # nothing ran, not even the report
+    assert sandbox.restores.requests[before:] == []
+    [alert] = [m["payload"] for m in sandbox.slack.messages()]
+    assert alert["text"].startswith("[Refused] production: dr_drill did not start")
+    assert "unknown param 'component'" in json.dumps(alert) and "P2" not in json.dumps(alert)
+    s3 = sandbox.client("s3")
+    listed = s3.list_objects_v2(Bucket=sandbox.config.reports.bucket,
+                                Prefix=f"{sandbox.config.reports.prefix}/{DAG_ID}/{dag_run.run_id}/")
+    assert listed.get("KeyCount", 0) == 0  # a refused run writes no report
 
 
 def test_no_secret_in_anything_the_drills_printed_sent_or_wrote(sandbox, history):

@@ -53,7 +53,7 @@ def failed_context(severity=Severity.P2, anchor=None, summary="max CPUUtilizatio
                    **kwargs):
     findings = [Finding(check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
                         severity=severity, summary=summary)]
-    context = make_context(anchor=anchor or live_anchor(), task_id="rds_health", **kwargs)
+    context = make_context(anchor=anchor or live_anchor(), **{"task_id": "rds_health", **kwargs})
     context["exception"] = ChecksFailedError(findings)
     return context
 
@@ -350,3 +350,53 @@ def test_nested_connection_extras_are_registered_with_the_masker(monkeypatch):
     delivery.register_connection_secrets("aws_nested")
     assert {"top-secret-key", "AKIANESTEDNESTED1234", "nested-secret-value"} <= set(registered)
     assert "not-a-secret" not in registered and "us-east-1" not in registered
+
+
+def test_one_cause_that_fails_several_tasks_pages_once_per_run(sink, alerts):
+    """An image missing in DR fails readiness, the RTO and the scorecard: one page, three Slack alerts."""
+    from types import SimpleNamespace
+
+    recorded: dict[str, list] = {}
+
+    def drill_task(task_id: str) -> dict:
+        context = failed_context(Severity.P1, task_id=task_id, dag_id="dr_drill",
+                                 summary="the service cannot start in the DR region")
+        ti = context["ti"]
+        ti.xcom_pull = lambda task_ids, key="return_value": [recorded.get(t) for t in task_ids if t in recorded]
+        context["task"] = SimpleNamespace(dag=SimpleNamespace(task_ids=["readiness", "rto", "scorecard"]))
+        return context
+
+    with mock_aws():
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="solemate-p1")["TopicArn"]
+        paging = notifier(alerts.model_copy(update={"sns_topic_arn": topic}))
+        for task_id in ("readiness", "rto", "scorecard"):
+            context = drill_task(task_id)
+            paging.notify(context)
+            recorded[task_id] = context["ti"].pushed["alert_deliveries"]
+        sent = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
+    assert len(sent) == 1 and len(sink.messages()) == 3
+    [skipped] = [d for d in recorded["scorecard"] if d["channel"] == "sns"]
+    assert skipped["outcome"] == "skipped" and "this run already paged (task readiness)" in skipped["error"]
+
+
+def test_a_refused_run_says_what_to_fix_and_never_pages(sink, alerts):
+    from solemate_maintenance import dr
+    from solemate_maintenance.findings import RunRefused
+
+    refusal = dr.failover_refusal(confirm="pr\u043eduction", reason="   ", environment="production", allowed=True,
+                                  unknown=dr.unknown_params({"component": ["database"]}, ["confirm", "reason"]))
+    context = make_context(anchor=live_anchor(), task_id="failover_gate", dag_id="dr_failover", run_type="manual")
+    context["exception"] = RunRefused(refusal)
+    with mock_aws():
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="solemate-p1")["TopicArn"]
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic})).notify(context)
+        sent = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
+    [message] = sink.messages()
+    payload = message["payload"]
+    text = blocks_text(payload)
+    assert payload["text"].startswith("[Refused] production: dr_failover did not start")
+    assert "utilization" not in text and "report" not in text.lower()  # no severity model, no report to open
+    assert "nothing: refused before any AWS call" in text
+    assert "'pr\\\\u043eduction'" in text  # the look-alike shown escaped: a person sees why it differs
+    assert "unknown param 'component'" in text and "'reason' must say why" in text
+    assert sent == [] and [d["channel"] for d in context["ti"].pushed["alert_deliveries"]] == ["slack:slack_alerts"]

@@ -5,7 +5,7 @@ the running api-server (tests/e2e/test_standalone_dashboard.py)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import boto3
 import pytest
@@ -16,8 +16,9 @@ from moto import mock_aws
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dashboard.app import create_app, reports_of
 from solemate_maintenance.report import RunReport
+from tests.helpers import UNIT_NOW
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = UNIT_NOW  # the frozen clock of the unit tests (tests/unit/conftest.py)
 HOSTILE = '<script>alert("x")</script>'
 
 
@@ -200,3 +201,40 @@ def test_what_a_report_carries_cannot_script_or_break_the_page(client, bucket):
     assert "reports/monthly_review/latest.json unreadable" in page.text
     csp = page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "script-src" not in csp
+
+
+@pytest.mark.parametrize("components", [None, "all of them", {"database": "met"}])
+def test_drill_components_that_are_not_a_list_cost_the_table_not_the_page(client, bucket, components):
+    store_report(bucket, report("dr_drill", NOW - timedelta(days=1), measurements={
+        "dr_scorecard": {"components": components}}))
+    assert client.get("/").status_code == 200
+    summary = client.get("/api/summary")
+    assert summary.status_code == 200 and summary.json()["drill"] == []
+
+
+def test_odd_numbers_in_a_report_cost_their_cell_never_the_page(client, bucket):
+    """A 400-digit integer (no float holds it), NaN and infinity: strict JSON and the charts refuse them."""
+    import json
+
+    huge = 10 ** 400
+
+    def store_raw(item: RunReport) -> None:  # as another writer may: NaN and Infinity literals, not null
+        text = json.dumps(item.model_dump(mode="python"), default=str, allow_nan=True)
+        for key in (bucket.date_key(item.dag_id, datetime.fromisoformat(item.logical_date)),
+                    bucket.latest_key(item.dag_id)):
+            bucket.write(key, text)
+
+    store_raw(report("dr_drill", NOW - timedelta(days=1), measurements={"dr_scorecard": {"components": [
+        {"component": "Database", "rto_target_minutes": huge, "rto_minutes": float("nan"), "rpo_target_minutes": 5,
+         "rpo_minutes": float("inf"), "verdict": "met"}]}}))
+    store_raw(report("weekly_backup_verification", NOW - timedelta(days=2), measurements={
+        "restore_validate": {"rto_minutes": huge, "data_rpo_minutes": float("nan"), "rto_target_minutes": 60,
+                             "rpo_target_minutes": 5}}))
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "nan" not in page.text.lower().replace("maintenance", "") and "inf" not in re.sub(
+        r"information|infinity", "", page.text.lower())
+    assert "<td>Database</td><td>—</td><td>—</td><td>5</td><td>—</td>" in page.text
+    summary = client.get("/api/summary")
+    assert summary.status_code == 200
+    assert summary.json()["drill"][0]["rto_minutes"] is None and summary.json()["restore_trend"][0]["rto_minutes"] is None

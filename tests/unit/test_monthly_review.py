@@ -33,8 +33,8 @@ pytestmark = pytest.mark.timeout(120)
 CONFIG = load_config()
 REGION = CONFIG.regions.primary
 OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
-# The forecast is of the month in progress, a wall-clock fact: these tests were written in November 2026.
-NOVEMBER_IN_PROGRESS = datetime.now(UTC).strftime("%Y-%m") == "2026-11"
+# The forecast is of the month in progress, a wall-clock fact: the unit tests' clock is frozen in late
+# November 2026 (tests/unit/conftest.py), so October's review forecasts November.
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,8 @@ def test_cost_review_healthy_month_asks_cost_explorer_a_handful_of_times_then_ne
     assert measured["month"] == "2026-10-01"
     # By service over two months, daily, anomalies; and while November is in progress, November so far
     # and its forecast (a review of a month long past has no month in progress to forecast).
-    assert first_calls == measured["cost_explorer_calls"] == (5 if NOVEMBER_IN_PROGRESS else 3)
-    assert (measured["forecast"] or {}).get("month") == ("November 2026" if NOVEMBER_IN_PROGRESS else None)
+    assert first_calls == measured["cost_explorer_calls"] == 5
+    assert (measured["forecast"] or {}).get("month") == "November 2026"
     services = measured["tables"]["By service, October 2026 against September 2026"]["rows"]
     assert {row[0] for row in services} == set(sandbox_monthly.DAILY_COSTS)
     findings, error, measured = run(cost())  # a re-run (or a retry) of the same month
@@ -121,7 +121,7 @@ def test_unsettled_answers_expire_and_settled_ones_do_not(world_with):
     _, _, measured = run(cost())
     asked = {op: n - before.get(op, 0) for op, n in moto_ce.LEDGER.calls.items() if n - before.get(op, 0)}
     # October closed more than settle_days ago: its answers stand; the month in progress is asked again.
-    assert asked == ({"GetCostAndUsage": 1, "GetCostForecast": 1} if NOVEMBER_IN_PROGRESS else {})
+    assert asked == {"GetCostAndUsage": 1, "GetCostForecast": 1}
     assert measured["cost_explorer_calls"] == len(asked)
 
 

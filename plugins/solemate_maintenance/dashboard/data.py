@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,7 +77,8 @@ class Dashboard:
                       "airflow_url": d.report.airflow_url if d.report else None} for d in self.dags],
             "restore_trend": [{"logical_date": p.label, **p.values} for p in self.restore_trend],
             "restore_targets": self.restore_targets,
-            "drill": self.drill, "drill_run_id": self.drill_run.run_id if self.drill_run else None,
+            "drill": [{str(k): _plain(v) for k, v in row.items()} for row in self.drill],
+            "drill_run_id": self.drill_run.run_id if self.drill_run else None,
             "cost_trend": [{"month": p.label, **p.values} for p in self.cost_trend],
             "errors": self.errors,
         }
@@ -96,8 +98,25 @@ def _latest(store: ReportStore, dag_id: str) -> DagStatus:
 
 
 def _number(value: Any) -> float | None:
-    """A measurement as the charts can draw it; anything else (a string, a bool) is no point."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A measurement as the charts can draw it; anything else (a string, a bool, NaN, an integer too
+    large for a float) is no point."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _plain(value: Any) -> Any:
+    """A report's value as strict JSON can carry it: odd numbers (NaN, a 400-digit integer) become None,
+    anything that is not a plain scalar becomes short text."""
+    if value is None or isinstance(value, bool | str):
+        return value if not isinstance(value, str) else value[:200]
+    if isinstance(value, int | float):
+        return _number(value)
+    return None
 
 
 def _history(store: ReportStore, board: Dashboard, dag_id: str, now: datetime) -> list[RunReport]:
@@ -123,10 +142,11 @@ def collect(store: ReportStore, environment: str, now: datetime) -> Dashboard:
                                      "data_rpo_minutes": _number(measured.get("rpo_target_minutes"))}
 
     drill = next((d.report for d in dags if d.dag_id == "dr_drill" and d.report), None)
-    if drill and drill.measurements.get("dr_scorecard"):
+    scorecard = drill.measurements.get("dr_scorecard") if drill else None
+    if drill and isinstance(scorecard, dict):
         board.drill_run = drill
-        board.drill = [row for row in drill.measurements["dr_scorecard"].get("components", [])
-                       if isinstance(row, dict)]
+        components = scorecard.get("components")
+        board.drill = [row for row in components if isinstance(row, dict)] if isinstance(components, list) else []
 
     for report in reversed(_history(store, board, "monthly_review", now)):
         measured = report.measurements.get("cost_review")

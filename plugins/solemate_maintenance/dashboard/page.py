@@ -9,7 +9,8 @@ from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
-from solemate_maintenance.dashboard.data import SEVERITIES, DagStatus, Dashboard, TrendPoint
+from solemate_maintenance.dashboard.data import SEVERITIES, DagStatus, Dashboard, TrendPoint, _number
+from solemate_maintenance.redaction import trim
 
 STATE_COLOURS = {"passed": "#1a7f37", "problems": "#9a6700", "failed": "#cf222e", "no report yet": "#6e7781",
                  "unreadable": "#cf222e"}
@@ -142,21 +143,27 @@ def _drill_table(board: Dashboard) -> str:
     if not board.drill:
         return '<p class="muted">No DR drill report yet: trigger dr_drill.</p>'
 
-    def number(value: Any) -> str:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return f"{value:.1f}"
-        return "—" if value is None else escape(str(value))
+    def number(value: Any, decimals: int = 1) -> str:
+        drawn = _number(value)
+        if drawn is not None:
+            return f"{drawn:.{decimals}f}"
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return "—"  # NaN, infinity, or an integer no float can hold: not a measurement
+        return "—" if value is None else escape(trim(str(value), 40))
 
-    rows = "".join(
-        f"<tr><td>{escape(str(r.get('component')))}</td><td>{escape(str(r.get('rto_target_minutes')))}</td>"
-        f"<td>{number(r.get('rto_minutes'))}</td><td>{escape(str(r.get('rpo_target_minutes')))}</td>"
-        f"<td>{number(r.get('rpo_minutes'))}</td><td><b style=\"color:"
-        f"{VERDICT_COLOURS.get(str(r.get('verdict')), '#6e7781')}\">{escape(str(r.get('verdict')))}</b></td></tr>"
-        for r in board.drill)
+    rows = "".join(_section(_drill_row, r, number) for r in board.drill)
     run = board.drill_run
     return (f'<p class="muted">Drill {escape(run.run_id)} ({escape(run.logical_date or "")}) against the '
             f"guide's targets, minutes.</p><table><tr><th>component</th><th>RTO target</th><th>RTO</th>"
             f"<th>RPO target</th><th>RPO</th><th>verdict</th></tr>{rows}</table>")
+
+
+def _drill_row(r: dict[str, Any], number: Callable[..., str]) -> str:
+    return "".join(
+        f"<tr><td>{escape(str(r.get('component')))}</td><td>{number(r.get('rto_target_minutes'), 0)}</td>"
+        f"<td>{number(r.get('rto_minutes'))}</td><td>{number(r.get('rpo_target_minutes'), 0)}</td>"
+        f"<td>{number(r.get('rpo_minutes'))}</td><td><b style=\"color:"
+        f"{VERDICT_COLOURS.get(str(r.get('verdict')), '#6e7781')}\">{escape(str(r.get('verdict')))}</b></td></tr>")
 
 
 def render(board: Dashboard) -> str:

@@ -11,7 +11,7 @@ from airflow.sdk.timezone import utcnow
 
 from solemate_maintenance.aws_errors import classify
 from solemate_maintenance.config import Alerts, PlatformConfig, Reports
-from solemate_maintenance.findings import TASK_ERROR_CHECK, ChecksFailedError, Severity
+from solemate_maintenance.findings import TASK_ERROR_CHECK, ChecksFailedError, RunRefused, Severity
 from solemate_maintenance.notifiers.delivery import (
     ALERT_DELIVERIES_XCOM_KEY,
     Delivery,
@@ -20,7 +20,7 @@ from solemate_maintenance.notifiers.delivery import (
     send_sns,
     slack_channel_for,
 )
-from solemate_maintenance.notifiers.messages import failure_message, page_text
+from solemate_maintenance.notifiers.messages import failure_message, page_text, refusal_message
 from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.report_store import ReportStore
 from solemate_maintenance.run_facts import RunFacts
@@ -60,6 +60,15 @@ class MaintenanceFailureNotifier(BaseNotifier):
             log.info("%s failed; the explanation was already delivered, no separate alert: %s", ti.task_id, exception)
             return
         facts = RunFacts.from_context(context, page_max_age_hours=self.alerts.page_max_age_hours, now=utcnow())
+        if isinstance(exception, RunRefused):  # bad input, not an incident: say what to fix, never page
+            severity, title, attachments = refusal_message(context, self.alerts, self.environment, facts)
+            budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
+                                            floor=self.alerts.slack_timeout_seconds)
+            delivery = send_slack(kind="failure", conn_id=slack_channel_for(severity, self.alerts), text=title,
+                                  attachments=attachments, alerts=self.alerts, context=context, budget=budget)
+            self._record(ti, ALERT_DELIVERIES_XCOM_KEY,
+                         [delivery.model_copy(update={"task_id": ti.task_id}).model_dump()])
+            return
         cause = classify(exception)
         if cause and cause.platform_wide and not isinstance(exception, ChecksFailedError):
             self._record(ti, COMMON_CAUSE_XCOM_KEY, {
@@ -75,6 +84,7 @@ class MaintenanceFailureNotifier(BaseNotifier):
         severities = {f.key: f.severity for f in findings if f.severity} or \
             {f"{TASK_ERROR_CHECK}|{ti.task_id}": Severity.P2}
         already = self._already_alerted_by(facts, ti, severities)
+        paged_by = self._paged_in_this_run(context) if Severity.P1 in severities.values() else None
         severity, title, attachments = failure_message(context, self.alerts, self.environment, facts, utcnow(),
                                                        window=window, already_alerted_by=already)
         budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
@@ -82,18 +92,42 @@ class MaintenanceFailureNotifier(BaseNotifier):
         deliveries = [send_slack(kind="failure", conn_id=slack_channel_for(severity, self.alerts), text=title,
                                  attachments=attachments, alerts=self.alerts, context=context, budget=budget)]
         if severity == Severity.P1 and self.alerts.sns_topic_arn:
-            if facts.may_page and not already:
+            if facts.may_page and not already and not paged_by:
                 deliveries.append(send_sns(
                     kind="failure", topic_arn=self.alerts.sns_topic_arn, subject=title,
                     message=page_text(title, facts, findings, ti.log_url), aws_conn_id=self.aws_conn_id,
                     context=context, budget=budget))
             else:
-                reason = f"already paged by {already}" if already else facts.paging_note
+                reason = (f"already paged by {already}" if already else
+                          f"this run already paged (task {paged_by}); one page per run" if paged_by else
+                          facts.paging_note)
                 log.info("P1 not paged: %s", reason)
                 deliveries.append(Delivery(kind="failure", channel="sns", ok=False, outcome="skipped",
                                            error=f"not paged: {reason}"))
         self._record(ti, ALERT_DELIVERIES_XCOM_KEY,
                      [d.model_copy(update={"task_id": ti.task_id}).model_dump() for d in deliveries])
+
+    @staticmethod
+    def _paged_in_this_run(context: Any) -> str | None:
+        """The task of this run whose failure already paged, else None: one cause often fails several
+        tasks (an image missing in DR fails readiness, the RTO and the scorecard); on-call needs one page,
+        and the Slack alerts carry the rest."""
+        ti = context["ti"]
+        dag = getattr(context.get("task"), "dag", None) or context.get("dag")
+        others = [task_id for task_id in getattr(dag, "task_ids", []) if task_id != ti.task_id]
+        if not others:
+            return None
+        try:
+            recorded = ti.xcom_pull(task_ids=others, key=ALERT_DELIVERIES_XCOM_KEY)
+        except Exception as exc:  # paging twice is better than not paging
+            log.warning("Could not read this run's earlier deliveries: %s", trim(scrub(str(exc)), 200))
+            return None
+        for deliveries in recorded or []:
+            for raw in deliveries if isinstance(deliveries, list) else []:
+                delivery = Delivery.model_validate(raw)
+                if delivery.channel == "sns" and delivery.arrived:
+                    return delivery.task_id or "another task"
+        return None
 
     def _already_alerted_by(self, facts: RunFacts, ti: Any, severities: dict[str, Severity]) -> str | None:
         """The earlier run that already alerted these failing findings, else None.

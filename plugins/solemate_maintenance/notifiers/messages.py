@@ -222,6 +222,29 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     return severity, title, attachments
 
 
+def refusal_message(context: Any, alerts: Alerts, environment: str, facts: RunFacts) -> tuple[Severity, str,
+                                                                                           list[dict]]:
+    """A run refused before it changed anything: what was refused and what to fix, not an incident's
+    severity description, and no report to open (a refused run writes none)."""
+    ti, exception = context["ti"], context.get("exception")
+    severity = Severity.P3
+    title = f"[Refused] {environment}: {ti.dag_id} did not start{facts.headline}"
+    refusal = trim(scrub(str(exception)), 900)
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": trim(title, 150)}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in {
+            "Environment": environment, "Refused by": f"{ti.dag_id}.{ti.task_id}",
+            "Run": f"{ti.run_id} ({facts.run_type})",
+            "Changed": "nothing: refused before any AWS call"}.items()]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n```{refusal}```"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            "*What to do*\nNothing is broken. If the run was meant: fix what *Why* names, then trigger the DAG "
+            "again with the corrected form (Trigger DAG, with config). Otherwise ignore this message.")}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"<{ti.log_url}|Open the task log>"}},
+    ]
+    return severity, title, [{"color": alerts.severities[severity.value].color, "fallback": title, "blocks": blocks}]
+
+
 def cause_message(cause: ErrorCause, errors: dict[str, str], alerts: Alerts, environment: str, facts: RunFacts,
                   log_urls: dict[str, str]) -> tuple[Severity, str, list[dict]]:
     """One alert for tasks that failed for one shared cause (e.g. AWS unreachable), instead of one each."""

@@ -8,7 +8,7 @@ wraparound, long transactions and connections. Recommendations go to the report;
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,7 @@ class _Review:
     def run(self) -> Iterable[Finding]:
         reset = self.query("stats_reset")[0]
         self.stats_since = reset["stats_since"]
+        self.counted_days = int(max(0.0, float(reset["counted_seconds"] or 0)) // 86400)
         self.since = (f"{_when(self.stats_since)}"
                       + (" (the server's start)" if reset["since_server_start"] else " (statistics reset)"))
         yield from self.statements()
@@ -179,7 +180,7 @@ class _Review:
     def unused_indexes(self) -> Iterable[Finding]:
         rows = self.query("unused_indexes")
         big = [r for r in rows if r["size_bytes"] >= self.thresholds.unused_index_min_mb * MB]
-        counted_days = (datetime.now(UTC) - self.stats_since).days
+        counted_days = self.counted_days
         if big and counted_days < self.thresholds.unused_index_min_stats_days:
             # A few days of statistics (after a failover or a reset) make every rarely used index look unused.
             self.table(f"Unused indexes (no scan since {self.since})", ["index", "table", "size MB"],

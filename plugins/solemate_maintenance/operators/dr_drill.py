@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk import BaseOperator
 from airflow.sdk.timezone import utcnow
 
 from solemate_maintenance import dr, restore
 from solemate_maintenance.config import DR_COMPONENTS, AssetReplication, DrTarget
-from solemate_maintenance.findings import Finding, Measurement, Severity, Status
+from solemate_maintenance.findings import Finding, Measurement, RunRefused, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.operators.restore import (
     RestoreCleanupOperator,
@@ -42,6 +43,26 @@ SCAN_LIMIT = 10_000
 def drill_token(prefix: str, context: Any) -> str:
     """The name of everything one drill run creates: the restored instance and the task's startedBy."""
     return restore.instance_id(prefix, context["ti"].dag_id, run_end(context))
+
+
+class DrDrillGateOperator(BaseOperator):
+    """Step 0 of a drill: refuse, before any AWS call, a run whose conf has a key the DAG does not know
+    (a misspelt ``components`` would otherwise start a full drill with a real restore) or a blank
+    reason. A setup with no teardown: when it fails nothing downstream starts, not even the report."""
+
+    ui_color = "#fbe3e3"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["retries"] = 0
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        params = context.get("params") or {}
+        refusal = dr.drill_refusal(conf=getattr(context.get("dag_run"), "conf", None), known=params.keys(),
+                                   reason=params.get("reason"))
+        if refusal:
+            raise RunRefused(refusal)
+        return {"components": selected_components(context), "reason": trim(scrub(str(params["reason"]).strip()), 500)}
 
 
 def selected_components(context: Any) -> list[str]:
@@ -512,6 +533,15 @@ class DrApplicationTaskOperator(_DrTaskWork):
         task = self._describe(tasks[0]) if tasks else {}
         return self.record_findings(context, self._judge(context, task, event))
 
+    def _when_it_ended(self, task: dict[str, Any], created: datetime | None) -> str:
+        """How long the task lived, as ECS recorded it; the timeout only for a task that never stopped."""
+        stopped = task.get("stoppedAt") or task.get("stoppingAt")
+        if task.get("lastStatus") == "STOPPED" and stopped and created:
+            seconds = max(0.0, (_utc(stopped) - created).total_seconds())
+            return f"{seconds:.0f} s after it was created" if seconds < 120 else f"{seconds / 60:.1f} min after it " \
+                                                                                 "was created"
+        return f"after waiting {self.timeout_minutes:g} min for it to run"
+
     def _judge(self, context: Any, task: dict[str, Any], event: dict[str, Any] | None) -> Iterable[Finding]:
         task_arn = task.get("taskArn", "")
         created = _utc(task["createdAt"]) if task.get("createdAt") else None
@@ -521,7 +551,7 @@ class DrApplicationTaskOperator(_DrTaskWork):
             yield Finding(check="dr.application.rto", resource=self.resource, status=Status.CRITICAL,
                           severity=Severity.P1,
                           summary=f"the service cannot start in the DR region: the test task is "
-                                  f"{task.get('lastStatus', 'gone')} after {self.timeout_minutes:g} min at most "
+                                  f"{task.get('lastStatus', 'gone')} {self._when_it_ended(task, created)} "
                                   f"({trim(scrub(str(reason)), 200)})", details={"task": task_arn})
             return
         # From creation to started as ECS records it (a retry or a slow poll must not inflate it).

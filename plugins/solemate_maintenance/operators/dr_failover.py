@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.timezone import utcnow
 
 from solemate_maintenance import dr, restore
 from solemate_maintenance.config import Alerts, DisasterRecovery
-from solemate_maintenance.findings import Finding, Severity, Status
+from solemate_maintenance.findings import Finding, RunRefused, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.operators.dr_drill import _DrClients, _error, newest_dr_source
 from solemate_maintenance.operators.restore import FAILED_INSTANCE_STATES
@@ -55,10 +54,12 @@ class FailoverGateOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         params = context.get("params") or {}
+        conf = getattr(context.get("dag_run"), "conf", None)
         refusal = dr.failover_refusal(confirm=params.get("confirm"), reason=params.get("reason"),
-                                      environment=self.environment, allowed=self.allowed)
+                                      environment=self.environment, allowed=self.allowed,
+                                      unknown=dr.unknown_params(conf, params.keys()))
         if refusal:
-            raise AirflowFailException(refusal)
+            raise RunRefused(refusal)
         request = {"environment": self.environment, "reason": trim(scrub(str(params["reason"]).strip()), 500),
                    "run_id": context["ti"].run_id}
         self.log.info("Failover of %s confirmed: %s", self.environment, request["reason"])
