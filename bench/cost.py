@@ -29,7 +29,7 @@ def _cost_explorer() -> dict[str, float]:
     from sandbox.platform import Platform
     from solemate_maintenance.config import load_config
     from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY
-    from solemate_maintenance.operators.cost import CostReviewOperator
+    from solemate_maintenance.operators.reviews.cost import CostReviewOperator
     from tests.helpers import make_context
 
     moto_patches.apply()

@@ -58,10 +58,10 @@ def _seed(n: int, anchor: datetime) -> None:
 
 
 def _operators(config: Any) -> list[Any]:
-    from solemate_maintenance.operators.config_backup import ConfigBackupOperator
-    from solemate_maintenance.operators.logs import LogLifecycleOperator
-    from solemate_maintenance.operators.security import OpenSecurityGroupsOperator
-    from solemate_maintenance.operators.unused import UnusedResourcesOperator
+    from solemate_maintenance.operators.housekeeping.config_backup import ConfigBackupOperator
+    from solemate_maintenance.operators.housekeeping.logs import LogLifecycleOperator
+    from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator
+    from solemate_maintenance.operators.housekeeping.unused import UnusedResourcesOperator
 
     lifecycle = config.log_lifecycle.model_copy(update={"firehose_streams": []})
     return [

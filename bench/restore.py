@@ -36,7 +36,8 @@ def measure(seconds: float, home: Path) -> dict[str, float]:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
 
     from sandbox.world import Sandbox
-    from solemate_maintenance.operators import restore as restore_operators
+    from solemate_maintenance.operators.backups.restore import RestoreCleanupOperator, RestoreRequestOperator
+    from solemate_maintenance.operators.backups.restore_validation import RestoreValidationOperator
 
     busy: dict[str, float] = {}
 
@@ -52,9 +53,9 @@ def measure(seconds: float, home: Path) -> dict[str, float]:
 
         setattr(cls, name, wrapper)
 
-    for cls, names in ((restore_operators.RestoreRequestOperator, ("execute",)),
-                       (restore_operators.RestoreValidationOperator, ("execute", "resume_when_available")),
-                       (restore_operators.RestoreCleanupOperator, ("execute", "resume_when_deleted"))):
+    for cls, names in ((RestoreRequestOperator, ("execute",)),
+                       (RestoreValidationOperator, ("execute", "resume_when_available")),
+                       (RestoreCleanupOperator, ("execute", "resume_when_deleted"))):
         for name in names:
             timed(cls, name)
 

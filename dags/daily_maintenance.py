@@ -26,18 +26,21 @@ from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
-from solemate_maintenance.operators.application import ApplicationHealthOperator
-from solemate_maintenance.operators.business import BusinessMetricsOperator
-from solemate_maintenance.operators.cloudwatch_status import MaintenanceStatusOperator, OvernightAlarmsOperator
-from solemate_maintenance.operators.config_backup import ConfigBackupOperator
-from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
-from solemate_maintenance.operators.elasticache import ElastiCacheHealthOperator
-from solemate_maintenance.operators.kpi import KpiOperator
-from solemate_maintenance.operators.logs import LogLifecycleOperator
-from solemate_maintenance.operators.rds import RdsHealthOperator
+from solemate_maintenance.operators.health.application import ApplicationHealthOperator
+from solemate_maintenance.operators.health.business import BusinessMetricsOperator
+from solemate_maintenance.operators.health.ecs import EcsServiceHealthOperator
+from solemate_maintenance.operators.health.elasticache import ElastiCacheHealthOperator
+from solemate_maintenance.operators.health.kpi import KpiOperator
+from solemate_maintenance.operators.health.rds import RdsHealthOperator
+from solemate_maintenance.operators.housekeeping.config_backup import ConfigBackupOperator
+from solemate_maintenance.operators.housekeeping.logs import LogLifecycleOperator
+from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator, SecurityEventsOperator
+from solemate_maintenance.operators.housekeeping.unused import UnusedResourcesOperator
+from solemate_maintenance.operators.monitoring.cloudwatch_status import (
+    MaintenanceStatusOperator,
+    OvernightAlarmsOperator,
+)
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
-from solemate_maintenance.operators.security import OpenSecurityGroupsOperator, SecurityEventsOperator
-from solemate_maintenance.operators.unused import UnusedResourcesOperator
 
 config = load_config()
 resources, checks = config.resources, config.checks

@@ -30,21 +30,23 @@ from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag
 
 from solemate_maintenance.config import DR_COMPONENTS, known_regions, load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
-from solemate_maintenance.operators.dr_drill import (
+from solemate_maintenance.operators.backups.restore import RestoreJanitorOperator
+from solemate_maintenance.operators.dr.drill import DrDrillGateOperator
+from solemate_maintenance.operators.dr.drill_application import (
     DrApplicationReadinessOperator,
     DrApplicationTaskCleanupOperator,
     DrApplicationTaskOperator,
     DrApplicationTaskStartOperator,
+)
+from solemate_maintenance.operators.dr.drill_assets import DrStaticAssetsOperator
+from solemate_maintenance.operators.dr.drill_database import (
     DrDatabaseCleanupOperator,
     DrDatabaseRestoreRequestOperator,
     DrDatabaseValidationOperator,
-    DrDrillGateOperator,
-    DrDrillScorecardOperator,
-    DrFailoverReadinessOperator,
-    DrStaticAssetsOperator,
 )
+from solemate_maintenance.operators.dr.drill_scorecard import DrDrillScorecardOperator
+from solemate_maintenance.operators.dr.drill_system import DrFailoverReadinessOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
-from solemate_maintenance.operators.restore import RestoreJanitorOperator
 
 config = load_config()
 recovery = config.disaster_recovery

@@ -38,15 +38,17 @@ from airflow.sdk import Param, TriggerRule, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
-from solemate_maintenance.operators.dr_failover import (
-    FailoverApplicationOperator,
+from solemate_maintenance.operators.dr.failover import (
     FailoverAssessmentOperator,
+    FailoverGateOperator,
+    FailoverNotifyOperator,
+)
+from solemate_maintenance.operators.dr.failover_steps import (
+    FailoverApplicationOperator,
     FailoverDatabaseOperator,
     FailoverDnsSwitchOperator,
-    FailoverGateOperator,
     FailoverInfrastructureOperator,
     FailoverMonitoringOperator,
-    FailoverNotifyOperator,
     FailoverValidationOperator,
 )
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator

@@ -26,12 +26,12 @@ from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
-from solemate_maintenance.operators.audit import SecurityAuditOperator
-from solemate_maintenance.operators.cost import CostReviewOperator
-from solemate_maintenance.operators.performance import PerformanceReportOperator
+from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
-from solemate_maintenance.operators.security import OpenSecurityGroupsOperator
-from solemate_maintenance.operators.summary import StakeholderSummaryOperator
+from solemate_maintenance.operators.reviews.audit import SecurityAuditOperator
+from solemate_maintenance.operators.reviews.cost import CostReviewOperator
+from solemate_maintenance.operators.reviews.performance import PerformanceReportOperator
+from solemate_maintenance.operators.reviews.summary import StakeholderSummaryOperator
 
 config = load_config()
 resources = config.resources

@@ -26,14 +26,14 @@ from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
-from solemate_maintenance.operators.backups import AwsBackupOperator, RdsBackupOperator
-from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
-from solemate_maintenance.operators.restore import (
+from solemate_maintenance.operators.backups.policy import AwsBackupOperator, RdsBackupOperator
+from solemate_maintenance.operators.backups.restore import (
     RestoreCleanupOperator,
     RestoreJanitorOperator,
     RestoreRequestOperator,
-    RestoreValidationOperator,
 )
+from solemate_maintenance.operators.backups.restore_validation import RestoreValidationOperator
+from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 
 config = load_config()
 database = config.resources.rds.instance_id

@@ -26,11 +26,11 @@ from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
-from solemate_maintenance.operators.capacity import CapacityPlanningOperator
-from solemate_maintenance.operators.certificates import CertificateExpiryOperator
-from solemate_maintenance.operators.database import DatabaseMaintenanceOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
-from solemate_maintenance.operators.vulnerabilities import ImageVulnerabilityOperator
+from solemate_maintenance.operators.reviews.capacity import CapacityPlanningOperator
+from solemate_maintenance.operators.reviews.certificates import CertificateExpiryOperator
+from solemate_maintenance.operators.reviews.database import DatabaseMaintenanceOperator
+from solemate_maintenance.operators.reviews.vulnerabilities import ImageVulnerabilityOperator
 
 config = load_config()
 resources, checks = config.resources, config.checks

@@ -75,7 +75,7 @@ class Estate:
             if days in lifecycle.classes:
                 logs.put_retention_policy(logGroupName=name, retentionInDays=lifecycle.classes[days].cloudwatch_days)
         logs.create_log_stream(logGroupName=self.config.resources.logs.application_log_group, logStreamName=AUTH_STREAM)
-        from solemate_maintenance.operators.logs import expected_rule
+        from solemate_maintenance.operators.housekeeping.logs import expected_rule
 
         for class_name, log_class in lifecycle.classes.items():
             if log_class.archive is None:
@@ -174,7 +174,7 @@ class Estate:
             if "access" in classes and classes["access"].archive:
                 s3.delete_bucket_lifecycle(Bucket=classes["access"].archive.bucket)
             return
-        from solemate_maintenance.operators.logs import expected_rule
+        from solemate_maintenance.operators.housekeeping.logs import expected_rule
 
         for name, class_name in ((app_group, "application"), (ACCESS_LOG_GROUP, "access"),
                                  (SECURITY_LOG_GROUP, "security")):

@@ -37,7 +37,9 @@ MAX_NESTING = 20
 MAX_VALUES = 100_000
 MAX_ERRORS_SHOWN = 5
 MAX_MESSAGE_CHARS = 2000
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "config" / "platform.yaml"
+# The repository (or the image's /opt/airflow): include/ with the config, SQL and templates sits under it.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_PATH = REPO_ROOT / "include" / "config" / "platform.yaml"
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 PositiveSeconds = Annotated[int, Field(gt=0, le=86_400)]

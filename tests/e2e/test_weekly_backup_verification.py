@@ -93,7 +93,7 @@ def restore_request_only():
     from airflow.sdk import DAG
 
     from solemate_maintenance.config import load_config
-    from solemate_maintenance.operators.restore import RestoreRequestOperator
+    from solemate_maintenance.operators.backups.restore import RestoreRequestOperator
 
     config = load_config()
     with DAG(dag_id=DAG_ID, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)) as interrupted:

@@ -13,7 +13,7 @@ import time_machine
 from sandbox.monthly import last_monthly_run, month_last_reviewed
 from solemate_maintenance.backup_schedule import previous_fire
 from solemate_maintenance.config import Cost
-from solemate_maintenance.operators.cost import CostReviewOperator
+from solemate_maintenance.operators.reviews.cost import CostReviewOperator
 from solemate_maintenance.run_facts import RunFacts
 from solemate_maintenance.window import TimeWindow, month_reviewed
 

@@ -20,15 +20,18 @@ from sandbox.platform import Platform
 from solemate_maintenance.config import LogLifecycle, load_config
 from solemate_maintenance.findings import ChecksFailedError
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY
-from solemate_maintenance.operators.cloudwatch_status import MaintenanceStatusOperator, OvernightAlarmsOperator
-from solemate_maintenance.operators.config_backup import ConfigBackupOperator
-from solemate_maintenance.operators.logs import LogLifecycleOperator
-from solemate_maintenance.operators.security import (
+from solemate_maintenance.operators.housekeeping.config_backup import ConfigBackupOperator
+from solemate_maintenance.operators.housekeeping.logs import LogLifecycleOperator
+from solemate_maintenance.operators.housekeeping.security import (
     LogsInsightsQueryError,
     OpenSecurityGroupsOperator,
     SecurityEventsOperator,
 )
-from solemate_maintenance.operators.unused import UnusedResourcesOperator
+from solemate_maintenance.operators.housekeeping.unused import UnusedResourcesOperator
+from solemate_maintenance.operators.monitoring.cloudwatch_status import (
+    MaintenanceStatusOperator,
+    OvernightAlarmsOperator,
+)
 from tests.helpers import ANCHOR, make_context
 from tests.unit.conftest import cached_clients
 
@@ -340,7 +343,7 @@ def test_other_rules_on_an_archive_bucket_are_kept_when_enforcing(world_with):
 def test_a_rule_expiring_the_archive_early_is_reported_and_left_alone(world_with):
     world = world_with()
     s3 = world._client("s3")
-    from solemate_maintenance.operators.logs import expected_rule
+    from solemate_maintenance.operators.housekeeping.logs import expected_rule
 
     ours = expected_rule("security", CONFIG.log_lifecycle.classes["security"].archive)
     everything = {"ID": "cost-cutting", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 90}}

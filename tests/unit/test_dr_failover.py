@@ -18,12 +18,11 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from solemate_maintenance import dr
 from solemate_maintenance.config import load_config
 from solemate_maintenance.findings import ChecksFailedError
-from solemate_maintenance.operators.dr_failover import (
+from solemate_maintenance.operators.dr.failover import FailoverAssessmentOperator, FailoverGateOperator
+from solemate_maintenance.operators.dr.failover_steps import (
     FailoverApplicationOperator,
-    FailoverAssessmentOperator,
     FailoverDatabaseOperator,
     FailoverDnsSwitchOperator,
-    FailoverGateOperator,
     FailoverInfrastructureOperator,
     FailoverMonitoringOperator,
     FailoverValidationOperator,
@@ -232,7 +231,7 @@ def test_an_alias_primary_record_is_switched_as_an_alias(platform, steps):
 
 
 def test_a_stack_whose_update_rolled_back_is_in_place(platform, steps, monkeypatch):
-    from solemate_maintenance.operators import dr_failover
+    from solemate_maintenance.operators.dr import failover_steps as dr_failover
 
     infrastructure = next(s for s in steps if s.task_id == "failover_infrastructure")
     run(infrastructure, SharedTaskInstance())

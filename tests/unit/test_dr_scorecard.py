@@ -80,6 +80,6 @@ def test_the_old_single_pair_gets_a_pointer_to_the_table():
     ("datadog/agent:latest", None),
 ])
 def test_ecr_image_references(image, parsed):
-    from solemate_maintenance.operators.dr_drill import parse_ecr_image
+    from solemate_maintenance.operators.dr.drill_application import parse_ecr_image
 
     assert parse_ecr_image(image) == parsed

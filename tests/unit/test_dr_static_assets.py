@@ -10,7 +10,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from solemate_maintenance.findings import ChecksFailedError
-from solemate_maintenance.operators.dr_drill import DrStaticAssetsOperator
+from solemate_maintenance.operators.dr.drill_assets import DrStaticAssetsOperator
 from tests.helpers import findings_of, make_context
 
 SOURCE, REPLICA = "solemate-static-assets", "solemate-static-assets-dr"

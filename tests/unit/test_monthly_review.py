@@ -18,11 +18,11 @@ from sandbox import monthly as sandbox_monthly
 from sandbox import moto_ce, moto_iam
 from sandbox.platform import Platform
 from solemate_maintenance.config import load_config
-from solemate_maintenance.operators.audit import SecurityAuditOperator
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY
-from solemate_maintenance.operators.cost import CostReviewOperator
-from solemate_maintenance.operators.performance import PerformanceReportOperator
-from solemate_maintenance.operators.summary import StakeholderSummaryOperator
+from solemate_maintenance.operators.reviews.audit import SecurityAuditOperator
+from solemate_maintenance.operators.reviews.cost import CostReviewOperator
+from solemate_maintenance.operators.reviews.performance import PerformanceReportOperator
+from solemate_maintenance.operators.reviews.summary import StakeholderSummaryOperator
 from solemate_maintenance.report import ReportedFinding, RunReport
 from solemate_maintenance.window import month_reviewed
 from tests.helpers import ANCHOR, make_context

@@ -9,12 +9,12 @@ from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from solemate_maintenance.findings import ChecksFailedError
-from solemate_maintenance.operators.application import ApplicationHealthOperator
-from solemate_maintenance.operators.business import BusinessMetricsOperator
-from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
-from solemate_maintenance.operators.elasticache import ElastiCacheHealthOperator
-from solemate_maintenance.operators.kpi import KpiOperator
-from solemate_maintenance.operators.rds import RdsHealthOperator
+from solemate_maintenance.operators.health.application import ApplicationHealthOperator
+from solemate_maintenance.operators.health.business import BusinessMetricsOperator
+from solemate_maintenance.operators.health.ecs import EcsServiceHealthOperator
+from solemate_maintenance.operators.health.elasticache import ElastiCacheHealthOperator
+from solemate_maintenance.operators.health.kpi import KpiOperator
+from solemate_maintenance.operators.health.rds import RdsHealthOperator
 from tests.helpers import ANCHOR, findings_of, make_context
 from tests.unit.conftest import problems
 
@@ -261,7 +261,7 @@ def test_permanent_aws_errors_fail_at_once_without_retrying(platform, config, mo
     from botocore.exceptions import NoCredentialsError
 
     from solemate_maintenance.aws_errors import PermanentAwsError
-    from solemate_maintenance.operators.ecs import EcsServiceHealthOperator
+    from solemate_maintenance.operators.health.ecs import EcsServiceHealthOperator
 
     operator = EcsServiceHealthOperator(task_id="ecs_services", cluster="no-such-cluster",
                                         services=config.resources.ecs.services, thresholds=config.checks.ecs,
@@ -432,7 +432,7 @@ def test_p1_found_before_aws_stops_answering_is_kept_and_fails_on_findings(platf
     from botocore.exceptions import EndpointConnectionError
 
     from solemate_maintenance.findings import ChecksFailedError as Failed
-    from solemate_maintenance.operators.application import ApplicationHealthOperator
+    from solemate_maintenance.operators.health.application import ApplicationHealthOperator
 
     health.status = 503
 

@@ -12,8 +12,8 @@ import pytest
 from solemate_maintenance import restore
 from solemate_maintenance.backup_schedule import previous_fire, to_croniter
 from solemate_maintenance.config import ConfigError, load_config, parse_config
-from solemate_maintenance.operators.backups import RdsBackupOperator
-from solemate_maintenance.operators.restore import (
+from solemate_maintenance.operators.backups.policy import RdsBackupOperator
+from solemate_maintenance.operators.backups.restore import (
     RestoreCleanupOperator,
     RestoreJanitorOperator,
     RestoreRequestOperator,
@@ -246,7 +246,7 @@ def test_each_restore_failure_says_what_to_do_first():
 
 
 def test_a_rule_whose_recovery_points_expired_by_design_is_not_judged_for_an_old_date(platform, config):
-    from solemate_maintenance.operators.backups import AwsBackupOperator
+    from solemate_maintenance.operators.backups.policy import AwsBackupOperator
 
     # 40 days back: the daily rule keeps 30 days, so that day's daily recovery point is gone by design;
     # the weekly (90 days) and monthly (365 days) rules still show theirs.
@@ -263,7 +263,7 @@ def test_a_rule_whose_recovery_points_expired_by_design_is_not_judged_for_an_old
 def test_a_restored_copy_missing_a_table_says_so_and_the_other_checks_still_run(postgres, config, monkeypatch):
     import json
 
-    from solemate_maintenance.operators.restore import RestoreValidationOperator
+    from solemate_maintenance.operators.backups.restore_validation import RestoreValidationOperator
 
     monkeypatch.setenv("AIRFLOW_CONN_RESTORE_TEST_DB", json.dumps(postgres.restore_connection))
     where = postgres.create_restored("restored_missing_table", datetime.now(UTC), corrupt=False)

@@ -21,10 +21,10 @@ from sandbox.tls import PUBLIC_NAME, PrivateCa, TlsEndpoint
 from solemate_maintenance.charts import LIMIT_COLOUR, SERIES_COLOURS
 from solemate_maintenance.config import EcsService, Upper, load_config
 from solemate_maintenance.config import TlsEndpoint as TlsEndpointConfig
-from solemate_maintenance.operators.capacity import CapacityPlanningOperator, fit_trend
-from solemate_maintenance.operators.certificates import CertificateExpiryOperator
-from solemate_maintenance.operators.database import PG_STAT_STATEMENTS_FIX, DatabaseMaintenanceOperator
-from solemate_maintenance.operators.vulnerabilities import ImageVulnerabilityOperator, RunningImage
+from solemate_maintenance.operators.reviews.capacity import CapacityPlanningOperator, fit_trend
+from solemate_maintenance.operators.reviews.certificates import CertificateExpiryOperator
+from solemate_maintenance.operators.reviews.database import PG_STAT_STATEMENTS_FIX, DatabaseMaintenanceOperator
+from solemate_maintenance.operators.reviews.vulnerabilities import ImageVulnerabilityOperator, RunningImage
 from tests.helpers import ANCHOR
 from tests.unit.conftest import cached_clients
 from tests.unit.test_daily_housekeeping import by_check, problems, run

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from solemate_maintenance.config import DatabaseMaintenanceCheck
+from solemate_maintenance.config import REPO_ROOT, DatabaseMaintenanceCheck
 from solemate_maintenance.findings import Finding, Severity, Status, classify, measurement, threshold_finding
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.redaction import scrub, trim
 
-SQL_DIR = Path(__file__).resolve().parents[3] / "include" / "sql" / "db_maintenance"
+SQL_DIR = REPO_ROOT / "include" / "sql" / "db_maintenance"
 MB = 1024 * 1024
 # PostgreSQL refuses writes when the oldest transaction ID is this old (2^31 minus a safety margin).
 XID_WRAPAROUND = 2**31

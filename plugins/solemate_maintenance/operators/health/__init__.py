@@ -1,0 +1,1 @@
+"""Daily health checks of the running platform: the application, ECS, RDS, ElastiCache, business metrics and KPIs."""

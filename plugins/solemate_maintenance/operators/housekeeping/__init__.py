@@ -1,0 +1,2 @@
+"""Daily housekeeping: log retention and archives, unused resources, configuration backup, security
+events and open ingress."""

@@ -1,0 +1,2 @@
+"""The weekly and monthly reviews: database maintenance, certificates, image vulnerabilities, capacity,
+the security audit, cost, performance and the stakeholder summary."""
