@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ def standalone(tmp_path_factory, aws_call_log):
 
 
 REPO = Path(__file__).resolve().parents[2]
+# The shared Airflow's past days, derived from today so the suite holds on any date: the three-day
+# backfill starts two weeks back, the REST-triggered run is a later past day (its report is the daily
+# DAG's latest, which the dashboard test shows).
+BACKFILL_FIRST_DAY = (datetime.now(UTC) - timedelta(days=14)).replace(hour=2, minute=0, second=0, microsecond=0)
+TRIGGERED_DAY = BACKFILL_FIRST_DAY + timedelta(days=6)
 
 
 @contextmanager

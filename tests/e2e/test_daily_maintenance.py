@@ -35,12 +35,14 @@ CHECK_TASKS = {"application_health", "ecs_services", "rds_health", "elasticache_
                "config_backup", "overnight_alarms"}
 UNUSED_KINDS = ("unattached_volumes", "unassociated_elastic_ips", "old_rds_snapshots", "idle_load_balancers",
                 "stopped_instances", "silent_log_groups")
-# "Live" runs check the present (within alerts.page_max_age_hours), so a P1 pages; days in November do not.
+# "Live" runs check the present (within alerts.page_max_age_hours), so a P1 pages; past days do not.
 LIVE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def day(n: int) -> datetime:
-    return datetime(2026, 11, n, 2, 0, tzinfo=UTC)
+    """A past day at 02:00, three weeks back or so (day(10) is 20 days before today, day(9) 21): far
+    enough that its seeded metrics do not overlap today's, within the sandbox's month of history."""
+    return (LIVE - timedelta(days=30 - n)).replace(hour=2)
 
 
 def label(moment: datetime) -> str:
@@ -134,21 +136,21 @@ def test_healthy_past_day(sandbox, history, capfd):
     assert "Overnight alarms: none went into ALARM" in headlines
     assert "Log lifecycle: matches the policy" in headlines
     s3 = sandbox.client("s3")
-    backup = f"{sandbox.config.reports.prefix}/{sandbox.config.config_backup.prefix}/2026-11-10/"
+    backup = f"{sandbox.config.reports.prefix}/{sandbox.config.config_backup.prefix}/{day(10):%Y-%m-%d}/"
     stored = {o["Key"][len(backup):] for o in s3.list_objects_v2(Bucket=sandbox.config.reports.bucket,
                                                                   Prefix=backup)["Contents"]}
     assert stored == {"manifest.json", "secrets-manager.json", "ssm-parameters.json", "ecs/solemate-backend-1.json"}
     assert digest["payload"]["text"].startswith(":white_check_mark: production: daily_maintenance passed — "
-                                                "2026-11-10 02:00 UTC [PAST DATE checked")
+                                                f"{label(day(10))} [PAST DATE checked")
     blocks = json.dumps(digest["payload"])
-    assert "metric windows end 2026-11-10 02:00 UTC, look-back 60\\u20131440 min" in blocks
+    assert f"metric windows end {label(day(10))}, look-back 60\\u20131440 min" in blocks
     assert "https://s3.console.aws.amazon.com/s3/object/" in blocks  # a link a browser opens
     [mail] = outcome.mails  # the daily summary by e-mail, through the SMTP provider (with AUTH)
     assert mail["to"] == sandbox.config.alerts.digest_email
     subject = str(email.header.make_header(email.header.decode_header(email.message_from_string(mail["data"])["Subject"])))
-    assert subject.startswith("production: daily_maintenance passed — 2026-11-10 02:00 UTC [PAST DATE")
+    assert subject.startswith(f"production: daily_maintenance passed — {label(day(10))} [PAST DATE")
     report = outcome.report
-    assert report["logical_date"] == "2026-11-10T02:00:00+00:00"
+    assert report["logical_date"] == day(10).isoformat()
     assert report["facts"]["run_kind"].startswith("PAST DATE")
     assert report["environment"] == "production" and report["run_type"] == "manual"
     assert report["totals"]["status"]["ok"] == len(report["findings"]) >= 20
@@ -282,14 +284,14 @@ def test_second_run_for_the_same_date_is_marked_not_repeated_as_new(sandbox, his
 
 
 def test_backfill_measures_its_own_day_and_does_not_page(sandbox, history, capfd):
-    # Today the database is hot; on the 9th it was not, but payments failed. The backfill must see the 9th.
+    # Today the database is hot; three weeks ago it was not, but payments failed. The backfill must see that day.
     outcome = history["backfill"] = run_daily(sandbox, capfd, day(9), days={
         day(9): {"payment_failures"}, LIVE: {"rds_high_cpu"}})
-    assert outcome.report["logical_date"] == "2026-11-09T02:00:00+00:00"
-    assert set(outcome.problems()) == {"business.payment_success_rate"}  # no CPU problem on the 9th
+    assert outcome.report["logical_date"] == day(9).isoformat()
+    assert set(outcome.problems()) == {"business.payment_success_rate"}  # no CPU problem on that day
     [alert] = outcome.failure_alerts()
     assert alert["payload"]["text"].startswith("[P1] production: daily_maintenance.business_metrics failed — "
-                                               "2026-11-09 02:00 UTC [PAST DATE checked")
+                                               f"{label(day(9))} [PAST DATE checked")
     assert outcome.pages == []  # a past date never pages
     sns = next(d for d in outcome.report["alert_deliveries"] if d["channel"] == "sns")
     assert sns["outcome"] == "skipped" and "not paged" in sns["error"]
@@ -323,7 +325,7 @@ def test_aws_wide_outage_is_one_alert_and_still_a_digest(sandbox, history, capfd
     assert outcome.failure_alerts() == []
     [cause] = outcome.cause_alerts()
     assert cause["payload"]["text"].startswith("[P2] production: daily_maintenance: 12 tasks could not run: "
-                                               "no usable AWS credentials — 2026-11-08 02:00 UTC")
+                                               f"no usable AWS credentials — {label(day(8))}")
     assert "aws_default" in json.dumps(cause["payload"])
     [digest] = outcome.digests()
     text = json.dumps(digest["payload"])

@@ -17,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from solemate_maintenance.notifiers.delivery import secret_forms
+from tests.e2e.conftest import BACKFILL_FIRST_DAY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-DAYS = {datetime(2026, 11, 20, 2, tzinfo=UTC): {"payment_failures"},
-        datetime(2026, 11, 21, 2, tzinfo=UTC): set(),
-        datetime(2026, 11, 22, 2, tzinfo=UTC): {"rds_high_cpu"}}
+FIRST, SECOND, THIRD = (BACKFILL_FIRST_DAY + timedelta(days=n) for n in range(3))
+DAYS = {FIRST: {"payment_failures"}, SECOND: set(), THIRD: {"rds_high_cpu"}}
+D1, D2, D3 = (d.date().isoformat() for d in DAYS)
 FINAL = {"success", "failed"}
 
 
@@ -47,43 +48,41 @@ def test_concurrent_backfill_compares_each_day_with_the_day_before(airflow):
 
     # With the official REST client, as a script would (the UI's backfill dialog posts the same).
     backfill = client.BackfillApi(airflow.client()).create_backfill(client.BackfillPostBody(
-        dag_id="daily_maintenance", from_date=datetime(2026, 11, 20, tzinfo=UTC),
-        to_date=datetime(2026, 11, 22, 2, tzinfo=UTC), max_active_runs=3,
+        dag_id="daily_maintenance", from_date=FIRST.replace(hour=0),
+        to_date=THIRD, max_active_runs=3,
         reprocess_behavior=client.ReprocessBehavior.NONE))
     assert backfill.dag_id == "daily_maintenance"
     airflow.wait_for(lambda: len(airflow.runs()) == 3 and all(r[1] in FINAL for r in airflow.runs().values()),
                      600, "the backfill to finish")
     runs = airflow.runs()
     assert {day: (r[1], r[2]) for day, r in runs.items()} == {
-        "2026-11-20": ("failed", "backfill"), "2026-11-21": ("success", "backfill"),
-        "2026-11-22": ("failed", "backfill")}
+        D1: ("failed", "backfill"), D2: ("success", "backfill"), D3: ("failed", "backfill")}
     spans = sorted((r[3], r[4]) for r in runs.values())
     assert any(later_start < earlier_end for (_, earlier_end), (later_start, _) in zip(spans, spans[1:], strict=False)), \
         f"the backfill runs did not overlap, so concurrency was not tested: {spans}"
 
-    first, second, third = (airflow.report(runs[d][0]) for d in ("2026-11-20", "2026-11-21", "2026-11-22"))
+    first, second, third = (airflow.report(runs[d][0]) for d in (D1, D2, D3))
     problems = {r["logical_date"][:10]: {f["check"]: f["lifecycle"] for f in r["findings"]
                                           if f["status"] in ("warning", "critical")}
                 for r in (first, second, third)}
-    assert problems == {"2026-11-20": {"business.payment_success_rate": "new"}, "2026-11-21": {},
-                        "2026-11-22": {"rds.cpu_utilization": "new"}}
+    assert problems == {D1: {"business.payment_success_rate": "new"}, D2: {}, D3: {"rds.cpu_utilization": "new"}}
     assert first["comparison"] == {"status": "first_run"}
-    assert second["comparison"] == {"status": "compared", "previous_run_id": runs["2026-11-20"][0]}
+    assert second["comparison"] == {"status": "compared", "previous_run_id": runs[D1][0]}
     assert [f["check"] for f in second["resolved"]] == ["business.payment_success_rate"]
-    assert third["comparison"] == {"status": "compared", "previous_run_id": runs["2026-11-21"][0]}
+    assert third["comparison"] == {"status": "compared", "previous_run_id": runs[D2][0]}
 
     messages = [m["payload"]["text"] for m in airflow.sandbox.slack.messages()]
     p1 = [t for t in messages if t.startswith("[P1]")]
-    assert p1 == ["[P1] production: daily_maintenance.business_metrics failed — 2026-11-20 02:00 UTC "
+    assert p1 == [f"[P1] production: daily_maintenance.business_metrics failed — {FIRST:%Y-%m-%d %H:%M} UTC "
                   "[BACKFILL of a past date]"]
     assert all("[BACKFILL of a past date]" in t for t in messages), messages
     assert len(sns_topic(airflow).sent_notifications) == pages_before  # backfills never page
 
 
 def test_clear_only_failed_after_a_fix_leaves_a_green_run_and_a_report_that_says_so(airflow):
-    day = "2026-11-22"
+    day = D3
     run_id = airflow.runs()[day][0]
-    airflow.sandbox.seed_days({**DAYS, datetime(2026, 11, 22, 2, tzinfo=UTC): set()})  # the fix
+    airflow.sandbox.seed_days({**DAYS, THIRD: set()})  # the fix
     airflow.sandbox.slack.clear()
     cleared = airflow.api("POST", "/dags/daily_maintenance/clearTaskInstances", {
         "dag_run_id": run_id, "only_failed": True, "dry_run": False})
@@ -96,7 +95,7 @@ def test_clear_only_failed_after_a_fix_leaves_a_green_run_and_a_report_that_says
     assert report["failed_tasks"] == [] and report["clear_number"] >= 1
     assert not [f for f in report["findings"] if f["status"] in ("warning", "critical")]
     [digest] = [m["payload"]["text"] for m in airflow.sandbox.slack.messages()]
-    assert "passed (updated after a re-run) — 2026-11-22 02:00 UTC" in digest
+    assert f"passed (updated after a re-run) — {THIRD:%Y-%m-%d %H:%M} UTC" in digest
 
 
 def _wednesdays_before(moment: datetime) -> tuple[datetime, datetime]:

@@ -5,15 +5,11 @@ test_standalone_dr.py: the same running Airflow.)"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+from tests.e2e.conftest import TRIGGERED_DAY as DAY  # later than the backfilled days
 
-# Later than the backfilled days: this run's report is the daily DAG's latest, which the dashboard
-# test (after every run) shows with its finding.
-DAY = datetime(2026, 11, 26, 2, tzinfo=UTC)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def test_trigger_daily_for_a_logical_date_and_read_its_report(standalone):
@@ -37,7 +33,7 @@ def test_trigger_daily_for_a_logical_date_and_read_its_report(standalone):
               task_instances.get_task_instances("daily_maintenance", run.dag_run_id).task_instances}
     assert states["report"] == "success" and states["run_verdict"] == "failed"
     report = standalone.report(run.dag_run_id)
-    assert report["run_id"] == run.dag_run_id and report["logical_date"].startswith("2026-11-26T02:00")
+    assert report["run_id"] == run.dag_run_id and report["logical_date"] == DAY.isoformat()
     problems = {f["check"] for f in report["findings"] if f["status"] in ("warning", "critical")}
     assert problems == {"rds.cpu_utilization"}
 

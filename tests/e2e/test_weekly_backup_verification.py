@@ -227,7 +227,7 @@ def test_run_interrupted_mid_restore_then_rerun_reuses_the_copy(sandbox, dag, hi
 def test_copy_leaked_by_an_earlier_run_is_deleted_by_the_janitor(sandbox, dag, history, capfd):
     rds = sandbox.client("rds")
     leaked = "restore-test-20261101-0300-abcdef"
-    long_ago = datetime(2026, 11, 1, 3, tzinfo=UTC)
+    long_ago = NOW - timedelta(days=30)
     rds.restore_db_instance_to_point_in_time(
         SourceDBInstanceIdentifier=sandbox.config.resources.rds.instance_id, TargetDBInstanceIdentifier=leaked,
         UseLatestRestorableTime=True, Tags=restore.creation_tags(
