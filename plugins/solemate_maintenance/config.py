@@ -671,7 +671,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 StorageClass = Literal["STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
 
 
-# The order S3 lifecycle transitions may take (an object only moves down it).
+# The order S3 lifecycle transitions may take (an object only moves down it; from ONEZONE_IA only to
+# GLACIER or DEEP_ARCHIVE).
 _WATERFALL = ("STANDARD_IA", "INTELLIGENT_TIERING", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
 
 
@@ -701,7 +702,8 @@ class LogArchive(_Strict):
         if days != sorted(set(days)):
             raise ValueError(f"transitions must be in increasing after_days order, got {days}")
         for before, after in zip(self.transitions, self.transitions[1:], strict=False):
-            if _WATERFALL.index(after.storage_class) <= _WATERFALL.index(before.storage_class):
+            if _WATERFALL.index(after.storage_class) <= _WATERFALL.index(before.storage_class) or \
+                    (before.storage_class, after.storage_class) == ("ONEZONE_IA", "GLACIER_IR"):
                 raise ValueError(f"S3 cannot move objects from {before.storage_class} to {after.storage_class} "
                                  f"(transitions go down {' > '.join(_WATERFALL)})")
             if before.storage_class in ("STANDARD_IA", "ONEZONE_IA") and after.after_days - before.after_days < 30:
@@ -853,6 +855,7 @@ class PlatformConfig(_Strict):
         """Mistakes only the whole file shows; each message starts with the key to change."""
         production = self.resources.rds.instance_id
         recovery = self.disaster_recovery
+        # RDS identifiers are case-insensitive (AWS stores them lower-case).
         prefixes = {"restore_test.instance_prefix": self.restore_test.instance_prefix,
                     "disaster_recovery.drill.instance_prefix": recovery.drill.instance_prefix}
         # The restore test's and the drill's teardown and janitor delete instances named <prefix>-...:
@@ -861,17 +864,20 @@ class PlatformConfig(_Strict):
                 "disaster_recovery.failover_instance_id": recovery.failover_instance_id}
         for key, prefix in prefixes.items():
             for kept_key, kept in keep.items():
-                if kept == prefix or kept.startswith(prefix + "-"):
+                if kept.lower() == prefix.lower() or kept.lower().startswith(prefix.lower() + "-"):
                     raise ValueError(f"{key}: {prefix!r} would name {kept!r} ({kept_key}) a throw-away copy; "
                                      "choose a prefix no kept database starts with")
         (first_key, first), (second_key, second) = prefixes.items()
         if first == second or first.startswith(second + "-") or second.startswith(first + "-"):
             raise ValueError(f"{second_key}: {second!r} overlaps {first_key} {first!r}: the restore test and the "
                              "drill would each clean up the other's copies")
+        # The report store writes <prefix>/<dag>/... (slashes around the prefix stripped).
+        reports_prefix = self.reports.prefix.strip("/")
+        reports_keys = reports_prefix + "/" if reports_prefix else ""
         for name, log_class in self.log_lifecycle.classes.items():
             archive = log_class.archive
-            if archive and archive.bucket == self.reports.bucket and _prefixes_overlap(archive.prefix,
-                                                                                       self.reports.prefix):
+            if archive and archive.bucket == self.reports.bucket and _prefixes_overlap(archive.prefix.lstrip("/"),
+                                                                                       reports_keys):
                 raise ValueError(f"log_lifecycle.classes.{name}.archive: bucket {archive.bucket!r} prefix "
                                  f"{archive.prefix!r} covers the reports (reports.prefix {self.reports.prefix!r}): its "
                                  f"expiry after {archive.expire_after_days} days would delete them")
@@ -932,7 +938,7 @@ def _describe(error: ValidationError) -> str:
             and _short(item["input"]) not in reason
         ):
             reason = f"{reason} (got {_short(item['input'])})"
-        named = re.match(r"^([A-Za-z_][\w.\[\]]*): ", reason) if not loc else None
+        named = re.match(r"^([A-Za-z_][\w.\[\]-]*): ", reason) if not loc else None
         if named:  # a cross-field rule of the whole file: its message starts with the key to change
             loc, reason = (named.group(1),), reason[named.end():]
         reasons.append(f"{_key_path(loc)}: {reason}")

@@ -10,6 +10,7 @@ Pure logic, no AWS: the operators measure, this judges. A component's verdict is
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -98,8 +99,19 @@ def unknown_params(conf: Any, known: Iterable[str]) -> list[str]:
             f"{', '.join(sorted(known))}): a misspelt key is refused, not ignored"]
 
 
+def declared_params(operator: Any, context: Any) -> list[str]:
+    """The params the DAG declares. Not the run's ``params``: Airflow copies every key of the run's conf
+    into those (``dag_run_conf_overrides_params``), a misspelt one included."""
+    dag = operator.dag if getattr(operator, "has_dag", lambda: False)() else context.get("dag")
+    declared = getattr(dag, "params", None)
+    return list(declared.keys()) if declared is not None else list((context.get("params") or {}).keys())
+
+
 def blank_reason(reason: Any) -> list[str]:
-    if isinstance(reason, str) and reason.strip():
+    # Invisible characters (a zero-width space) are no reason either.
+    visible = "".join(ch for ch in reason if unicodedata.category(ch)[0] not in ("C", "Z")) \
+        if isinstance(reason, str) else ""
+    if visible:
         return []
     return ["param 'reason' must say why (the incident, who decided), not be blank"]
 

@@ -63,7 +63,7 @@ def restore_window(rds: Any, source: str) -> dict[str, datetime] | None:
         "DBInstanceAutomatedBackups", [])
     window = next((b.get("RestoreWindow") for b in backups
                    if b.get("RestoreWindow") and b.get("Status", "active") == "active"), None)
-    return window if window and window.get("LatestTime") else None
+    return window if window and window.get("LatestTime") and window.get("EarliestTime") else None
 
 
 def parse_time(value: str | None) -> datetime | None:

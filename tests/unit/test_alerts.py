@@ -377,14 +377,33 @@ def test_one_cause_that_fails_several_tasks_pages_once_per_run(sink, alerts):
     assert len(sent) == 1 and len(sink.messages()) == 3
     [skipped] = [d for d in recorded["scorecard"] if d["channel"] == "sns"]
     assert skipped["outcome"] == "skipped" and "this run already paged (task readiness)" in skipped["error"]
+    assert "Not paged again" in blocks_text(sink.messages()[-1]["payload"])  # on-call sees why
+
+
+def test_an_announcement_page_does_not_silence_a_failure_page_and_an_odd_record_is_ignored(sink, alerts):
+    """dr_failover's notify_start pages to announce the failover: a later P1 failure still pages."""
+    from types import SimpleNamespace
+
+    context = failed_context(Severity.P1, task_id="failover_database", dag_id="dr_failover")
+    context["ti"].xcom_pull = lambda task_ids, key="return_value": [
+        [{"kind": "failover-start", "channel": "sns", "ok": True, "task_id": "notify_start"}],
+        [{"unexpected": "shape"}], "not a list"]
+    context["task"] = SimpleNamespace(dag=SimpleNamespace(task_ids=["notify_start", "other", "x",
+                                                                   "failover_database"]))
+    with mock_aws():
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="solemate-p1")["TopicArn"]
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic})).notify(context)
+        sent = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
+    assert len(sent) == 1
 
 
 def test_a_refused_run_says_what_to_fix_and_never_pages(sink, alerts):
     from solemate_maintenance import dr
     from solemate_maintenance.findings import RunRefused
 
-    refusal = dr.failover_refusal(confirm="pr\u043eduction", reason="   ", environment="production", allowed=True,
-                                  unknown=dr.unknown_params({"component": ["database"]}, ["confirm", "reason"]))
+    refusal = dr.failover_refusal(confirm="pr\u043eduction", reason="\u200b ", environment="production", allowed=True,
+                                  unknown=dr.unknown_params({"component": ["database"], "```<!channel>": 1},
+                                                            ["confirm", "reason"]))
     context = make_context(anchor=live_anchor(), task_id="failover_gate", dag_id="dr_failover", run_type="manual")
     context["exception"] = RunRefused(refusal)
     with mock_aws():
@@ -398,5 +417,6 @@ def test_a_refused_run_says_what_to_fix_and_never_pages(sink, alerts):
     assert "utilization" not in text and "report" not in text.lower()  # no severity model, no report to open
     assert "nothing: refused before any AWS call" in text
     assert "'pr\\\\u043eduction'" in text  # the look-alike shown escaped: a person sees why it differs
-    assert "unknown param 'component'" in text and "'reason' must say why" in text
+    assert "unknown params " in text and "'component'" in text and "'reason' must say why" in text
+    assert "<!channel>" not in text and text.count("```") == 2  # a hostile key stays inside its code block
     assert sent == [] and [d["channel"] for d in context["ti"].pushed["alert_deliveries"]] == ["slack:slack_alerts"]

@@ -132,6 +132,20 @@ def edited(path: tuple, value) -> str:
                              {"after_days": 45, "storage_class": "GLACIER"}]),
                      "platform.yaml: log_lifecycle.classes.application.archive: S3 keeps objects in STANDARD_IA at "
                      "least 30 days", id="ia-left-too-soon"),
+        pytest.param(edited(("log_lifecycle", "classes", "application", "archive", "transitions"),
+                            [{"after_days": 30, "storage_class": "ONEZONE_IA"},
+                             {"after_days": 90, "storage_class": "GLACIER_IR"}]),
+                     "platform.yaml: log_lifecycle.classes.application.archive: S3 cannot move objects from ONEZONE_IA "
+                     "to GLACIER_IR", id="onezone-to-glacier-ir"),
+        pytest.param(yaml.safe_dump({**yaml.safe_load(edited(("resources", "rds", "instance_id"), "Production-DB")),
+                                     "restore_test": {**yaml.safe_load(SHIPPED)["restore_test"],
+                                                      "instance_prefix": "production"}}),
+                     "platform.yaml: restore_test.instance_prefix: 'production' would name 'Production-DB'",
+                     id="prefix-covers-production-in-another-case"),
+        pytest.param(yaml.safe_dump({**yaml.safe_load(SHIPPED), "reports": {"bucket": "solemate-logs-access",
+                                                                           "prefix": "/reports"}}),
+                     "platform.yaml: log_lifecycle.classes.access.archive: bucket 'solemate-logs-access' prefix '' "
+                     "covers the reports (reports.prefix '/reports')", id="reports-prefix-with-slashes"),
     ],
 )
 def test_config_errors_are_one_clear_line(text, expected):
@@ -140,6 +154,30 @@ def test_config_errors_are_one_clear_line(text, expected):
     message = str(excinfo.value)
     assert message.startswith(expected), message
     assert "\n" not in message
+
+
+def test_what_the_cross_field_rules_must_not_refuse():
+    shipped = yaml.safe_load(SHIPPED)
+    classes = shipped["log_lifecycle"]["classes"]
+    # The reports bucket may hold a log archive beside the reports, under a prefix that is not theirs.
+    classes["access"]["archive"] = {"bucket": shipped["reports"]["bucket"], "prefix": "reports-logs/",
+                                    "expire_after_days": 30}
+    # A class name with a hyphen, dotted bucket names, a prefix that merely starts like another word.
+    classes["app-logs"] = {"log_groups": ["/app/*"], "cloudwatch_days": 30,
+                           "archive": {"bucket": "logs.solemate.example", "expire_after_days": 60}}
+    shipped["restore_test"]["instance_prefix"] = "restore-testing"
+    shipped["disaster_recovery"]["record_name"] = shipped["disaster_recovery"]["hosted_zone"]
+    config = parse_config(yaml.safe_dump(shipped), "platform.yaml")
+    assert config.log_lifecycle.classes["access"].archive.prefix == "reports-logs/"
+
+
+def test_a_cross_field_error_in_a_hyphenated_class_names_its_key():
+    shipped = yaml.safe_load(SHIPPED)
+    shipped["log_lifecycle"]["classes"]["app-logs"] = {
+        "log_groups": ["/app/*"], "cloudwatch_days": 30,
+        "archive": {"bucket": shipped["reports"]["bucket"], "expire_after_days": 60}}
+    with pytest.raises(ConfigError, match=r"^platform\.yaml: log_lifecycle\.classes\.app-logs\.archive: bucket "):
+        parse_config(yaml.safe_dump(shipped), "platform.yaml")
 
 
 def test_unreadable_file_names_the_file(tmp_path):

@@ -7,8 +7,10 @@ nothing: no mutating call at all.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import botocore.client
@@ -28,6 +30,8 @@ from solemate_maintenance.operators.dr.failover_steps import (
     FailoverValidationOperator,
 )
 from tests.helpers import ANCHOR
+
+REPO = Path(__file__).resolve().parents[2]
 
 READ_ONLY = ("Describe", "List", "Get", "Validate", "Head")
 
@@ -245,3 +249,31 @@ def test_a_stack_whose_update_rolled_back_is_in_place(platform, steps, monkeypat
         lambda cf, name: {**original(cf, name), "StackStatus": "ROLLBACK_COMPLETE"}))
     broken = run(infrastructure, SharedTaskInstance())["failover.infrastructure"]
     assert broken["severity"] == "P1" and "delete the stack" in broken["summary"]
+
+
+@pytest.mark.parametrize(("dag_file", "gate_id", "conf", "says"), [
+    ("dr_drill", "dr_drill_gate", {"component": ["static_assets"]}, "unknown param 'component'"),
+    ("dr_drill", "dr_drill_gate", {"reason": "\u200b"}, "'reason' must say why"),
+    ("dr_failover", "failover_gate", {"confirm": "production", "Reason": "db down"}, "unknown param 'Reason'"),
+])
+def test_a_gate_refuses_what_airflow_merged_into_the_params(dag_file, gate_id, conf, says):
+    """Airflow copies every conf key into the run's params (dag_run_conf_overrides_params): the gates judge
+    against the params the DAG declares, through Airflow's own merge, as a real run does."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from airflow.sdk import DAG
+    from airflow.sdk.definitions.param import process_params
+
+    from solemate_maintenance.findings import RunRefused
+
+    spec = importlib.util.spec_from_file_location(f"test_{dag_file}", REPO / "dags" / f"{dag_file}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = next(value for value in vars(module).values() if isinstance(value, DAG))
+    gate = dag.get_task(gate_id)
+    params = process_params(dag, gate, conf, suppress_exception=False)
+    assert set(conf) <= set(params)  # Airflow merged the misspelt key: params alone cannot tell
+    with pytest.raises(RunRefused, match=re.escape(says)):
+        gate.execute({"params": params, "dag_run": SimpleNamespace(conf=conf), "dag": dag,
+                      "ti": SimpleNamespace(run_id="manual__x")})

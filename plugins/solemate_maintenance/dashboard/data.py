@@ -110,8 +110,8 @@ def _number(value: Any) -> float | None:
 
 
 def _plain(value: Any) -> Any:
-    """A report's value as strict JSON can carry it: odd numbers (NaN, a 400-digit integer) become None,
-    anything that is not a plain scalar becomes short text."""
+    """A report's value as strict JSON can carry it: numbers as the charts read them (odd ones, NaN or a
+    400-digit integer, become None), text cut to 200 characters, anything else None."""
     if value is None or isinstance(value, bool | str):
         return value if not isinstance(value, str) else value[:200]
     if isinstance(value, int | float):

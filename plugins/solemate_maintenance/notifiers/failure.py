@@ -87,6 +87,10 @@ class MaintenanceFailureNotifier(BaseNotifier):
         paged_by = self._paged_in_this_run(context) if Severity.P1 in severities.values() else None
         severity, title, attachments = failure_message(context, self.alerts, self.environment, facts, utcnow(),
                                                        window=window, already_alerted_by=already)
+        if severity == Severity.P1 and paged_by and not already and self.alerts.sns_topic_arn:
+            attachments[0]["blocks"].insert(2, {"type": "section", "text": {"type": "mrkdwn", "text": (
+                f":pager: *Not paged again*: `{paged_by}` of this run already paged on-call; this failure "
+                "is part of the same incident unless its findings say otherwise.")}})
         budget = DeliveryBudget.for_run(self.alerts.delivery_budget_seconds, ti.run_id,
                                         floor=self.alerts.slack_timeout_seconds)
         deliveries = [send_slack(kind="failure", conn_id=slack_channel_for(severity, self.alerts), text=title,
@@ -119,14 +123,17 @@ class MaintenanceFailureNotifier(BaseNotifier):
             return None
         try:
             recorded = ti.xcom_pull(task_ids=others, key=ALERT_DELIVERIES_XCOM_KEY)
+            for deliveries in recorded or []:
+                for raw in deliveries if isinstance(deliveries, list) else []:
+                    try:
+                        delivery = Delivery.model_validate(raw)
+                    except Exception:  # a record of another shape says nothing about a page
+                        continue
+                    # Only failure pages count: the failover's start and end pages are announcements.
+                    if delivery.kind == "failure" and delivery.channel == "sns" and delivery.arrived:
+                        return delivery.task_id or "another task"
         except Exception as exc:  # paging twice is better than not paging
             log.warning("Could not read this run's earlier deliveries: %s", trim(scrub(str(exc)), 200))
-            return None
-        for deliveries in recorded or []:
-            for raw in deliveries if isinstance(deliveries, list) else []:
-                delivery = Delivery.model_validate(raw)
-                if delivery.channel == "sns" and delivery.arrived:
-                    return delivery.task_id or "another task"
         return None
 
     def _already_alerted_by(self, facts: RunFacts, ti: Any, severities: dict[str, Severity]) -> str | None:

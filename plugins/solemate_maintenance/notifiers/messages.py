@@ -213,13 +213,20 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     if findings:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                     "text": f"*Failing findings*\n{finding_lines(findings)}"}})
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{error}```"}})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n{code_block(error)}"}})
     cause = classify(exception)
     hint = cause.hint if cause and not isinstance(exception, ChecksFailedError) else next_step(findings)
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do*\n{hint}"}})
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{ti.log_url}|Open the task log>"}})
     attachments = [{"color": alerts.severities[severity.value].color, "fallback": title, "blocks": blocks}]
     return severity, title, attachments
+
+
+def code_block(text: str) -> str:
+    """Text shown verbatim in a Slack code block: `&`, `<` and `>` escaped as Slack requires (so a
+    `<!channel>` in an error or a form stays text) and no three backticks that would end the block early."""
+    safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("```", "` ` `")
+    return f"```{safe}```"
 
 
 def refusal_message(context: Any, alerts: Alerts, environment: str, facts: RunFacts) -> tuple[Severity, str,
@@ -236,7 +243,7 @@ def refusal_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
             "Environment": environment, "Refused by": f"{ti.dag_id}.{ti.task_id}",
             "Run": f"{ti.run_id} ({facts.run_type})",
             "Changed": "nothing: refused before any AWS call"}.items()]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n```{refusal}```"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{code_block(refusal)}"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": (
             "*What to do*\nNothing is broken. If the run was meant: fix what *Why* names, then trigger the DAG "
             "again with the corrected form (Trigger DAG, with config). Otherwise ignore this message.")}},
@@ -265,7 +272,7 @@ def cause_message(cause: ErrorCause, errors: dict[str, str], alerts: Alerts, env
             {"type": "mrkdwn", "text": f"*Retried*\n{retried}"},
         ]},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do*\n{cause.hint}"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error (first task)*\n```{sample}```"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error (first task)*\n{code_block(sample)}"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "These checks measured nothing: the platform's "
                                      "state for this date is unknown, not healthy."}},
     ]

@@ -120,13 +120,20 @@ class RdsBackupOperator(_BackupCheck):
             # A past date: LatestRestorableTime describes now, so this says nothing about that day's lag;
             # whether the date is still restorable is the window's start (the restore test asks the same).
             window = restore.restore_window(self.rds, db)
-            earliest = _utc(window["EarliestTime"]) if window and window.get("EarliestTime") else None
-            if earliest is None or checked < earliest:
-                reason = (f"it is before the restore window (earliest {_stamp(earliest)})" if earliest
-                          else "no restore window is listed for the instance")
+            if window is None:
+                # AWS reports a restorable time but lists no window: its two answers disagree.
+                yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.WARNING, severity=Severity.P3,
+                              summary=f"cannot tell whether {_stamp(checked)} is restorable: the instance reports "
+                                      f"LatestRestorableTime {_stamp(_utc(latest))} but no automated-backup restore "
+                                      "window is listed (check RDS > Automated backups for the instance)",
+                              details=details)
+                return
+            earliest = _utc(window["EarliestTime"])
+            if checked < earliest:
                 yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.SKIPPED,
-                              summary=f"cannot be judged for {_stamp(checked)}: {reason}, so a restore to it is "
-                                      "impossible and its lag is no longer recorded by AWS",
+                              summary=f"cannot be judged for {_stamp(checked)}: it is before the restore window "
+                                      f"(earliest {_stamp(earliest)}), so a restore to it is impossible and its lag "
+                                      "is no longer recorded by AWS",
                               details={**details, "earliest_restorable_time": _stamp(earliest)})
                 return
             yield Finding(check="backup.rds.pitr_lag", resource=db, status=Status.OK,

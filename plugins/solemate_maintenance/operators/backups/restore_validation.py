@@ -184,7 +184,7 @@ class RestoreValidationOperator(_RestoreTask):
         if tables is None:  # a copy that cannot be listed (connection, rights) can be asked nothing else
             return results, {}, None, "the restored copy could not be queried"
         results += tables
-        counts = step("counting rows", lambda: self._count_rows(hook)) or {}
+        counts = step("counting rows", lambda: self._count_rows(hook, target, results)) or {}
         results += self._row_counts(target, counts, earlier)
         results += step("checking foreign keys", lambda: self._foreign_keys(hook, target)) or []
         results += step("checking indexes", lambda: self._indexes(hook, target)) or []
@@ -203,10 +203,16 @@ class RestoreValidationOperator(_RestoreTask):
                        summary=f"validation failed while {what}: {type(exc).__name__}: {trim(scrub(str(exc)), 200)}",
                        details={"conn_id": self.settings.conn_id, "step": what})
 
-    def _count_rows(self, hook: Any) -> dict[str, int]:
+    def _count_rows(self, hook: Any, target: str, uncounted: list[Finding]) -> dict[str, int]:
         """Exact row counts of the required tables that are present (a missing one is restore.tables')."""
         rows = hook.get_records(self._sql("row_counts"), parameters={"tables": list(self.settings.required_tables)})
-        return {table: int(hook.get_first(count_query)[0]) for table, count_query in rows}
+        counts: dict[str, int] = {}
+        for table, count_query in rows:
+            try:
+                counts[table] = int(hook.get_first(count_query)[0])
+            except Exception as exc:  # one table the user may not read must not hide the others' counts
+                uncounted.append(self._query_failed(target, f"counting the rows of {table}", exc))
+        return counts
 
     def _row_counts(self, target: str, counts: dict[str, int], earlier: list[dict[str, Any]]) -> list[Finding]:
         # The newest earlier test that passed: a failed one's counts are no baseline.

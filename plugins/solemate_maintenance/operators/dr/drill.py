@@ -40,8 +40,8 @@ class DrDrillGateOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         params = context.get("params") or {}
-        refusal = dr.drill_refusal(conf=getattr(context.get("dag_run"), "conf", None), known=params.keys(),
-                                   reason=params.get("reason"))
+        refusal = dr.drill_refusal(conf=getattr(context.get("dag_run"), "conf", None),
+                                   known=dr.declared_params(self, context), reason=params.get("reason"))
         if refusal:
             raise RunRefused(refusal)
         return {"components": selected_components(context), "reason": trim(scrub(str(params["reason"]).strip()), 500)}

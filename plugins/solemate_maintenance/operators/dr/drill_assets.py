@@ -69,7 +69,8 @@ class DrStaticAssetsOperator(_DrCheck):
         except replica.exceptions.ClientError:
             return "absent"
         same_version = source.get("VersionId") not in (None, "null") and copy.get("VersionId") == source["VersionId"]
-        return "current" if same_version or copy.get("ETag") == source.get("ETag") else "stale"
+        same_content = source.get("ETag") is not None and copy.get("ETag") == source["ETag"]
+        return "current" if same_version or same_content else "stale"
 
     def _bucket(self, pair: AssetReplication) -> tuple[list[Finding], float | None, bool, float | None]:
         source = self.client("s3", self.primary_region)
@@ -139,6 +140,8 @@ class DrStaticAssetsOperator(_DrCheck):
                                     severity=Severity.P3,
                                     summary=f"{len(missing)} of {sample} are not in the replica yet "
                                             f"(e.g. {missing[0]})"
-                                            + (f"; {len(stale)} of them only as an older version" if stale else ""),
+                                            + (f"; {len(stale)} of them only as an older version (written while "
+                                               "replication was off: S3 Batch Replication copies them)"
+                                               if stale else ""),
                                     details={"missing": missing[:20], "older_version_in_replica": stale[:20]}))
         return findings, max(lags) if lags else 0.0, True, seconds

@@ -55,7 +55,7 @@ class FailoverGateOperator(BaseOperator):
         conf = getattr(context.get("dag_run"), "conf", None)
         refusal = dr.failover_refusal(confirm=params.get("confirm"), reason=params.get("reason"),
                                       environment=self.environment, allowed=self.allowed,
-                                      unknown=dr.unknown_params(conf, params.keys()))
+                                      unknown=dr.unknown_params(conf, dr.declared_params(self, context)))
         if refusal:
             raise RunRefused(refusal)
         request = {"environment": self.environment, "reason": trim(scrub(str(params["reason"]).strip()), 500),
