@@ -16,11 +16,13 @@ from solemate_maintenance.findings import Status
 from tests.helpers import ANCHOR, UNIT_NOW
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def frozen_calendar():
     """Every unit test sees the same calendar (UNIT_NOW, ticking): its dates are written against ANCHOR,
     and a test that passes on 20 November must pass on 2 December, on 1 January and on 29 February.
-    Only the date is moved: monotonic clocks and timeouts run as usual."""
+    Only the date is moved: monotonic clocks and timeouts run as usual. Per module, not per session:
+    the end-to-end tests that run after the unit tests in the same process (the shared Airflow's, whose
+    moto server is a thread of this process) must see the real clock."""
     import time_machine
 
     with time_machine.travel(UNIT_NOW, tick=True) as traveller:
