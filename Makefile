@@ -24,13 +24,18 @@ demo: $(STAMP)
 airflow: $(STAMP)
 	$(BIN)/python -m sandbox.airflow_ui --port $(AIRFLOW_PORT) $(AIRFLOW_ARGS)
 
-# The dashboard's browser test needs Debian's Chromium (the one system package; installed once).
+# The project's two system packages, from Debian, installed once: Chromium for the dashboard's
+# browser test, Redis as the Celery broker of the end-to-end Airflow.
 CHROMIUM := /usr/bin/chromium
+REDIS := /usr/bin/redis-server
 
 $(CHROMIUM):
-	./scripts/install-chromium.sh
+	./scripts/install-debian-package.sh chromium $@
 
-test: $(STAMP) $(CHROMIUM)
+$(REDIS):
+	./scripts/install-debian-package.sh redis-server $@
+
+test: $(STAMP) $(CHROMIUM) $(REDIS)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

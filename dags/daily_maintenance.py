@@ -43,11 +43,12 @@ from solemate_maintenance.operators.monitoring.cloudwatch_status import (
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 
 config = load_config()
+DAG_ID = "daily_maintenance"
 resources, checks = config.resources, config.checks
 
 
 @dag(
-    dag_id="daily_maintenance",
+    dag_id=DAG_ID,
     description="Daily health, performance and business checks of the SoleMate platform, with report and alerts",
     schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -55,7 +56,7 @@ resources, checks = config.resources, config.checks
     max_active_runs=1,
     tags=["maintenance", "daily", config.environment],
     doc_md=__doc__,
-    default_args=maintenance_defaults(config),
+    default_args=maintenance_defaults(config, DAG_ID),
 )
 def daily_maintenance():
     health_checks = [

@@ -49,6 +49,7 @@ from solemate_maintenance.operators.dr.drill_system import DrFailoverReadinessOp
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 
 config = load_config()
+DAG_ID = "dr_drill"
 recovery = config.disaster_recovery
 drill = recovery.drill
 reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
@@ -64,7 +65,7 @@ regions = sorted(set(known_regions()) - {config.regions.primary}) or None
 
 
 @dag(
-    dag_id="dr_drill",
+    dag_id=DAG_ID,
     description="Non-destructive DR drill: measures each component's RTO/RPO in the DR region against the guide",
     schedule=CronTriggerTimetable("0 4 1 * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -73,7 +74,7 @@ regions = sorted(set(known_regions()) - {config.regions.primary}) or None
     tags=["maintenance", "monthly", "disaster-recovery", config.environment],
     doc_md=__doc__,
     # The restore and the task start wait deferred; the timeout bounds the validation queries.
-    default_args=maintenance_defaults(config, execution_timeout=timedelta(minutes=30)),
+    default_args=maintenance_defaults(config, DAG_ID, execution_timeout=timedelta(minutes=30)),
     params={
         "components": Param(list(DR_COMPONENTS), type="array", minItems=1, uniqueItems=True,
                             items={"type": "string", "enum": list(DR_COMPONENTS)}, title="Components",

@@ -54,6 +54,7 @@ from solemate_maintenance.operators.dr.failover_steps import (
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 
 config = load_config()
+DAG_ID = "dr_failover"
 recovery = config.disaster_recovery
 services = [s.name for s in config.resources.ecs.services]
 reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
@@ -63,7 +64,7 @@ notify = {"alerts": config.alerts, "environment": config.environment, **step}
 
 
 @dag(
-    dag_id="dr_failover",
+    dag_id=DAG_ID,
     description="Gated DR failover runbook: DR stack, database restore, app scale-up, approval, DNS switch",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -71,7 +72,7 @@ notify = {"alerts": config.alerts, "environment": config.environment, **step}
     max_active_runs=1,
     tags=["maintenance", "disaster-recovery", "destructive", config.environment],
     doc_md=__doc__,
-    default_args=maintenance_defaults(config, execution_timeout=timedelta(minutes=30)),
+    default_args=maintenance_defaults(config, DAG_ID, execution_timeout=timedelta(minutes=30)),
     params={
         "confirm": Param("", type="string", maxLength=64, title="Confirm: type the environment name",
                          description=f"Exactly '{config.environment}'. Anything else stops the run before it "

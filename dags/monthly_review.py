@@ -34,13 +34,14 @@ from solemate_maintenance.operators.reviews.performance import PerformanceReport
 from solemate_maintenance.operators.reviews.summary import StakeholderSummaryOperator
 
 config = load_config()
+DAG_ID = "monthly_review"
 resources = config.resources
 reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
              "environment": config.environment, "alerts": config.alerts}
 
 
 @dag(
-    dag_id="monthly_review",
+    dag_id=DAG_ID,
     description="Monthly security audit, performance report, cached cost review and stakeholder summary",
     schedule=CronDataIntervalTimetable("0 6 3 * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -48,7 +49,7 @@ reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
     max_active_runs=1,
     tags=["maintenance", "monthly", "review", config.environment],
     doc_md=__doc__,
-    default_args=maintenance_defaults(config),
+    default_args=maintenance_defaults(config, DAG_ID),
 )
 def monthly_review():
     audit = SecurityAuditOperator(task_id="security_audit", regions=[config.regions.primary, config.regions.dr])

@@ -36,6 +36,7 @@ from solemate_maintenance.operators.backups.restore_validation import RestoreVal
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 
 config = load_config()
+DAG_ID = "weekly_backup_verification"
 database = config.resources.rds.instance_id
 reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
              "environment": config.environment, "alerts": config.alerts}
@@ -44,7 +45,7 @@ restore_args = {"source_db_instance_identifier": database, "settings": config.re
 
 
 @dag(
-    dag_id="weekly_backup_verification",
+    dag_id=DAG_ID,
     description="Weekly check of the database backups against the policy, and a real restore test with RTO/RPO",
     schedule=CronTriggerTimetable("0 3 * * WED", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -53,7 +54,7 @@ restore_args = {"source_db_instance_identifier": database, "settings": config.re
     tags=["maintenance", "weekly", "backups", config.environment],
     doc_md=__doc__,
     # A restore waits deferred, so a long timeout costs no worker; it bounds the validation queries.
-    default_args=maintenance_defaults(config, execution_timeout=timedelta(minutes=30)),
+    default_args=maintenance_defaults(config, DAG_ID, execution_timeout=timedelta(minutes=30)),
 )
 def weekly_backup_verification():
     policy = config.backups

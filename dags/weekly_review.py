@@ -33,13 +33,14 @@ from solemate_maintenance.operators.reviews.database import DatabaseMaintenanceO
 from solemate_maintenance.operators.reviews.vulnerabilities import ImageVulnerabilityOperator
 
 config = load_config()
+DAG_ID = "weekly_review"
 resources, checks = config.resources, config.checks
 reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
              "environment": config.environment, "alerts": config.alerts}
 
 
 @dag(
-    dag_id="weekly_review",
+    dag_id=DAG_ID,
     description="Weekly database maintenance review, certificates, image vulnerabilities and capacity planning",
     schedule=CronTriggerTimetable("0 4 * * MON", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -47,7 +48,7 @@ reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
     max_active_runs=1,
     tags=["maintenance", "weekly", "review", config.environment],
     doc_md=__doc__,
-    default_args=maintenance_defaults(config),
+    default_args=maintenance_defaults(config, DAG_ID),
 )
 def weekly_review():
     checks_done = [

@@ -85,12 +85,11 @@ Airflow is up in {time.monotonic() - started:.0f} s: {airflow.api_url}
   sandbox:    {sandbox.workdir}
 The DAGs start paused: unpause one, then trigger it or run a backfill (three past days are seeded).
 Press Ctrl-C to stop everything and remove it.""", flush=True)
-                while airflow.process.poll() is None:
+                while airflow.running():
                     time.sleep(1)
-                print(f"Airflow stopped by itself (exit {airflow.process.returncode}); its log:\n"
-                      + airflow.log_path.read_text(errors="replace")[-4000:], flush=True)
+                print("Airflow stopped by itself; its log:\n" + airflow.log_tail(4000), flush=True)
                 return 1
-            except TimeoutError as error:
+            except (TimeoutError, RuntimeError) as error:
                 print(f"Airflow did not come up: {error}", flush=True)
                 return 1
             finally:

@@ -10,8 +10,9 @@ backups. The sandbox needs the real contract:
   carry a ``RestoreWindow``; a ``RestoreTime`` outside it is refused as AWS refuses it;
 * a restored instance's endpoint is a real PostgreSQL database holding the source's data as of the
   restore point (``restore_point`` is sent to a :class:`RestoredData` such as the embedded server);
-* a source (instance or snapshot) can be marked corrupt, a restore request can be refused, and an
-  instance can be made to never become available;
+* a source (instance or snapshot) can be marked corrupt, a restore request can be refused, an
+  instance can be made to never become available, and restores can be held ``creating`` until a
+  test releases them (what it wants to do during the wait no longer races a timer);
 * automated backups can be replicated to another region (moto has no cross-region replication):
   :func:`replicate_automated_backups` lists them in the DR region with a window that trails the
   source's by ``lag``, and a point-in-time restore from their ARN creates the instance there.
@@ -50,6 +51,8 @@ class RestoreBehaviour:
     # The next restore request fails with this AWS error code (e.g. InsufficientDBInstanceCapacity).
     refuse_next_restore: str | None = None
     never_available: bool = False
+    # While set, restored instances stay "creating" however long they took; clear it to let them finish.
+    held: bool = False
     # Instance or snapshot identifiers whose restores come back with damaged data.
     corrupt_sources: set[str] = field(default_factory=set)
     data: RestoredData | None = None
@@ -191,7 +194,7 @@ def _advance(backend: RDSBackend) -> None:
     with _LOCK:
         for identifier, instance in list(backend.databases.items()):
             ready_at = getattr(instance, "_sandbox_ready_at", None)
-            if instance.status == "creating" and ready_at is not None and now >= ready_at:
+            if instance.status == "creating" and ready_at is not None and now >= ready_at and not BEHAVIOUR.held:
                 instance.status = "available"
             gone_at = getattr(instance, "_sandbox_gone_at", None)
             if instance.status == "deleting" and gone_at is not None and now >= gone_at:

@@ -1,4 +1,5 @@
-"""Small real servers on loopback: the Slack webhook sink, the SMTP sink and the health endpoint."""
+"""Small real servers on loopback: the Slack webhook sink, the SMTP sink, the health endpoint and the
+Redis broker."""
 
 from __future__ import annotations
 
@@ -212,3 +213,58 @@ class SmtpSink(_Server, _JsonLines):
     def __init__(self, log_path: Path, login: str | None = None, password: str | None = None) -> None:
         super().__init__(log_path)
         self.login, self.password = login, password
+
+
+class RedisBroker:
+    """Debian's ``redis-server`` on a free loopback port, nothing persisted: the Celery broker of the
+    end-to-end Airflow, as in the deployment (scripts/install-debian-package.sh installs it)."""
+
+    BINARY = Path("/usr/bin/redis-server")
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def start(self) -> RedisBroker:
+        import subprocess
+
+        if not self.BINARY.exists():
+            raise RuntimeError(f"{self.BINARY} is missing: run scripts/install-debian-package.sh redis-server "
+                               f"{self.BINARY} (make test does)")
+        self.port = free_port()
+        self.log_path = self.workdir / "redis.log"
+        self.process = subprocess.Popen(
+            [str(self.BINARY), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.log_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if self._ping():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port}: "
+                           f"{self.log_path.read_text(errors='replace')[-2000:] if self.log_path.exists() else ''}")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if getattr(self, "process", None) is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:
+            self.process.kill()
+            self.process.wait(timeout=10)

@@ -39,8 +39,10 @@ class Sandbox:
 
     def __init__(self, config_path: Path = DEFAULT_CONFIG_PATH, slack_critical: bool = False,
                  restore_seconds: float = 3.0, restore_timeout_minutes: float = 0.5, allow_failover: bool = False,
-                 history_days: int = 36) -> None:
+                 history_days: int = 36, mutating_queue: str | None = None) -> None:
+        """``mutating_queue``: the config's ``workers.mutating_queue`` (a Celery Airflow's)."""
         self.history_days = history_days
+        self.mutating_queue = mutating_queue
         self.base_config_path = config_path
         self.allow_failover = allow_failover
         self.slack_critical = slack_critical
@@ -193,6 +195,7 @@ class Sandbox:
         recovery.setdefault("drill", {}).update({
             "poll_seconds": 1, "restore_timeout_minutes": self.restore_timeout_minutes, "task_timeout_minutes": 1,
             "delete_timeout_minutes": 1})
+        raw.setdefault("workers", {})["mutating_queue"] = self.mutating_queue
         path = self.workdir / "platform.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         return path

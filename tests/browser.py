@@ -1,7 +1,7 @@
 """A real headless browser for the tests: Debian's Chromium, driven over the DevTools protocol (the
 protocol Playwright and Selenium use) with the `websockets` client Airflow already depends on.
 
-``scripts/install-chromium.sh`` installs the browser; `make test` and .ci/run call it."""
+``scripts/install-debian-package.sh chromium /usr/bin/chromium`` installs the browser; `make test` and .ci/run call it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 class Browser:
     def __init__(self, profile: Path, width: int = 1280, height: int = 1000):
         if not Path(CHROMIUM).exists():
-            raise RuntimeError(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (make test does)")
+            raise RuntimeError(f"{CHROMIUM} is missing: run scripts/install-debian-package.sh chromium /usr/bin/chromium (make test does)")
         self.profile = profile
         profile.mkdir(parents=True, exist_ok=True)
         # Chromium's chatter goes to a file: a pipe nobody reads once started would fill and block it.

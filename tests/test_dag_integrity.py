@@ -179,3 +179,30 @@ def test_dr_failover_is_gated_in_the_guides_order(dagbag):
     assert dag.get_task("failover_gate").is_setup  # nothing downstream runs, ALL_DONE included, if it refuses
     assert type(dag.get_task("approve_dns_switch")).__name__ == "ApprovalOperator"
     assert dag.params["confirm"] == "" and dag.params["reason"] == ""
+
+
+@pytest.mark.parametrize("enforce_retention", [False, True], ids=["reading-retention", "enforcing-retention"])
+def test_the_dags_that_change_aws_run_on_the_mutating_queue_the_others_on_the_default(
+        tmp_path, monkeypatch, enforce_retention):
+    """What the README advises for Celery: the DAGs with a policy beyond read-only (attachments.json)
+    on a queue of their own, so that only that queue's workers carry those policies."""
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+
+    from solemate_maintenance.config import DEFAULT_CONFIG_PATH
+
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["workers"] = {"mutating_queue": "aws-changes"}
+    raw["log_lifecycle"]["enforce"] = enforce_retention
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MAINTENANCE_CONFIG", str(tmp_path / "platform.yaml"))
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    mutating = {"weekly_backup_verification", "dr_drill", "dr_failover"} | (
+        {"daily_maintenance"} if enforce_retention else set())
+    queues = {dag_id: {task.queue for task in dag.tasks} for dag_id, dag in bag.dags.items()}
+    assert queues == {dag_id: {"aws-changes" if dag_id in mutating else "default"} for dag_id in DAG_IDS}
+
+
+def test_without_a_mutating_queue_every_task_is_on_the_default_queue(dagbag):
+    assert {task.queue for dag in dagbag.dags.values() for task in dag.tasks} == {"default"}

@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from solemate_maintenance import iam
 from solemate_maintenance.config import PlatformConfig
 from solemate_maintenance.notifiers.failure import failure_notifier
 
 
-def maintenance_defaults(config: PlatformConfig, *, execution_timeout: timedelta = timedelta(minutes=20)
-                         ) -> dict[str, Any]:
-    """default_args: retries with backoff for transient AWS errors, a timeout, final-failure alerts."""
-    return {
+def maintenance_defaults(config: PlatformConfig, dag_id: str, *,
+                         execution_timeout: timedelta = timedelta(minutes=20)) -> dict[str, Any]:
+    """default_args: retries with backoff for transient AWS errors, a timeout, final-failure alerts,
+    and, for a DAG that changes AWS, the queue of the workers that carry its IAM policies."""
+    defaults: dict[str, Any] = {
         "owner": "platform-ops",
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
@@ -23,3 +25,6 @@ def maintenance_defaults(config: PlatformConfig, *, execution_timeout: timedelta
         "region_name": config.regions.primary,
         "on_failure_callback": failure_notifier(config),
     }
+    if config.workers.mutating_queue and iam.changes_aws(dag_id, config):
+        defaults["queue"] = config.workers.mutating_queue
+    return defaults

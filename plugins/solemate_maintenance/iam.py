@@ -7,7 +7,8 @@ alone. Print them filled in for your config with::
     python -m solemate_maintenance.iam [--config include/config/platform.yaml] [--out DIR]
 
 ``include/iam/attachments.json`` says which policy each DAG needs; one role for all the workers
-gets them all, or route the mutating DAGs to a queue whose workers have their own role.
+gets them all, or route the mutating DAGs to a queue whose workers have their own role
+(``workers.mutating_queue`` in the platform config; ``changes_aws`` says which DAGs go there).
 """
 
 from __future__ import annotations
@@ -66,6 +67,21 @@ def policy_names() -> list[str]:
 def attachments() -> dict[str, list[str]]:
     """DAG id -> the policies its tasks need."""
     return json.loads((POLICY_DIR / "attachments.json").read_text())["dags"]
+
+
+READ_ONLY_POLICY = "readonly"
+
+
+def dag_policies(dag_id: str, config: PlatformConfig) -> list[str]:
+    """The policies `dag_id`'s tasks need with this config: log-retention only while the daily run
+    enforces retention (``log_lifecycle.enforce``); without it the run only reads the settings."""
+    needed = attachments()[dag_id]
+    return [name for name in needed if name != "log-retention" or config.log_lifecycle.enforce]
+
+
+def changes_aws(dag_id: str, config: PlatformConfig) -> bool:
+    """Whether `dag_id` needs a policy beyond read-only, and so runs on ``workers.mutating_queue``."""
+    return any(name != READ_ONLY_POLICY for name in dag_policies(dag_id, config))
 
 
 def component_policies() -> dict[str, list[str]]:

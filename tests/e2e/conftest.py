@@ -23,12 +23,22 @@ def aws_call_log(tmp_path_factory) -> Path:
     return path
 
 
+# The shared Airflow's Celery workers, as the README advises a deployment: the DAGs that change AWS on
+# a queue of their own, whose worker alone would carry the mutating IAM policies. Name -> (queues,
+# concurrency); a replaced worker's successor is named by its number (tests/e2e/test_standalone_celery.py).
+MUTATING_QUEUE = "aws-changes"
+READ_ONLY_WORKER, MUTATING_WORKER = "readonly-1", "changes-1"
+CELERY_WORKERS = {READ_ONLY_WORKER: ("default", 6), MUTATING_WORKER: (MUTATING_QUEUE, 3)}
+
+
 @pytest.fixture(scope="session")
 def standalone(tmp_path_factory, aws_call_log):
-    """One real Airflow on one sandbox for every module that drives it through the REST API. The
+    """One real Airflow on one sandbox for every module that drives it through the REST API, run as the
+    deployment runs it: CeleryExecutor, Redis, two workers, each component a process of its own. The
     sandbox allows failover (dr_failover's approval scenarios); each test seeds the world it needs."""
-    with Sandbox(allow_failover=True) as sandbox:
-        airflow = Standalone(sandbox, tmp_path_factory.mktemp("standalone"), aws_call_log=aws_call_log).start()
+    with Sandbox(allow_failover=True, mutating_queue=MUTATING_QUEUE) as sandbox:
+        airflow = Standalone(sandbox, tmp_path_factory.mktemp("standalone"), aws_call_log=aws_call_log,
+                             celery_workers=CELERY_WORKERS).start()
         try:
             yield airflow
         finally:

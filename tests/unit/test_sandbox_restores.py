@@ -90,6 +90,16 @@ def test_restore_takes_time_and_deletion_too(rds, behaviour):
     assert gone.value.response["Error"]["Code"] == "DBInstanceNotFound"
 
 
+def test_a_held_restore_stays_creating_past_its_time_until_released(rds, behaviour):
+    behaviour.held = True
+    rds.restore_db_instance_to_point_in_time(SourceDBInstanceIdentifier="prod", TargetDBInstanceIdentifier="held",
+                                             UseLatestRestorableTime=True)
+    time.sleep(1.1)
+    assert status(rds, "held") == "creating"
+    behaviour.held = False
+    assert status(rds, "held") == "available"
+
+
 def test_faults_refused_request_and_never_available(rds, behaviour):
     behaviour.refuse_next_restore = "InsufficientDBInstanceCapacity"
     with pytest.raises(ClientError) as refused:

@@ -77,6 +77,7 @@ from solemate_maintenance.config.platform import (
     Resources,
     RightSizing,
     SeverityPolicy,
+    Workers,
 )
 from solemate_maintenance.config.recovery import (
     DEFAULT_BACKUP_RULES,
@@ -395,6 +396,7 @@ __all__ = [
     "Upper",
     "UpperPercent",
     "VulnerabilityCheck",
+    "Workers",
     "config_path",
     "known_regions",
     "load_config",

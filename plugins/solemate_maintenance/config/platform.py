@@ -168,6 +168,16 @@ class MaintenanceStatus(_Strict):
     heartbeat_max_gap_hours: int = Field(default=26, ge=2, le=72)
 
 
+class Workers(_Strict):
+    """Where the tasks run. The DAGs that change AWS (the policies beyond read-only in
+    include/iam/attachments.json) go to ``mutating_queue``, a Celery queue whose workers alone carry
+    those policies; the read-only DAGs stay on Airflow's default queue. Unset: every DAG on the default
+    queue (LocalExecutor, or one worker role with every policy). A queue no worker consumes leaves the
+    tasks queued: start `airflow celery worker --queues <mutating_queue>` before setting it."""
+
+    mutating_queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+
+
 class Cost(_Strict):
     """The monthly cost review (Cost Explorer; every request is billed, so answers are cached)."""
 
@@ -216,6 +226,7 @@ class PlatformConfig(_Strict):
     log_lifecycle: LogLifecycle = LogLifecycle()
     config_backup: ConfigBackup = ConfigBackup()
     maintenance_status: MaintenanceStatus = MaintenanceStatus()
+    workers: Workers = Workers()
     cost: Cost = Cost()
     right_sizing: RightSizing = RightSizing()
     monthly_summary: MonthlySummary = MonthlySummary()
