@@ -170,7 +170,7 @@ class ConfigBackupOperator(MaintenanceCheckOperator):
             existing = None
         if existing and existing.get("files") == entries:
             return False
-        captured_at = datetime.now(UTC)
+        captured_at = datetime.now(UTC)  # a wall-clock fact: when this copy was taken, whatever the run's date
         if existing and captured_at - run_end(context) > timedelta(hours=24):
             # A backfill or late re-run describes today's configuration, not that date's: the backup
             # taken on the day is the better record and is kept.

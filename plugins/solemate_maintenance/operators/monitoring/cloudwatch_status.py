@@ -133,12 +133,13 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
         report = ti.xcom_pull(task_ids=self.report_task_id) or {}
         report_ok = states.get(self.report_task_id) == "success" and bool(report)
         failed = [t for t in checks if states.get(t) in FAILED_STATES]
-        facts = RunFacts.from_context(context, page_max_age_hours=self.alerts.page_max_age_hours,
-                                      now=datetime.now(UTC))
+        # Wall-clock facts: whether this run is live (a backfill must not reset the heartbeat), and
+        # whether its date is still inside the two weeks CloudWatch accepts data points for.
+        now = datetime.now(UTC)
+        facts = RunFacts.from_context(context, page_max_age_hours=self.alerts.page_max_age_hours, now=now)
         cloudwatch = self.client("cloudwatch")
         dimensions = [{"Name": "Environment", "Value": self.environment}, {"Name": "DagId", "Value": dag_id}]
         checked = run_end(context)
-        now = datetime.now(UTC)
         data: list[dict[str, Any]] = []
         published: list[str] = []
         if now - checked <= MAX_METRIC_AGE - timedelta(minutes=5):

@@ -168,6 +168,7 @@ class ImageVulnerabilityOperator(MaintenanceCheckOperator):
                                   "and redeploy",
                           details={**details, "cves": ids})
         completed = found.get("imageScanCompletedAt")
+        # A wall-clock fact: how old the scan of the image running now is (a backfill sees today's image).
         age = (datetime.now(UTC) - completed).days if isinstance(completed, datetime) else None
         if age is not None and age > self.thresholds.max_scan_age_days:
             # A basic scan runs on push only: an old image's clean result says nothing of newer CVEs.
