@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # plugins/ is on sys.path for every Airflow component; the demo, tests and benchmarks see the same.
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+# Some machines set PYTHONDONTWRITEBYTECODE: every Airflow task process would then compile the
+# plugin again (about a second of CPU each, hundreds of tasks in the tests).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo airflow test bench lint install clean
 AIRFLOW_PORT ?= 8080

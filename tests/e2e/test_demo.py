@@ -1,4 +1,7 @@
-"""`make demo` is an acceptance point: run it as a person would and read what it prints."""
+"""`make demo` is an acceptance point: run it as a person would and read what it prints.
+
+The three demos run at once (each its own sandbox on free ports and its own Airflow home): most of
+a demo is waiting on its `airflow dags test` process, so together they take little more than one."""
 
 from __future__ import annotations
 
@@ -13,13 +16,30 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
+DEMOS = {"daily": ["--keep", "{keep}"],
+         "backup": ["--dag", "weekly_backup_verification"],
+         "drill": ["--dag", "dr_drill", "--problems", "replication_stopped"]}
 
 
-def test_demo_prints_findings_alerts_and_report(tmp_path):
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MAINTENANCE"))}
     env["PYTHONPATH"] = f"{REPO / 'plugins'}{os.pathsep}{REPO}"
-    result = subprocess.run([sys.executable, "-m", "sandbox.demo", "--keep", str(tmp_path)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=540)
+    started = {}
+    for name, args in DEMOS.items():
+        keep = tmp_path_factory.mktemp(f"demo-{name}")
+        command = [sys.executable, "-m", "sandbox.demo", *(a.format(keep=keep) for a in args)]
+        started[name] = (subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True), command, keep)
+    finished = {}
+    for name, (process, command, keep) in started.items():
+        out, err = process.communicate(timeout=540)
+        finished[name] = (subprocess.CompletedProcess(command, process.returncode, out, err), keep)
+    return finished
+
+
+def test_demo_prints_findings_alerts_and_report(demos):
+    result, tmp_path = demos["daily"]
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "Running: airflow dags test daily_maintenance" in out
@@ -35,11 +55,8 @@ def test_demo_prints_findings_alerts_and_report(tmp_path):
     assert len(finished) == 1 and "state=failed," in finished[0]  # the run itself ended failed
 
 
-def test_demo_of_the_backup_verification_prints_measured_rto_and_rpo():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MAINTENANCE"))}
-    env["PYTHONPATH"] = f"{REPO / 'plugins'}{os.pathsep}{REPO}"
-    result = subprocess.run([sys.executable, "-m", "sandbox.demo", "--dag", "weekly_backup_verification"], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=540)
+def test_demo_of_the_backup_verification_prints_measured_rto_and_rpo(demos):
+    result, _ = demos["backup"]
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "Running: airflow dags test weekly_backup_verification" in out
@@ -49,11 +66,8 @@ def test_demo_of_the_backup_verification_prints_measured_rto_and_rpo():
     assert "Restore copies left in RDS after the run: 0" in out
 
 
-def test_demo_of_the_dr_drill_prints_the_guides_table():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "MAINTENANCE"))}
-    env["PYTHONPATH"] = f"{REPO / 'plugins'}{os.pathsep}{REPO}"
-    result = subprocess.run([sys.executable, "-m", "sandbox.demo", "--dag", "dr_drill", "--problems",
-                             "replication_stopped"], cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+def test_demo_of_the_dr_drill_prints_the_guides_table(demos):
+    result, _ = demos["drill"]
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "Running: airflow dags test dr_drill" in out

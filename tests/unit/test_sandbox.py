@@ -92,3 +92,42 @@ def test_a_second_sandbox_in_the_same_process_starts_from_an_empty_aws():
         with Sandbox() as sandbox:
             sandbox.seed(anchor)
             assert len(sandbox.client("elbv2").describe_target_groups()["TargetGroups"]) == 1
+
+
+def test_boto3_sessions_in_a_sandbox_process_share_one_parsed_copy_of_botocores_data():
+    """sandbox/client_speedups.py: every client the provider's hooks build (one session each) reads
+    the same parsed service models instead of parsing the JSON again."""
+    import boto3
+
+    from sandbox import client_speedups
+
+    client_speedups.install()
+    first, second = boto3.session.Session(), boto3.session.Session()
+    loader = first._session.get_component("data_loader")
+    assert loader is second._session.get_component("data_loader")
+    assert loader.load_service_model("s3", "service-2") is second._session.get_component(
+        "data_loader").load_service_model("s3", "service-2")
+
+
+def test_the_hooks_user_agent_names_the_calling_operator_as_the_provider_does():
+    """sandbox/client_speedups.py: the frame walk finds the same caller as the provider's
+    inspect.stack() (kept as the reference), including none at all."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+
+    from sandbox import client_speedups
+
+    client_speedups.install()
+
+    def reference(target: str) -> str | None:  # the provider's own implementation
+        import inspect
+
+        frames = [f for f in inspect.stack() if f.function == target]
+        return type(frames[0][0].f_locals["self"]).__name__ if frames else None
+
+    class SomeOperator:
+        def execute(self):
+            return (AwsGenericHook._find_operator_class_name("execute"), reference("execute"),
+                    AwsGenericHook._find_operator_class_name("poke"), reference("poke"))
+
+    fast, slow, no_poke, no_poke_reference = SomeOperator().execute()
+    assert fast == slow == "SomeOperator" and no_poke is None and no_poke_reference is None
