@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import socketserver
 import threading
@@ -232,10 +233,13 @@ class RedisBroker:
                                f"{self.BINARY} (make test does)")
         self.port = free_port()
         self.log_path = self.workdir / "redis.log"
+        # Under Debian's faketime (README: trying a date), libfaketime stalls Redis's event loop; a
+        # broker's clock decides no date, so it runs on the real one.
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
         self.process = subprocess.Popen(
             [str(self.BINARY), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--logfile", str(self.log_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
