@@ -20,6 +20,7 @@ class Names:
     cache_cluster: str
     alb_dimension: str  # app/<name>/<id>
     business_namespace: str
+    target_group_dimension: str = ""  # targetgroup/<name>/<id>
 
 
 def _daily(ts: datetime, low: float, high: float) -> float:
@@ -35,6 +36,16 @@ def _active(incidents: Sequence[Incident], ts: datetime, before: timedelta) -> f
     return frozenset().union(*(problems for anchor, problems in incidents if anchor - before <= ts < anchor))
 
 
+def running_tasks(ts: datetime, growing: Sequence[datetime]) -> int:
+    """The service's task count (Container Insights): 2-4 with the day's load, and climbing for four weeks
+    to each "capacity_growth" anchor, towards the service's 20-task maximum."""
+    tasks = 2 + round(_daily(ts, 0, 2))
+    for anchor in growing:
+        if anchor - GROWTH <= ts < anchor:
+            tasks = max(tasks, round(4 + 10 * (ts - (anchor - GROWTH)) / GROWTH))
+    return tasks
+
+
 def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[Incident],
              seed: int = 7, origin: datetime | None = None) -> Iterator[tuple[str, dict]]:
     """Yield (namespace, MetricData entry) pairs every 5 minutes from start to end.
@@ -45,6 +56,7 @@ def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[I
     """
     rng = random.Random(seed)
     origin = origin or start  # where free storage starts falling: one line across several spans
+    growing = [anchor for anchor, problems in incidents if "capacity_growth" in problems]
     ts = start
     while ts < end:
         recent_problems = _active(incidents, ts, timedelta(hours=3))
@@ -55,6 +67,8 @@ def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[I
             "CPUUtilization": _daily(ts, 20, 45) + jitter(-3, 3),
             "MemoryUtilization": 50 + jitter(-4, 4),
         })
+        tasks = running_tasks(ts, growing)  # autoscaling keeps desired = running when healthy
+        yield from _entries("ECS/ContainerInsights", ecs, ts, {"RunningTaskCount": tasks, "DesiredTaskCount": tasks})
         cpu = 92 + jitter(0, 4) if "rds_high_cpu" in recent_problems else _daily(ts, 15, 40) + jitter(-3, 3)
         yield from _entries("AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, ts, {
             "CPUUtilization": cpu,
@@ -62,6 +76,7 @@ def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[I
             "ReadLatency": 0.002 + jitter(0, 0.001),
             "WriteLatency": 0.003 + jitter(0, 0.001),
             "FreeStorageSpace": 60 * GIB - (ts - origin).total_seconds() * 1000,
+            "FreeableMemory": 6 * GIB + jitter(-0.2, 0.2) * GIB,
         })
         hits = _daily(ts, 3000, 12000)
         yield from _entries("AWS/ElastiCache", {"CacheClusterId": names.cache_cluster}, ts, {
@@ -84,6 +99,9 @@ def generate(names: Names, start: datetime, end: datetime, incidents: Sequence[I
             "HTTPCode_Target_5XX_Count": round(requests * 0.0002),
             "HTTPCode_ELB_5XX_Count": 0,
         })
+        if names.target_group_dimension:
+            yield from _entries("AWS/ApplicationELB", {"TargetGroup": names.target_group_dimension, **alb}, ts,
+                                {"HealthyHostCount": 2, "UnHealthyHostCount": 0})
         slow = 3.0 if "slow_responses" in day_problems else 1.0
         # Raw samples, so that CloudWatch-style percentiles have a distribution to work on.
         samples = [rng.lognormvariate(math.log(0.12), 0.45) * slow for _ in range(20)]
@@ -110,9 +128,8 @@ GROWTH = timedelta(days=28)
 
 def history(names: Names, spans: Sequence[tuple[datetime, datetime]], end: datetime, incidents: Sequence[Incident],
             length: timedelta, seed: int = 11) -> Iterator[tuple[str, dict]]:
-    """Hourly capacity and traffic metrics outside the 5-minute `spans`, and the service's running
-    task count (Container Insights) hourly up to `end`. "capacity_growth" makes the task count climb for four
-    weeks to each anchor, towards the service's 20-task maximum."""
+    """Hourly capacity and traffic metrics outside the 5-minute `spans` (the service's task count from
+    Container Insights among them, see running_tasks)."""
     rng = random.Random(seed)
     growing = [anchor for anchor, problems in incidents if "capacity_growth" in problems]
     ecs = {"ClusterName": names.cluster, "ServiceName": names.service}
@@ -120,12 +137,10 @@ def history(names: Names, spans: Sequence[tuple[datetime, datetime]], end: datet
     alb = {"LoadBalancer": names.alb_dimension}
     while ts < end:
         jitter = rng.uniform
-        tasks = 2 + round(_daily(ts, 0, 2))
-        for anchor in growing:
-            if anchor - GROWTH <= ts < anchor:
-                tasks = max(tasks, round(4 + 10 * (ts - (anchor - GROWTH)) / GROWTH))
-        yield from _entries("ECS/ContainerInsights", ecs, ts, {"RunningTaskCount": tasks})
         if not any(span_start <= ts < span_end for span_start, span_end in spans):
+            tasks = running_tasks(ts, growing)
+            yield from _entries("ECS/ContainerInsights", ecs, ts,
+                                {"RunningTaskCount": tasks, "DesiredTaskCount": tasks})
             yield from _entries("AWS/ECS", ecs, ts, {"CPUUtilization": _daily(ts, 20, 45) + jitter(-3, 3),
                                                      "MemoryUtilization": 50 + jitter(-4, 4)})
             yield from _entries("AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, ts, {
@@ -143,3 +158,81 @@ def history(names: Names, spans: Sequence[tuple[datetime, datetime]], end: datet
                                          "Values": [rng.lognormvariate(math.log(0.12), 0.45) for _ in range(20)],
                                          "Unit": "Seconds"}
         ts += HOUR
+
+
+# Timed episodes a test stages on top of a seeded world, at any time of day (the watch's incidents):
+# kind -> what it does to the metrics in [start, end).
+EPISODES = {
+    "rds_cpu": "RDS CPUUtilization 95 %",
+    "alb_5xx": "target 5xx on 20 % of the ALB's requests",
+    "payment_failures": "payment success rate 70 %",
+    "ecs_tasks": "1 of 4 ECS tasks running (Container Insights)",
+    "slow_p99": "P95/P99 response time 3 s",
+    "targets_down": "no healthy target in the ALB's target group",
+}
+Episode = tuple[str, datetime, datetime]
+
+
+def overlay(backend: object, names: Names, episodes: Sequence[Episode]) -> None:
+    """Replace the seeded datapoints inside each episode's [start, end) with the episode's (new datapoint
+    objects; the seeded ones are shared with other worlds and never changed in place)."""
+    unknown = {kind for kind, _, _ in episodes} - EPISODES.keys()
+    if unknown:
+        raise ValueError(f"unknown episodes {sorted(unknown)}; known: {sorted(EPISODES)}")
+    alb = {"LoadBalancer": names.alb_dimension}
+    ecs = {"ClusterName": names.cluster, "ServiceName": names.service}
+    for kind, start, end in episodes:
+        if kind == "alb_5xx":
+            requests = {d.timestamp: d.value for d in _matching(backend, "AWS/ApplicationELB", "RequestCount", alb,
+                                                                start, end)}
+            _replace(backend, "AWS/ApplicationELB", alb, start, end,
+                     {"HTTPCode_Target_5XX_Count": lambda ts, r=requests: round(r.get(ts, 5000) * 0.2)})
+        elif kind == "rds_cpu":
+            _replace(backend, "AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, start, end,
+                     {"CPUUtilization": lambda ts: 95.0})
+        elif kind == "payment_failures":
+            _replace(backend, names.business_namespace, {}, start, end, {"PaymentSuccessRate": lambda ts: 70.0})
+        elif kind == "ecs_tasks":
+            _replace(backend, "ECS/ContainerInsights", ecs, start, end,
+                     {"RunningTaskCount": lambda ts: 1, "DesiredTaskCount": lambda ts: 4})
+        elif kind == "targets_down":
+            _replace(backend, "AWS/ApplicationELB", {"TargetGroup": names.target_group_dimension, **alb}, start, end,
+                     {"HealthyHostCount": lambda ts: 0, "UnHealthyHostCount": lambda ts: 2})
+        elif kind == "slow_p99":
+            # 20 samples per datapoint, 2 of them at 3 s: nearest-rank P95 and P99 are 3 s.
+            _replace(backend, "AWS/ApplicationELB", alb, start, end,
+                     {"TargetResponseTime": lambda ts: [0.12] * 18 + [3.0, 3.0]})
+
+
+def _dims_of(datum: object) -> dict[str, str]:
+    return {d.name: d.value for d in datum.dimensions}
+
+
+def _matching(backend: object, namespace: str, metric: str, dimensions: dict[str, str], start: datetime,
+              end: datetime) -> list:
+    return [d for d in backend.metric_data if d.namespace == namespace and d.name == metric
+            and _dims_of(d) == dimensions and start <= d.timestamp < end]
+
+
+def _replace(backend: object, namespace: str, dimensions: dict[str, str], start: datetime, end: datetime,
+             values: dict[str, object]) -> None:
+    stamps: set[datetime] = set()
+    doomed: set[int] = set()
+    for metric in values:
+        for datum in _matching(backend, namespace, metric, dimensions, start, end):
+            stamps.add(datum.timestamp)
+            doomed.add(id(datum))
+    if not stamps:  # nothing seeded there: the episode has the seeded data's 5-minute rhythm
+        stamp = start
+        while stamp < end:
+            stamps.add(stamp)
+            stamp += STEP
+    backend.metric_data = [d for d in backend.metric_data if id(d) not in doomed]
+    entries = []
+    for stamp in sorted(stamps):
+        for metric, value_at in values.items():
+            value = value_at(stamp)
+            entry = {"MetricName": metric, "Timestamp": stamp, "Dimensions": _dims(dimensions)}
+            entry.update({"Values": value} if isinstance(value, list) else {"Value": value})
+            entries.append(entry)
+    backend.put_metric_data(namespace, entries)

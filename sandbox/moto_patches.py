@@ -13,6 +13,7 @@ arithmetic subset of metric math (``+ - * /``, parentheses, numbers, ``FILL(m, v
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import math
 import operator
@@ -74,10 +75,9 @@ def _metric_stat(query: dict, data: dict, start: datetime, end: datetime) -> dic
     wanted_dims = sorted((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
     unit = stat.get("Unit")
     buckets: dict[int, list[float]] = defaultdict(list)
-    for datum in data.get((metric["Namespace"], metric["MetricName"]), []):
-        stamp = _utc(datum.timestamp)
-        if not start <= stamp < end:
-            continue
+    stamps, datapoints = data.get((metric["Namespace"], metric["MetricName"]), ((), ()))
+    for position in range(bisect.bisect_left(stamps, start), bisect.bisect_left(stamps, end)):
+        datum, stamp = datapoints[position], stamps[position]
         if sorted((d.name, d.value) for d in datum.dimensions) != wanted_dims:
             continue
         if unit and datum.unit != unit:
@@ -168,14 +168,42 @@ def _value_at(operand: Any, stamp: datetime) -> float | None:
     return operand.fill if isinstance(operand, _FillMarker) else None
 
 
+def _indexed(backend: CloudWatchBackend) -> dict[tuple[str, str], list]:
+    """Datapoints by (namespace, metric). The stored ones are indexed once per version of the list (the
+    sandbox replaces the list when it seeds, put_metric_data appends to it); the providers' computed
+    metrics are added on every call, as moto computes them on the fly."""
+    stored = backend.metric_data
+    cached = getattr(backend, "_sandbox_index", None)
+    if cached is None or cached[0] is not stored or cached[1] != len(stored):
+        cached = (stored, len(stored), _by_metric(stored))
+        backend._sandbox_index = cached
+    computed = backend.aws_metric_data
+    if not computed:
+        return cached[2]
+    # Few and small (e.g. S3's bucket sizes): only their metrics are indexed again, with the stored ones.
+    keys = {(c.namespace, c.name) for c in computed}
+    stored_too = [d for key in keys for d in cached[2].get(key, ((), ()))[1]]
+    return {**cached[2], **_by_metric(stored_too + computed)}
+
+
+def _by_metric(datapoints: list) -> dict[tuple[str, str], tuple[list[datetime], list]]:
+    """(namespace, metric) -> (timestamps, datapoints), in time order, for bisecting a window."""
+    grouped: dict[tuple[str, str], list] = defaultdict(list)
+    for datum in datapoints:
+        grouped[(datum.namespace, datum.name)].append((_utc(datum.timestamp), datum))
+    index = {}
+    for key, pairs in grouped.items():
+        pairs.sort(key=lambda pair: pair[0])
+        index[key] = ([stamp for stamp, _ in pairs], [datum for _, datum in pairs])
+    return index
+
+
 def get_metric_data(self: CloudWatchBackend, queries: list[dict[str, Any]], start_time: datetime,
                     end_time: datetime, scan_by: str = "TimestampAscending") -> list[dict[str, Any]]:
     start, end = _utc(start_time.replace(microsecond=0)), _utc(end_time.replace(microsecond=0))
     if start >= end:
         raise ValidationError("The parameter StartTime must be less than the parameter EndTime.")
-    data: dict[tuple[str, str], list] = defaultdict(list)
-    for datum in self.get_all_metrics():
-        data[(datum.namespace, datum.name)].append(datum)
+    data = _indexed(self)
 
     series: dict[str, dict[datetime, float]] = {}
     for query in queries:

@@ -123,12 +123,13 @@ class Platform:
         mock_random.seed(res.alb.name)
         try:
             lb = elb.create_load_balancer(Name=res.alb.name, Subnets=subnets, Type="application")["LoadBalancers"][0]
+            tg = elb.create_target_group(Name="solemate-backend", Protocol="HTTP", Port=8080, VpcId=vpc,
+                                         TargetType="instance", HealthCheckPath="/health")["TargetGroups"][0]
         finally:
             mock_random.setstate(state)
         self.load_balancer_arn = lb["LoadBalancerArn"]
         self.alb_dimension = lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
-        tg = elb.create_target_group(Name="solemate-backend", Protocol="HTTP", Port=8080, VpcId=vpc,
-                                     TargetType="instance", HealthCheckPath="/health")["TargetGroups"][0]
+        self.target_group_dimension = tg["TargetGroupArn"].split(":", 5)[5]
         elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": i} for i in self.instances])
         elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
                             DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}])
@@ -200,15 +201,24 @@ class Platform:
         if self.health is not None:
             self.health.status = 503 if "endpoint_down" in self.problems else 200
 
+    def stage(self, episodes: list[metrics.Episode]) -> None:
+        """Timed problems on top of the seeded metrics, at any time of day (see metrics.EPISODES)."""
+        metrics.overlay(get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID][self.config.regions.primary],
+                        self._names(), episodes)
+
+    def _names(self) -> metrics.Names:
+        return metrics.Names(
+            cluster=self.config.resources.ecs.cluster, service=self.config.resources.ecs.services[0].name,
+            db_instance=self.config.resources.rds.instance_id,
+            cache_cluster=self.config.resources.elasticache.cluster_id, alb_dimension=self.alb_dimension,
+            business_namespace=self.config.resources.business_metrics_namespace,
+            target_group_dimension=self.target_group_dimension)
+
     def _write_metrics(self, incidents: list[tuple[datetime, frozenset[str]]]) -> None:
         # Replace, not append: every seed describes the world as it is for this anchor.
         cloudwatch_backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
         cloudwatch_backend.metric_data = []
-        names = metrics.Names(
-            cluster=self.config.resources.ecs.cluster, service=self.config.resources.ecs.services[0].name,
-            db_instance=self.config.resources.rds.instance_id,
-            cache_cluster=self.config.resources.elasticache.cluster_id, alb_dimension=self.alb_dimension,
-            business_namespace=self.config.resources.business_metrics_namespace)
+        names = self._names()
         by_namespace: dict[str, list[dict]] = defaultdict(list)
         end = incidents[-1][0] + timedelta(minutes=5)
         # 5-minute data for the 8 days before each anchor (consecutive days merge into one span); the

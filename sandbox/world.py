@@ -226,6 +226,10 @@ class Sandbox:
         self.platform.seed_days(days, history_days)
         self.postgres.apply_review_problems(days[max(days)])
 
+    def stage(self, episodes: list[tuple[str, datetime, datetime]]) -> None:
+        """Timed problems on the seeded metrics, e.g. ("rds_cpu", 12:00, 15:00) (sandbox.metrics.EPISODES)."""
+        self.platform.stage(episodes)
+
     @property
     def alb_dimension(self) -> str:
         return self.platform.alb_dimension

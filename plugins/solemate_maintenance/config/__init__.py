@@ -92,6 +92,7 @@ from solemate_maintenance.config.recovery import (
     DrTarget,
     RestoreTest,
 )
+from solemate_maintenance.config.watch import DatabaseWatch, PerformanceWatch, Watch
 
 CONFIG_ENV_VAR = "MAINTENANCE_CONFIG"
 # A platform description is a few kilobytes; anything near this is a mistake (and would stall the
@@ -396,6 +397,9 @@ __all__ = [
     "Upper",
     "UpperPercent",
     "VulnerabilityCheck",
+    "Watch",
+    "PerformanceWatch",
+    "DatabaseWatch",
     "Workers",
     "config_path",
     "known_regions",

@@ -16,6 +16,7 @@ from solemate_maintenance.config.base import BucketName, Percent, SeverityName, 
 from solemate_maintenance.config.checks import Checks
 from solemate_maintenance.config.logs import ConfigBackup, LogLifecycle, _prefixes_overlap
 from solemate_maintenance.config.recovery import Backups, DisasterRecovery, RestoreTest
+from solemate_maintenance.config.watch import Watch
 
 
 class Regions(_Strict):
@@ -132,6 +133,14 @@ class Alerts(_Strict):
     # Upper bound on the time one task spends delivering alerts (each Slack message times out after
     # slack_timeout_seconds; a stalled channel must not multiply the run's time).
     delivery_budget_seconds: int = Field(default=60, gt=0, le=600)
+    # SMS (sns_topic_arn) is for the guide's emergencies only: a P1 of one of these checks (a name, or
+    # a prefix ending in "."). Other P1s (a certificate 7 days from expiry, a drill finding) go to the
+    # critical Slack channel and e-mail.
+    sms_checks: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")]] = Field(default_factory=lambda: [
+        "application.endpoint", "application.alb_targets", "kpi.error_rate", "business.payment_success_rate",
+        "rds.status", "rds.query", "security.s3_public", "security.root"])
+    # Alerts of these severities also go by e-mail to digest_email (beside the daily summary).
+    email_severities: list[SeverityName] = ["P1"]
     severities: dict[SeverityName, SeverityPolicy] = Field(
         default_factory=lambda: {k: SeverityPolicy(**v) for k, v in DEFAULT_SEVERITIES.items()})
 
@@ -147,6 +156,11 @@ class Alerts(_Strict):
             else:
                 merged[level] = policy  # unknown level or wrong type: let validation name it
         return merged
+
+    def pages_by_sms(self, check: str) -> bool:
+        """Whether a P1 of `check` is an emergency that warrants an SMS."""
+        return any(check == name or (name.endswith(".") and check.startswith(name)) or
+                   check.startswith(name + ".") for name in self.sms_checks)
 
 
 
@@ -227,6 +241,7 @@ class PlatformConfig(_Strict):
     config_backup: ConfigBackup = ConfigBackup()
     maintenance_status: MaintenanceStatus = MaintenanceStatus()
     workers: Workers = Workers()
+    watch: Watch = Watch()
     cost: Cost = Cost()
     right_sizing: RightSizing = RightSizing()
     monthly_summary: MonthlySummary = MonthlySummary()

@@ -1,0 +1,1 @@
+"""The continuous watch: performance every 15 minutes, the database hourly, incidents between them."""

@@ -1,0 +1,139 @@
+"""The shape both watches share: judge the time since the previous watch, advance the incident
+record, announce what changed, once.
+
+A watch task does not fail on what it finds (an incident is announced by its own messages, opened
+once and resolved once); it fails when it cannot measure, and then the next watch covers the gap.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.timezone import utcnow
+
+from solemate_maintenance.config import PlatformConfig
+from solemate_maintenance.findings import Severity
+from solemate_maintenance.incidents import (
+    Announcement,
+    IncidentRecord,
+    IncidentStore,
+    Observation,
+    apply_observations,
+    prune,
+)
+from solemate_maintenance.run_facts import RunFacts
+from solemate_maintenance.window import TimeWindow, run_end
+
+COVERAGE_XCOM_KEY = "coverage"
+
+
+class IncidentWatchOperator(BaseOperator):
+    """Base for the watches. Subclasses implement :meth:`observe` for a window.
+
+    The window starts where the previous successful watch ended (so no gap goes unwatched), at most
+    ``max_window_minutes`` back (the report names what was left out); a run whose window the record
+    already covers (a retry after the record was written, a cleared run, a slower racer) announces
+    nothing new. Backfills and past dates are refused: the watch is about now, the daily checks cover
+    past days.
+
+    :param config: the platform config.
+    :param interval_minutes: the schedule's interval (the first watch's window).
+    :param max_window_minutes: how far back a watch reaches after a gap.
+    """
+
+    template_fields: Sequence[str] = ("aws_conn_id", "region_name")
+    ui_color = "#fdf2d0"
+
+    def __init__(self, *, config: PlatformConfig, interval_minutes: int, max_window_minutes: int,
+                 aws_conn_id: str | None = "aws_default", region_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.interval_minutes = interval_minutes
+        self.max_window_minutes = max_window_minutes
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    @abstractmethod
+    def observe(self, context: Any, window: TimeWindow, record: IncidentRecord) -> list[Observation]:
+        """Measure the window; one observation per judged problem, healthy ones included."""
+
+    def remember(self, record: IncidentRecord) -> None:
+        """Put what the next watch needs into the record (called inside the conditional write)."""
+
+    def client(self, client_type: str) -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type=client_type).conn
+
+    def store(self) -> IncidentStore:
+        return IncidentStore.for_config(self.config, aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
+    def window(self, record: IncidentRecord, watch: str, end: datetime) -> tuple[TimeWindow, dict[str, Any]]:
+        """The window to judge and what it covers, in words for the report."""
+        watched = record.watched_until.get(watch)
+        cap = timedelta(minutes=self.max_window_minutes)
+        if watched is not None and watched >= end:
+            start = end - timedelta(minutes=self.interval_minutes)
+            return TimeWindow(start, end), {"already_watched": True, "note": (
+                f"already watched up to {watched.isoformat()}: measured again, nothing announced anew")}
+        if watched is None:
+            start, note = end - timedelta(minutes=self.interval_minutes), "first watch: one interval"
+        elif end - watched > cap:
+            start = end - cap
+            note = (f"gap since the previous watch ({watched.isoformat()}) exceeds {self.max_window_minutes} min: "
+                    f"{watched.isoformat()} → {start.isoformat()} was not watched (the daily checks cover it)")
+        else:
+            start, note = watched, "since the previous watch"
+        return TimeWindow(start, end), {"already_watched": False, "note": note,
+                                        "unwatched_gap": [watched.isoformat(), start.isoformat()]
+                                        if watched is not None and start > watched else None}
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from solemate_maintenance.notifiers.delivery import register_connection_secrets
+
+        register_connection_secrets(self.aws_conn_id)
+        facts = RunFacts.from_context(context, page_max_age_hours=self.config.alerts.page_max_age_hours, now=utcnow())
+        if not facts.may_page:
+            raise AirflowSkipException(
+                f"{facts.kind or 'not a live run'}: the watch judges the present and never pages for the past; "
+                "daily_maintenance covers past days (backfill that instead)")
+        ti = context["ti"]
+        store = self.store()
+        record, _ = store.read()
+        window, coverage = self.window(record, ti.dag_id, run_end(context))
+        self.log.info("Watching %s → %s (%s)", window.start.isoformat(), window.end.isoformat(), coverage["note"])
+        observations = self.observe(context, window, record)
+        watch = self.config.watch
+
+        def advance(current: IncidentRecord) -> list[Announcement]:
+            claimed = apply_observations(current, observations, watch=ti.dag_id, run_id=ti.run_id,
+                                         window_end=window.end, open_severity=Severity(watch.open_severity),
+                                         reminder=timedelta(hours=watch.reminder_hours))
+            if claimed or not coverage["already_watched"]:
+                self.remember(current)
+            prune(current, window.end, timedelta(days=watch.keep_resolved_days))
+            return claimed
+
+        record, claimed = store.update(advance)
+        from solemate_maintenance.operators.watch.announce import Announcer
+
+        announcer = Announcer(config=self.config, store=store, watch=ti.dag_id, context=context, facts=facts,
+                              window=window, aws_conn_id=self.aws_conn_id)
+        sent = announcer.deliver(record)
+        problems = [o for o in observations if o.severity is not None]
+        result = {
+            "window": window.as_dict(), "coverage": coverage,
+            "observed": len(observations), "without_data": sorted(o.key for o in observations if not o.has_data),
+            "problems": [{"key": o.key, "severity": o.severity.value, "summary": o.summary} for o in problems],
+            "open_incidents": sorted(i.id for i in record.incidents.values() if i.is_open),
+            "claimed": [f"{a.kind.value}:{a.incident_id}" for a in claimed], "announced": sent,
+        }
+        ti.xcom_push(key=COVERAGE_XCOM_KEY, value=coverage)
+        self.log.info("Watch result: %s", json.dumps(result, default=str))
+        return result
