@@ -50,8 +50,10 @@ def notifier(alerts, config=None, **kwargs):
 
 
 def failed_context(severity=Severity.P2, anchor=None, summary="max CPUUtilization 95 % >= critical threshold 80",
-                   **kwargs):
-    findings = [Finding(check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
+                   check=None, **kwargs):
+    # A P1 of the database is an outage (an SMS emergency); its CPU is at worst P2.
+    check = check or ("rds.status" if severity == Severity.P1 else "rds.cpu_utilization")
+    findings = [Finding(check=check, resource="production-postgres", status=Status.CRITICAL,
                         severity=severity, summary=summary)]
     context = make_context(anchor=anchor or live_anchor(), **{"task_id": "rds_health", **kwargs})
     context["exception"] = ChecksFailedError(findings)
@@ -123,8 +125,49 @@ def test_live_p1_goes_to_the_critical_channel_and_pages_with_the_finding(sink, a
     assert subject.startswith("[P1] production: daily_maintenance.rds_health failed")
     assert "[P1] production-postgres: payment success rate 80 % <= critical threshold 95" in message
     assert "Checked: " + context["logical_date"].strftime("%Y-%m-%d %H:%M UTC") in message
-    assert "Do: Open Performance Insights for the window" in message  # rds.cpu_utilization's next step
+    assert "Do: Check the RDS instance's events" in message  # rds.status's next step
     assert [d["channel"] for d in context["ti"].pushed["alert_deliveries"]] == ["slack:slack_critical", "sns"]
+
+
+def test_only_an_emergency_p1_pages_by_sms_and_every_live_p1_is_emailed(sink, alerts, monkeypatch, tmp_path):
+    """The guide: SMS for application unavailable, payment failures, database outage, a data breach. A
+    certificate 7 days from expiry is P1 too: the critical channel and e-mail, not a phone at 3 a.m."""
+    from sandbox.servers import SmtpSink
+
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_CRITICAL", json.dumps(
+        {"conn_type": "slackwebhook", "host": f"{sink.url}/critical", "password": TOKEN}))
+    smtp = SmtpSink(tmp_path / "mail.jsonl").start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "ops@solemate.example"}}))
+    try:
+        with mock_aws():
+            topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="p1")["TopicArn"]
+            configured = alerts.model_copy(update={"sns_topic_arn": topic, "digest_email": ["oncall@solemate.example"]})
+            certificate = failed_context(Severity.P1, check="certificates.acm", summary="7 days left",
+                                         task_id="certificates")
+            notifier(configured).notify(certificate)
+            assert get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications == []
+            payments = failed_context(Severity.P1, check="business.payment_success_rate", summary="70 %",
+                                      task_id="business_metrics")
+            notifier(configured).notify(payments)
+            pages = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
+            backfill = failed_context(Severity.P1, check="business.payment_success_rate", run_type="backfill",
+                                      anchor=ANCHOR, task_id="business_metrics")
+            notifier(configured).notify(backfill)
+        mails = smtp.messages()
+    finally:
+        smtp.stop()
+    [sms] = [d for d in certificate["ti"].pushed["alert_deliveries"] if d["channel"] == "sns"]
+    assert sms["outcome"] == "skipped" and "certificates.acm is not one of alerts.sms_checks" in sms["error"]
+    assert len(pages) == 1 and "70 %" in pages[0][1]
+    assert [m["path"].split("/")[1] for m in sink.messages()] == ["critical"] * 3
+    # Both live P1s by e-mail (the backfill's not: it is no alert about now).
+    assert [m["to"] for m in mails] == [["oncall@solemate.example"]] * 2
+    subjects = [str(email.header.make_header(email.header.decode_header(
+        email.message_from_string(m["data"])["Subject"]))) for m in mails]
+    assert "daily_maintenance.certificates failed" in subjects[0]
+    assert "daily_maintenance.business_metrics failed" in subjects[1]
 
 
 def test_p1_falls_back_to_the_default_channel(sink, alerts, monkeypatch):
@@ -183,7 +226,7 @@ def _earlier_report(config, anchor, severity, sns_outcome, key=None, run_id="sch
         dag_id="daily_maintenance", run_id=run_id, run_type="scheduled",
         logical_date=anchor.isoformat(), data_interval_start=None, data_interval_end=None,
         environment="production", task_states={}, alert_deliveries=deliveries, findings=[ReportedFinding(
-            check="rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
+            check="rds.status" if severity == Severity.P1 else "rds.cpu_utilization", resource="production-postgres", status=Status.CRITICAL,
             severity=severity, summary="x", task_id="rds_health")])
     key = key or f"reports/daily_maintenance/by-logical-date/{anchor:%Y-%m-%dT%H%MZ}/report.json"
     s3.put_object(Bucket=config.reports.bucket, Key=key, Body=earlier.model_dump_json().encode())

@@ -16,11 +16,12 @@ from solemate_maintenance.notifiers.delivery import (
     ALERT_DELIVERIES_XCOM_KEY,
     Delivery,
     DeliveryBudget,
+    send_email,
     send_slack,
     send_sns,
     slack_channel_for,
 )
-from solemate_maintenance.notifiers.messages import failure_message, page_text, refusal_message
+from solemate_maintenance.notifiers.messages import blocks_as_html, failure_message, page_text, refusal_message
 from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.report_store import ReportStore
 from solemate_maintenance.run_facts import RunFacts
@@ -95,8 +96,20 @@ class MaintenanceFailureNotifier(BaseNotifier):
                                         floor=self.alerts.slack_timeout_seconds)
         deliveries = [send_slack(kind="failure", conn_id=slack_channel_for(severity, self.alerts), text=title,
                                  attachments=attachments, alerts=self.alerts, context=context, budget=budget)]
+        if (severity.value in self.alerts.email_severities and self.alerts.digest_email and facts.may_page
+                and not already):
+            deliveries.append(send_email(kind="failure", to=list(self.alerts.digest_email), subject=title,
+                                         html=blocks_as_html(attachments[0]["blocks"]), alerts=self.alerts,
+                                         context=context, budget=budget))
+        # SMS is for the guide's emergencies only; other P1s reach the critical channel and e-mail.
+        emergency = [f.check for f in findings if f.severity == Severity.P1 and self.alerts.pages_by_sms(f.check)]
         if severity == Severity.P1 and self.alerts.sns_topic_arn:
-            if facts.may_page and not already and not paged_by:
+            if not emergency:
+                checks = ", ".join(sorted({f.check for f in findings if f.severity == Severity.P1})) or ti.task_id
+                log.info("P1 not paged by SMS: %s is not an emergency (alerts.sms_checks)", checks)
+                deliveries.append(Delivery(kind="failure", channel="sns", ok=False, outcome="skipped",
+                                           error=f"not paged: {checks} is not one of alerts.sms_checks (emergencies)"))
+            elif facts.may_page and not already and not paged_by:
                 deliveries.append(send_sns(
                     kind="failure", topic_arn=self.alerts.sns_topic_arn, subject=title,
                     message=page_text(title, facts, findings, ti.log_url), aws_conn_id=self.aws_conn_id,

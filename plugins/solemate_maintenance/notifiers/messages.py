@@ -222,6 +222,21 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     return severity, title, attachments
 
 
+def blocks_as_html(blocks: list[dict]) -> str:
+    """A Slack message's blocks as plain HTML lines, for the e-mail copy of an alert."""
+    import html
+
+    lines = []
+    for block in blocks:
+        if isinstance(block.get("text"), dict):
+            lines.append(html.escape(block["text"].get("text", "")))
+        elif "fields" in block:
+            lines += [html.escape(f["text"].replace("\n", ": ", 1)) for f in block["fields"]]
+        elif "elements" in block:
+            lines.append(" ".join(html.escape(e.get("text", "")) for e in block["elements"]))
+    return "<br>".join(line.replace("\n", "<br>") for line in lines)
+
+
 def code_block(text: str) -> str:
     """Text shown verbatim in a Slack code block: `&`, `<` and `>` escaped as Slack requires (so a
     `<!channel>` in an error or a form stays text) and no three backticks that would end the block early."""

@@ -22,6 +22,7 @@ from solemate_maintenance.notifiers.delivery import (
     slack_channel_for,
 )
 from solemate_maintenance.notifiers.incident_messages import PAGING_KINDS, announcement_message, sms_text
+from solemate_maintenance.notifiers.messages import blocks_as_html
 from solemate_maintenance.run_facts import RunFacts
 from solemate_maintenance.window import TimeWindow
 
@@ -68,8 +69,8 @@ class Announcer:
                                        context=self.context, budget=budget))
             if (incident.severity.value in alerts.email_severities and alerts.digest_email
                     and item.kind is not AnnouncementKind.REMINDER and "email" not in done):
-                html = "<br>".join(_plain(block) for block in attachments[0]["blocks"])
-                sent.append(send_email(kind=kind, to=list(alerts.digest_email), subject=title, html=html,
+                sent.append(send_email(kind=kind, to=list(alerts.digest_email), subject=title,
+                                       html=blocks_as_html(attachments[0]["blocks"]),
                                        alerts=alerts, context=self.context, budget=budget))
             if (incident.severity is Severity.P1 and item.kind in PAGING_KINDS and alerts.sns_topic_arn
                     and alerts.pages_by_sms(incident.check) and self.facts.may_page and "sns" not in done):
@@ -93,16 +94,4 @@ class Announcer:
         self.store.update(mark)
         return [f"{kind}:{incident_id}" for (incident_id, kind, _), sent in results.items()
                 if any(d.arrived for d in sent)]
-
-
-def _plain(block: dict[str, Any]) -> str:
-    import html
-
-    if "text" in block and isinstance(block["text"], dict):
-        return html.escape(block["text"].get("text", ""))
-    if "fields" in block:
-        return "<br>".join(html.escape(f["text"].replace("\n", ": ", 1)) for f in block["fields"])
-    if "elements" in block:
-        return " ".join(html.escape(e.get("text", "")) for e in block["elements"])
-    return ""
 
