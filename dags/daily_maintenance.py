@@ -26,6 +26,7 @@ from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.incidents import incident_key
 from solemate_maintenance.operators.health.application import ApplicationHealthOperator
 from solemate_maintenance.operators.health.business import BusinessMetricsOperator
 from solemate_maintenance.operators.health.ecs import EcsServiceHealthOperator
@@ -121,7 +122,8 @@ def daily_maintenance():
         OvernightAlarmsOperator(task_id="overnight_alarms"),
     ]
     reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
-                 "environment": config.environment, "alerts": config.alerts}
+                 "environment": config.environment, "alerts": config.alerts,
+             "incident_key": incident_key(config)}
     report = PublishReportOperator(
         task_id="report",
         previous_report_wait_minutes=config.reports.previous_report_wait_minutes,

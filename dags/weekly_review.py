@@ -26,6 +26,7 @@ from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.incidents import incident_key
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 from solemate_maintenance.operators.reviews.capacity import CapacityPlanningOperator
 from solemate_maintenance.operators.reviews.certificates import CertificateExpiryOperator
@@ -36,7 +37,8 @@ config = load_config()
 DAG_ID = "weekly_review"
 resources, checks = config.resources, config.checks
 reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
-             "environment": config.environment, "alerts": config.alerts}
+             "environment": config.environment, "alerts": config.alerts,
+             "incident_key": incident_key(config)}
 
 
 @dag(

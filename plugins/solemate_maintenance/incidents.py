@@ -216,6 +216,20 @@ def prune(record: IncidentRecord, now: datetime, keep_resolved: timedelta) -> No
                             if a.outcome in ("pending", "failed") or now - a.at <= ANNOUNCEMENT_HISTORY]
 
 
+def incident_key(config: Any) -> str:
+    """Where the environment's record lives in the reports bucket."""
+    prefix = config.reports.prefix.strip("/")
+    return "/".join(p for p in (prefix, config.watch.state_prefix, f"{config.environment}.json") if p)
+
+
+def incident_for(incidents: Iterable[Incident], check: str, resource: str) -> Incident | None:
+    """The earliest incident about a finding's check and resource (the watch may name a part of the
+    resource: "production-alb (target 5xx)", "production-alb/solemate-backend")."""
+    matching = [i for i in incidents if i.check == check and (
+        i.resource == resource or i.resource.startswith((resource + " ", resource + "/")))]
+    return min(matching, key=lambda i: i.started_at, default=None)
+
+
 class RecordConflict(Exception):
     """Another watch wrote the record between this one's read and write (S3 answered 412 or 409)."""
 
@@ -233,10 +247,8 @@ class IncidentStore:
     def for_config(cls, config: Any, *, aws_conn_id: str | None, region_name: str | None) -> IncidentStore:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        prefix = config.reports.prefix.strip("/")
-        key = "/".join(p for p in (prefix, config.watch.state_prefix, f"{config.environment}.json") if p)
         return cls(s3_client=S3Hook(aws_conn_id=aws_conn_id, region_name=region_name).conn,
-                   bucket=config.reports.bucket, key=key, environment=config.environment)
+                   bucket=config.reports.bucket, key=incident_key(config), environment=config.environment)
 
     @property
     def uri(self) -> str:

@@ -25,6 +25,8 @@ class ReportedFinding(Finding):
     lifecycle: Lifecycle | None = None  # None for ok and skipped findings
     # An earlier run for the same logical date already reported (and alerted) this problem.
     already_alerted_by: str | None = None
+    # The watch already announced this problem as an incident that started then (ISO time).
+    incident_since: str | None = None
 
 
 class RunReport(BaseModel):
@@ -61,6 +63,10 @@ class RunReport(BaseModel):
     fingerprint: str = ""
     # Headline numbers a task measured (e.g. the restore test's RTO and RPO), by task id.
     measurements: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The watch's incidents during the report's window (opened, resolved, still open), and how the
+    # record was read ("read", "none": no record yet, or why it could not be).
+    incidents: list[dict[str, Any]] = Field(default_factory=list)
+    incident_record: str = ""
 
     def problems(self) -> list[ReportedFinding]:
         return [f for f in self.findings if f.is_problem]
@@ -113,6 +119,18 @@ def mark_already_alerted(findings: list[ReportedFinding], earlier: RunReport | N
     return [f.model_copy(update={"already_alerted_by": first_alerted_by[f.key]})
             if f.is_failing and f.severity is not None and earlier.already_failing(f.key, f.severity)
             else f.model_copy(update={"already_alerted_by": None}) for f in findings]
+
+
+def mark_known_incidents(findings: list[ReportedFinding], incidents: list[Any]) -> list[ReportedFinding]:
+    """A new problem the watch already announced is "ongoing since 14:05", not new."""
+    from solemate_maintenance.incidents import incident_for
+
+    marked = []
+    for finding in findings:
+        incident = incident_for(incidents, finding.check, finding.resource) if finding.is_problem else None
+        marked.append(finding.model_copy(update={"incident_since": incident.started_at.isoformat()})
+                      if incident is not None else finding)
+    return marked
 
 
 def totals(findings: list[ReportedFinding], resolved: list[ReportedFinding]) -> dict[str, dict[str, int]]:

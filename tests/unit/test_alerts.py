@@ -463,3 +463,32 @@ def test_a_refused_run_says_what_to_fix_and_never_pages(sink, alerts):
     assert "unknown params " in text and "'component'" in text and "'reason' must say why" in text
     assert "<!channel>" not in text and text.count("```") == 2  # a hostile key stays inside its code block
     assert sent == [] and [d["channel"] for d in context["ti"].pushed["alert_deliveries"]] == ["slack:slack_alerts"]
+
+
+@pytest.mark.parametrize("watch_paged", [True, False])
+def test_a_failure_the_watch_already_paged_is_not_paged_again(sink, alerts, config, watch_paged):
+    """The 15-minute watch opened (and paged) the payment incident at 10:15; the daily check that finds it
+    says so instead of paging again. Had the watch's page not gone out, this alert pages."""
+    from solemate_maintenance.incidents import IncidentRecord, IncidentStore, Observation, apply_observations
+
+    anchor = live_anchor()
+    record = IncidentRecord(environment="production")
+    seen = Observation(key="business.payment_success_rate|production-postgres", check="business.payment_success_rate",
+                       resource="production-postgres", severity=Severity.P1, summary="payment success rate 70 %",
+                       first_bad=anchor - timedelta(hours=2), last_bad=anchor, still_bad=True)
+    [opened] = apply_observations(record, [seen], watch="performance_watch", run_id="w",
+                                  window_end=anchor - timedelta(hours=2) + timedelta(minutes=15),
+                                  open_severity=Severity.P2, reminder=timedelta(hours=4))
+    opened.deliveries = [{"channel": "sns", "outcome": "delivered" if watch_paged else "failed"}]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=config.reports.bucket)
+        key = "reports/incidents/production.json"
+        IncidentStore(s3_client=s3, bucket=config.reports.bucket, key=key, environment="production").write(record, None)
+        topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="p1")["TopicArn"]
+        context = failed_context(Severity.P1, anchor=anchor, check="business.payment_success_rate")
+        notifier(alerts.model_copy(update={"sns_topic_arn": topic}), config, incident_key=key).notify(context)
+        pages = get_backend("sns")[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic].sent_notifications
+    text = blocks_text(sink.messages()[0]["payload"])
+    assert len(pages) == (0 if watch_paged else 1)
+    assert ("the watch (incident business.payment_success_rate|production-postgres@" in text) is watch_paged

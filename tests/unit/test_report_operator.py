@@ -351,3 +351,46 @@ def test_report_records_what_it_delivered_for_the_verdict(s3, sink):
     xcoms = {("ecs_services", "common_cause"): CAUSE}
     _, context = run_report(xcoms, {"ecs_services": "failed"})
     assert context["ti"].pushed["delivered"] == ["cause-aws-unreachable", "digest"]
+
+
+def test_a_problem_the_watch_already_announced_is_ongoing_since_not_new_and_the_days_incidents_are_listed(
+        s3, sink):
+    """The daily report reads the watch's incident record: its window's incidents (resolved and open)
+    are listed, and a failing check the watch already opened an incident for is "ongoing since"."""
+    from solemate_maintenance.findings import Severity
+    from solemate_maintenance.incidents import IncidentRecord, IncidentStore, Observation, apply_observations
+
+    day = ANCHOR - timedelta(days=1)
+    record = IncidentRecord(environment="production")
+    for check, resource, start, end, still in (("business.payment_success_rate", "SoleMate/Business", 8, 9, False),
+                                               ("rds.cpu", "r", 20, 22, True)):
+        seen = Observation(key=f"{check}|{resource}", check=check, resource=resource, severity=Severity.P2,
+                           summary=f"{check} bad", label=check.split(".")[1], first_bad=day.replace(hour=start),
+                           last_bad=day.replace(hour=end), still_bad=still, peak=70.0, peak_at=day.replace(hour=start),
+                           unit="%")
+        apply_observations(record, [seen], watch="performance_watch", run_id="w", window_end=day.replace(hour=end),
+                           open_severity=Severity.P2, reminder=timedelta(hours=4))
+    key = "reports/incidents/production.json"
+    IncidentStore(s3_client=s3, bucket=BUCKET, key=key, environment="production").write(record, None)
+    xcoms = {("rds_health", "findings"): [finding("rds.cpu"), finding("rds.storage")],
+             ("rds_health", "window"): {"start": (ANCHOR - timedelta(days=1)).isoformat(), "end": ANCHOR.isoformat()}}
+    run_report(xcoms, {"rds_health": "failed"}, op=operator(upstream={"rds_health"}, incident_key=key))
+    report = read(s3, f"{PREFIX}/r1/report.json")
+    assert [(i["check"], i["resolved_at"] is None) for i in report["incidents"]] == [
+        ("business.payment_success_rate", False), ("rds.cpu", True)]
+    since = {f["check"]: f["incident_since"] for f in report["findings"]}
+    assert since == {"rds.cpu": day.replace(hour=20).isoformat(), "rds.storage": None}
+    text = json.dumps(digests(sink)[0])
+    assert "*Already reported by the watch*" in text and "ongoing since 2026-11-19 20:00 UTC" in text
+    assert "*New*\\n\\u2022 *P2* `r` rds.storage summary" in text
+    assert "payment_success_rate on `SoleMate/Business`: 08:00\\u201309:05 UTC (1 h 5 min), peak 70 %" in text
+    assert "cpu on `r`: open since 2026-11-19 20:00 UTC" in text
+
+
+def test_an_unreadable_incident_record_is_said_and_costs_nothing_else(s3, sink):
+    key = "reports/incidents/production.json"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"{not json")
+    run_report({("t", "findings"): [finding("a")]}, {"t": "failed"}, op=operator(upstream={"t"}, incident_key=key))
+    report = read(s3, f"{PREFIX}/r1/report.json")
+    assert report["incident_record"].startswith("unreadable") and report["findings"][0]["incident_since"] is None
+    assert "incident record could not be read" in json.dumps(digests(sink)[0])

@@ -47,8 +47,10 @@ class MaintenanceFailureNotifier(BaseNotifier):
     template_fields = ()
 
     def __init__(self, *, alerts: Alerts, environment: str, reports: Reports | None = None,
-                 region_name: str | None = None, aws_conn_id: str | None = "aws_default") -> None:
+                 region_name: str | None = None, aws_conn_id: str | None = "aws_default",
+                 incident_key: str | None = None) -> None:
         super().__init__()
+        self.incident_key = incident_key
         self.alerts = alerts
         self.environment = environment
         self.reports = reports
@@ -84,7 +86,7 @@ class MaintenanceFailureNotifier(BaseNotifier):
         findings = list(getattr(exception, "findings", None) or [])
         severities = {f.key: f.severity for f in findings if f.severity} or \
             {f"{TASK_ERROR_CHECK}|{ti.task_id}": Severity.P2}
-        already = self._already_alerted_by(facts, ti, severities)
+        already = self._already_alerted_by(facts, ti, severities, window)
         paged_by = self._paged_in_this_run(context) if Severity.P1 in severities.values() else None
         severity, title, attachments = failure_message(context, self.alerts, self.environment, facts, utcnow(),
                                                        window=window, already_alerted_by=already)
@@ -149,7 +151,8 @@ class MaintenanceFailureNotifier(BaseNotifier):
             log.warning("Could not read this run's earlier deliveries: %s", trim(scrub(str(exc)), 200))
         return None
 
-    def _already_alerted_by(self, facts: RunFacts, ti: Any, severities: dict[str, Severity]) -> str | None:
+    def _already_alerted_by(self, facts: RunFacts, ti: Any, severities: dict[str, Severity],
+                            window: Any = None) -> str | None:
         """The earlier run that already alerted these failing findings, else None.
 
         Either an earlier run for the same logical date (a re-run), or, for a live run, the previous
@@ -173,9 +176,36 @@ class MaintenanceFailureNotifier(BaseNotifier):
                     report = store.read_report(store.run_key(facts.dag_id, previous.run_id))
                     if report is not None and _repeats(report, ti.task_id, severities):
                         return report.run_id
+            if self.incident_key and facts.may_page:
+                since = window.start if window is not None else facts.logical_date - facts.page_max_age
+                return self._announced_by_the_watch(store, facts, severities, since)
         except Exception as exc:  # the alert matters more than knowing it repeats
             log.warning("Could not read earlier reports for %s: %s", facts.date_label, trim(scrub(str(exc)), 200))
         return None
+
+    def _announced_by_the_watch(self, store: ReportStore, facts: RunFacts, severities: dict[str, Severity],
+                                since: Any) -> str | None:
+        """The watch's incident that already announced every failing finding (at the same severity or
+        worse, and its page delivered for a P1), else None."""
+        from solemate_maintenance.incidents import IncidentStore, incident_for
+
+        record, _ = IncidentStore(s3_client=store.s3.conn, bucket=self.reports.bucket, key=self.incident_key,
+                                  environment=self.environment).read()
+        known = record.between(since, facts.logical_date + facts.page_max_age)
+        found = []
+        for key, severity in severities.items():
+            check, _, resource = key.partition("|")
+            incident = incident_for(known, check, resource)
+            if incident is None or incident.severity > severity:
+                return None
+            announced = [a for a in record.announcements if a.incident_id == incident.id]
+            if severity == Severity.P1 and self.alerts.pages_by_sms(check) and not any(
+                    d.get("channel") == "sns" and d.get("outcome") == "delivered" for a in announced
+                    for d in a.deliveries):
+                return None  # the watch did not page it: this alert must
+            found.append(incident)
+        first = min(found, key=lambda i: i.started_at)
+        return f"the watch (incident {first.id}, since {first.started_at:%Y-%m-%d %H:%M} UTC)"
 
     @staticmethod
     def _record(ti: Any, key: str, value: Any) -> None:
@@ -187,8 +217,10 @@ class MaintenanceFailureNotifier(BaseNotifier):
 
 def failure_notifier(config: PlatformConfig) -> MaintenanceFailureNotifier:
     """A fresh notifier for one DAG (notifier instances keep per-call state; never share them)."""
+    from solemate_maintenance.incidents import incident_key
+
     return MaintenanceFailureNotifier(alerts=config.alerts, environment=config.environment, reports=config.reports,
-                                      region_name=config.regions.primary)
+                                      region_name=config.regions.primary, incident_key=incident_key(config))
 
 
 def _repeats(earlier: Any, task_id: str, severities: dict[str, Severity]) -> bool:

@@ -307,6 +307,28 @@ def page_text(title: str, facts: RunFacts, findings: Sequence[Finding], link: st
     return "\n".join(lines)
 
 
+def _since(finding: Any) -> str:
+    if not getattr(finding, "incident_since", None):
+        return ""
+    return f" — ongoing since {datetime.fromisoformat(finding.incident_since).strftime('%Y-%m-%d %H:%M UTC')}"
+
+
+def incident_line(incident: dict[str, Any]) -> str:
+    """'• P2 payment success rate on SoleMate/Business: 10:00–11:00 UTC (1 h), peak 70 % at 10:05'."""
+    from solemate_maintenance.incidents import Incident
+    from solemate_maintenance.notifiers.incident_messages import duration, peak_text, span
+
+    started = datetime.fromisoformat(incident["started_at"])
+    resolved = datetime.fromisoformat(incident["resolved_at"]) if incident.get("resolved_at") else None
+    peak = peak_text(Incident.model_construct(
+        peak=incident.get("peak"), unit=incident.get("unit", ""),
+        peak_at=datetime.fromisoformat(incident["peak_at"]) if incident.get("peak_at") else None))
+    what = f"• *{incident['severity']}* {incident.get('label') or incident['check']} on `{incident['resource']}`: "
+    if resolved is None:
+        return what + f"open since {started.strftime('%Y-%m-%d %H:%M UTC')}, peak {peak}"
+    return what + f"{span(started, resolved)} ({duration(resolved - started)}), peak {peak}"
+
+
 def digest_message(report: RunReport, colors: dict[str, str]) -> tuple[str, list[dict]]:
     """One Slack digest per run: the date checked, counts, what is new or resolved, a link to the report."""
     from solemate_maintenance.report import Lifecycle
@@ -355,17 +377,29 @@ def digest_message(report: RunReport, colors: dict[str, str]) -> tuple[str, list
     for note in notes:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": note}})
     problems = report.problems()
-    new = [f for f in problems if f.lifecycle is Lifecycle.NEW and not f.already_alerted_by]
+    new = [f for f in problems if f.lifecycle is Lifecycle.NEW and not f.already_alerted_by and not f.incident_since]
     repeated = [f for f in problems if f.already_alerted_by]
-    sections = [("New", new), ("Already alerted for this date", repeated), ("Resolved", report.resolved)]
+    watched = [f for f in problems if f.incident_since and not f.already_alerted_by]
+    sections = [("New", new), ("Already alerted for this date", repeated),
+                ("Already reported by the watch", watched), ("Resolved", report.resolved)]
     if report.write_error or report.comparison.get("status") == "impossible":
         sections.insert(0, ("All problems", problems))
         sections = [s for s in sections if s[0] != "New"]
     for heading, items in sections:
         if items:
-            text = "\n".join(f"• *{f.severity}* `{f.resource}` {f.summary}" for f in items[:10])
+            text = "\n".join(f"• *{f.severity}* `{f.resource}` {f.summary}" + _since(f) for f in items[:10])
             more = f"\n… and {len(items) - 10} more" if len(items) > 10 else ""
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{heading}*\n{text}{more}"}})
+    if report.incidents:
+        lines = [incident_line(i) for i in report.incidents[:10]]
+        if len(report.incidents) > 10:
+            lines.append(f"… and {len(report.incidents) - 10} more in the report")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            "*Incidents in the window (from the watch)*\n" + "\n".join(lines))}})
+    elif report.incident_record.startswith("unreadable"):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":warning: *The watch's incident record could not be read* ({report.incident_record[12:]}): "
+            "incidents of the window are not listed.")}})
     links = []
     if report.report_url and not report.write_error:
         links.append(f"<{report.report_url}|Open the report> ({report.report_uri})")

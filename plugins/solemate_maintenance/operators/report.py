@@ -44,6 +44,7 @@ from solemate_maintenance.report import (
     ReportedFinding,
     RunReport,
     mark_already_alerted,
+    mark_known_incidents,
     mark_lifecycle,
     render_markdown,
     totals,
@@ -82,6 +83,8 @@ class PublishReportOperator(BaseOperator):
     :param previous_report_wait_minutes: how long to wait for the previous date's report.
     :param poll_seconds: how often to look while waiting (the worker slot is free meanwhile).
     :param also_collect: task ids to report on that are not direct upstream tasks (setup tasks).
+    :param incident_key: the watch's incident record in the bucket: the report lists the incidents of
+        its window, and a problem the watch already announced is "ongoing since", not new.
     """
 
     template_fields: Sequence[str] = ("bucket", "prefix", "aws_conn_id", "region_name")
@@ -90,8 +93,10 @@ class PublishReportOperator(BaseOperator):
     def __init__(self, *, bucket: str, prefix: str = "reports", environment: str, alerts: Alerts,
                  aws_conn_id: str | None = "aws_default", region_name: str | None = None,
                  previous_report_wait_minutes: int = 60, poll_seconds: int = 30,
-                 also_collect: Sequence[str] = (), trigger_rule: str = TriggerRule.ALL_DONE, **kwargs: Any) -> None:
+                 also_collect: Sequence[str] = (), incident_key: str | None = None,
+                 trigger_rule: str = TriggerRule.ALL_DONE, **kwargs: Any) -> None:
         super().__init__(trigger_rule=trigger_rule, **kwargs)
+        self.incident_key = incident_key
         # Tasks reported on though not directly upstream: setup tasks, whose direct downstream Airflow
         # requires to be ALL_SUCCESS (the report is ALL_DONE). They finish before their teardown does.
         self.also_collect = list(also_collect)
@@ -198,6 +203,8 @@ class PublishReportOperator(BaseOperator):
         if earlier is not None:
             marked = mark_already_alerted(marked, earlier)
             earlier_runs = list(dict.fromkeys([*earlier.earlier_runs_for_date, earlier.run_id]))
+        incidents, incident_record = self._incidents(context, collected.windows)
+        marked = mark_known_incidents(marked, incidents)
         run_key = self.store.run_key(ti.dag_id, ti.run_id)
         date_key = self.store.date_key(ti.dag_id, facts.logical_date) if facts.logical_date else ""
         run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
@@ -223,7 +230,31 @@ class PublishReportOperator(BaseOperator):
             refreshed_after_rerun=refreshed,
             fingerprint=collected.fingerprint,
             measurements=collected.measurements,
+            incidents=[_incident_summary(i) for i in incidents], incident_record=incident_record,
         )
+
+    def _incidents(self, context: Any, windows: dict[str, dict[str, str]]) -> tuple[list[Any], str]:
+        """The watch's incidents overlapping the report's window (its checks' widest window, else the
+        data interval, else the day before the run)."""
+        if not self.incident_key:
+            return [], ""
+        from solemate_maintenance.incidents import IncidentStore
+        from solemate_maintenance.window import run_end
+
+        end = run_end(context)
+        starts = [datetime.fromisoformat(w["start"]) for w in windows.values()]
+        interval_start = context.get("data_interval_start")
+        start = min(starts) if starts else interval_start if interval_start and interval_start < end else \
+            end - timedelta(days=1)
+        store = IncidentStore(s3_client=self.store.s3.conn, bucket=self.bucket, key=self.incident_key,
+                              environment=self.environment)
+        try:
+            record, etag = store.read()
+        except Exception as exc:  # the report matters more than the incident list
+            reason = trim(scrub(f"{type(exc).__name__}: {exc}"), 200)
+            self.log.warning("The incident record %s could not be read: %s", store.uri, reason)
+            return [], f"unreadable: {reason}"
+        return record.between(start, end), "read" if etag else "none"
 
     def _earlier_report_for_date(self, facts: RunFacts) -> RunReport | None:
         try:
@@ -358,6 +389,15 @@ class PublishReportOperator(BaseOperator):
                 self.log.info("latest.json kept: it belongs to the newer date %s", latest.logical_date)
         except Exception as exc:
             self.log.warning("latest.json not updated: %s", trim(scrub(str(exc)), 200))
+
+
+def _incident_summary(incident: Any) -> dict[str, Any]:
+    return {"id": incident.id, "check": incident.check, "resource": incident.resource,
+            "severity": incident.severity.value, "label": incident.label, "summary": incident.summary,
+            "started_at": incident.started_at.isoformat(),
+            "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+            "peak": incident.peak, "peak_at": incident.peak_at.isoformat() if incident.peak_at else None,
+            "unit": incident.unit}
 
 
 def cause_kind(cause: dict[str, Any]) -> str:
