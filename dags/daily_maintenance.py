@@ -67,6 +67,8 @@ def daily_maintenance():
             load_balancer_name=resources.alb.name,
             timeout_seconds=checks.application.timeout_seconds,
             latency_ms=checks.application.latency_ms,
+            lookback_minutes=checks.application.lookback_minutes,
+            period_seconds=checks.application.period_seconds,
         ),
         EcsServiceHealthOperator(
             task_id="ecs_services",

@@ -29,7 +29,7 @@ def test_no_import_errors(dagbag):
 REPORTING_DAG_IDS = ["daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review",
                      "dr_drill", "dr_failover"]
 # The watches announce incidents themselves (no report task, no run verdict).
-WATCH_DAG_IDS = ["performance_watch"]
+WATCH_DAG_IDS = ["performance_watch", "database_watch"]
 DAG_IDS = REPORTING_DAG_IDS + WATCH_DAG_IDS
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from solemate_maintenance.config import Lower, Upper
-from solemate_maintenance.findings import Status, classify
+from solemate_maintenance.findings import Finding, Severity, Status, classify, threshold_finding
 
 Point = tuple[datetime, float]
 
@@ -42,13 +42,21 @@ class SeriesVerdict:
     def minutes_bad(self) -> int:
         return int(sum((end - start).total_seconds() for start, end in self.spans) // 60)
 
+    def stretches(self) -> str:
+        """'12:00–15:05 UTC' (the bad stretches, dated when the window spans days)."""
+        if not self.spans:
+            return ""
+        dated = self.spans[0][0].astimezone(UTC).date() != self.spans[-1][1].astimezone(UTC).date()
+        form = "%m-%d %H:%M" if dated else "%H:%M"
+        shown = [f"{s.astimezone(UTC).strftime(form)}–{e.astimezone(UTC).strftime(form)}" for s, e in self.spans[:3]]
+        more = f" and {len(self.spans) - 3} more" if len(self.spans) > 3 else ""
+        return ", ".join(shown) + more + " UTC"
+
     def when(self, unit: str = "") -> str:
         """'12:00–15:05 UTC, peak 95 % at 13:40' (the bad stretches and the peak)."""
         if not self.spans:
             return ""
-        shown = [f"{_clock(start)}–{_clock(end)}" for start, end in self.spans[:3]]
-        more = f" and {len(self.spans) - 3} more" if len(self.spans) > 3 else ""
-        text = ", ".join(shown) + more + " UTC"
+        text = self.stretches()
         if self.worst is not None and self.worst_at is not None:
             text += f", peak {self.worst:.4g}{unit and ' ' + unit} at {_clock(self.worst_at)}"
         return text
@@ -80,3 +88,22 @@ def judge(points: Sequence[Point], threshold: Upper | Lower, period: timedelta) 
             spans.append((stamp, stamp + period))
     return SeriesVerdict(status=status, worst=worst, worst_at=worst_at, spans=spans,
                          still_bad=last_status is not Status.OK, period=period)
+
+
+def series_finding(*, check: str, resource: str, label: str, metric: str, points: Sequence[Point], unit: str,
+                   threshold: Upper | Lower, warning_severity: Severity, critical_severity: Severity,
+                   period: timedelta, missing_severity: Severity = Severity.P3) -> Finding:
+    """A threshold finding judged on every datapoint: its worst value, and, when it is a problem, when it
+    was bad and for how long ("12:00–15:05 UTC, peak 95 % at 13:40; 185 min past the threshold")."""
+    verdict = judge(points, threshold, period)
+    finding = threshold_finding(check=check, resource=resource, label=label, metric=metric, value=verdict.worst,
+                                unit=unit, threshold=threshold, warning_severity=warning_severity,
+                                critical_severity=critical_severity, missing_severity=missing_severity)
+    if not finding.is_problem or not verdict.spans:
+        return finding
+    details = {**finding.details, "bad_periods": [[s.isoformat(), e.isoformat()] for s, e in verdict.spans],
+               "minutes_past_threshold": verdict.minutes_bad,
+               "worst_at": verdict.worst_at.isoformat() if verdict.worst_at else None}
+    return finding.model_copy(update={
+        "summary": f"{finding.summary} — {verdict.when(unit)}; {verdict.minutes_bad} min past the warning threshold",
+        "details": details})

@@ -236,10 +236,10 @@ def _write(tmp_path, data: bytes) -> Path:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes: yes"),
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 1440", "  rds:\n    lookback_minutes: yes"),
                      "platform.yaml: checks.rds.lookback_minutes: Input should be a valid integer (got True)",
                      id="bool-is-not-a-number"),
-        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes: '60'"),
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 1440", "  rds:\n    lookback_minutes: '60'"),
                      "platform.yaml: checks.rds.lookback_minutes: Input should be a valid integer (got '60')",
                      id="string-is-not-a-number"),
         pytest.param(edited(("checks", "rds", "cpu_percent"), {"warning": 70, "critical": float("nan")}),
@@ -256,12 +256,12 @@ def _write(tmp_path, data: bytes) -> Path:
                                                              {"name": "web", "min_tasks": 2, "max_tasks": 4}]),
                      "platform.yaml: resources.ecs.services: service names must be unique; listed more than once: web",
                      id="duplicate-service-names"),
-        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes: " + "9" * 5000),
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 1440", "  rds:\n    lookback_minutes: " + "9" * 5000),
                      "platform.yaml: checks.rds.lookback_minutes: cannot read value: number too large (line",
                      id="5000-digit-integer"),
         pytest.param("a: " + "[" * 5000 + "]" * 5000 + "\n",
                      "platform.yaml: (YAML structure) line 1: nested more than 20 levels deep", id="deep-nesting"),
-        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 60", "  rds:\n    lookback_minutes\u200b: 60"),
+        pytest.param(SHIPPED.replace("  rds:\n    lookback_minutes: 1440", "  rds:\n    lookback_minutes\u200b: 60"),
                      "platform.yaml: checks.rds.'lookback_minutes\\u200b': unknown key (misspelt?)",
                      id="invisible-character-in-key"),
         pytest.param(edited(("alerts", "severities"), {"P1": {"colour": "#ff0000"}}),
@@ -311,10 +311,10 @@ def test_severities_default_to_the_guide_and_override_per_field():
 
 
 def test_yaml_anchors_and_merge_keys_still_work():
-    text = SHIPPED.replace("  rds:\n    lookback_minutes: 60\n    cpu_percent: {warning: 70, critical: 80}",
-                           "  rds:\n    lookback_minutes: 60\n    cpu_percent: &cpu {warning: 60, critical: 80}")
-    text = text.replace("  elasticache:\n    lookback_minutes: 60\n    cpu_percent: {warning: 70, critical: 80}",
-                        "  elasticache:\n    lookback_minutes: 60\n    cpu_percent: {<<: *cpu, warning: 65}")
+    text = SHIPPED.replace("  rds:\n    lookback_minutes: 1440\n    cpu_percent: {warning: 70, critical: 80}",
+                           "  rds:\n    lookback_minutes: 1440\n    cpu_percent: &cpu {warning: 60, critical: 80}")
+    text = text.replace("  elasticache:\n    lookback_minutes: 1440\n    cpu_percent: {warning: 70, critical: 80}",
+                        "  elasticache:\n    lookback_minutes: 1440\n    cpu_percent: {<<: *cpu, warning: 65}")
     config = parse_config(text, "x")
     assert config.checks.rds.cpu_percent.warning == 60
     assert (config.checks.elasticache.cpu_percent.warning, config.checks.elasticache.cpu_percent.critical) == (65, 80)

@@ -14,7 +14,7 @@ from tests.iam_policy import allowed, is_read_only, resource_arns
 
 # Not read verbs, but they change nothing that lasts: a report IAM builds, a query, a template check.
 HARMLESS_WRITES = {"iam:GenerateCredentialReport", "logs:StartQuery", "logs:StopQuery", "cloudformation:ValidateTemplate"}
-DAG_IDS = {"daily_maintenance", "performance_watch", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
+DAG_IDS = {"daily_maintenance", "performance_watch", "database_watch", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
            "dr_failover"}
 
 

@@ -3,6 +3,8 @@ throttling. The HTTP health endpoint and PostgreSQL are real servers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import boto3
 import pytest
 from moto.backends import get_backend
@@ -218,7 +220,7 @@ def test_rds_low_storage_warns(platform, config):
 def test_rds_without_metrics_reports_no_data(platform, config):
     get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID]["us-east-1"].metric_data = []
     findings, error = run(rds(config))
-    assert findings["rds.cpu_utilization"]["summary"] == "max CPUUtilization: no data in the window"
+    assert findings["rds.cpu_utilization"]["summary"] == "peak CPUUtilization: no data in the window"
     assert findings["rds.cpu_utilization"]["severity"] == "P3"
 
 
@@ -349,7 +351,8 @@ def own_datums(matches):
 
 
 def test_business_orders_drop_against_last_week(platform, config):
-    for datum in own_datums(lambda d: d.name == "OrdersPerMinute" and d.timestamp >= ANCHOR.replace(hour=0)):
+    # The day's orders (the window: the 24 hours before the run) at 30 % of the same day a week earlier.
+    for datum in own_datums(lambda d: d.name == "OrdersPerMinute" and d.timestamp >= ANCHOR - timedelta(days=1)):
         datum.value *= 0.3
     findings, error = run(business(config))
     assert problems(findings) == {"business.orders_per_minute": "P2"}

@@ -143,7 +143,7 @@ def titles(day: Day, needle: str) -> list[str]:
     ("CPUUtilization 95 %", "12:15", "12:00", "resolved after 3 h"),
     ("1 of 4 tasks running", "12:15", "12:00", "resolved after 1 h"),
     ("target 5xx rate 20 %", "14:15", "14:00", "resolved after 2 h"),
-    ("P99 response time 3000 ms", "18:15", "18:00", "resolved after 1 h"),
+    ("P99 response time 2995 ms", "18:15", "18:00", "resolved after 1 h"),
 ])
 def test_each_incident_is_told_once_within_one_watch_of_its_start_and_once_when_it_ends(
         day, needle, opened, since, resolved):

@@ -36,6 +36,8 @@ class DatabaseWatch(_Strict):
     mean_time_growth_percent: float = Field(default=50, gt=0)
     # ...and at least this slow on average (ms): a 0.1 ms query doubling is not news.
     min_mean_ms: float = Field(default=100, ge=0)
+    # Its findings are recommendations: a statement regression (P3) is announced once, as an incident.
+    open_severity: SeverityName = "P3"
     # Sessions waiting on a lock this long (seconds): P3 at warning, P2 at critical. Connections per
     # service and long transactions use the weekly review's thresholds (`checks.database`).
     lock_wait_seconds: Upper = Upper(warning=30, critical=300)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from solemate_maintenance.config import Upper
+from solemate_maintenance.config import Lower, Upper
 from solemate_maintenance.findings import (
     Finding,
     Measurement,
@@ -16,8 +17,10 @@ from solemate_maintenance.findings import (
     measurement,
     threshold_finding,
 )
+from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.series import series_finding
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -38,8 +41,12 @@ class ApplicationHealthOperator(MaintenanceCheckOperator):
     template_fields = (*MaintenanceCheckOperator.template_fields, "endpoint", "load_balancer_name")
 
     def __init__(self, *, endpoint: str, load_balancer_name: str, timeout_seconds: float = 10,
-                 latency_ms: Upper | None = None, **kwargs: Any) -> None:
+                 latency_ms: Upper | None = None, lookback_minutes: int | None = None, period_seconds: int = 300,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # The targets' health over this window too (ALB HealthyHostCount), not only at run time.
+        self.history_minutes = lookback_minutes
+        self.period_seconds = period_seconds
         self.endpoint = endpoint
         self.load_balancer_name = load_balancer_name
         self.timeout_seconds = timeout_seconds
@@ -51,9 +58,42 @@ class ApplicationHealthOperator(MaintenanceCheckOperator):
 
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="elbv2")
 
+    @property
+    def lookback_minutes(self) -> int | None:
+        return self.history_minutes
+
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         yield self._endpoint_finding()
         yield self._targets_finding()
+        if self.history_minutes:
+            yield from self._targets_history(context)
+
+    def _targets_history(self, context: Any) -> Iterable[Finding]:
+        """Any stretch of the window without a healthy target (P1: the application was unreachable)."""
+        from solemate_maintenance.window import TimeWindow
+
+        client = self.elb_hook.conn
+        try:
+            balancer = client.describe_load_balancers(Names=[self.load_balancer_name])["LoadBalancers"][0]
+        except client.exceptions.LoadBalancerNotFoundException:
+            return  # the live check already says so (P1)
+        dimension = balancer["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
+        groups = client.describe_target_groups(LoadBalancerArn=balancer["LoadBalancerArn"])["TargetGroups"]
+        queries = [MetricQuery(id=f"healthy_{i}", namespace="AWS/ApplicationELB", metric="HealthyHostCount",
+                               stat="Minimum", period=self.period_seconds,
+                               dimensions={"TargetGroup": g["TargetGroupArn"].split(":", 5)[5],
+                                           "LoadBalancer": dimension})
+                   for i, g in enumerate(groups)]
+        if not queries:
+            return
+        points = self.metrics_hook.get_metric_points(queries, TimeWindow.ending_at_run(context, self.history_minutes))
+        for i, group in enumerate(groups):
+            yield series_finding(
+                check="application.healthy_targets_history", resource=f"{self.load_balancer_name}/"
+                f"{group['TargetGroupName']}", label="fewest healthy targets", metric="healthy_targets",
+                points=points[f"healthy_{i}"], unit="targets", threshold=Lower(warning=0, critical=0),
+                period=timedelta(seconds=self.period_seconds), warning_severity=Severity.P1,
+                critical_severity=Severity.P1, missing_severity=Severity.P4)
 
     def _endpoint_finding(self) -> Finding:
         check = "application.endpoint"

@@ -7,10 +7,11 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from solemate_maintenance.config import EcsCheck, EcsService
-from solemate_maintenance.findings import Finding, Measurement, Severity, Status, threshold_finding
+from solemate_maintenance.config import EcsCheck, EcsService, Lower
+from solemate_maintenance.findings import Finding, Measurement, Severity, Status
 from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
+from solemate_maintenance.series import judge, series_finding
 from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
@@ -113,21 +114,52 @@ class EcsServiceHealthOperator(MaintenanceCheckOperator):
     def _utilization_findings(self, services: list[EcsService], window: TimeWindow) -> Iterable[Finding]:
         metrics = {"cpu_utilization": ("CPUUtilization", self.thresholds.cpu_percent),
                    "memory_utilization": ("MemoryUtilization", self.thresholds.memory_percent)}
-        queries = [
-            MetricQuery(id=f"{key}_{i}", namespace="AWS/ECS", metric=name, stat="Average",
-                        period=self.thresholds.period_seconds,
-                        dimensions={"ClusterName": self.cluster, "ServiceName": spec.name})
-            for i, spec in enumerate(services)
-            for key, (name, _) in metrics.items()
-        ]
+        period = self.thresholds.period_seconds
+        queries = []
+        for i, spec in enumerate(services):
+            dims = {"ClusterName": self.cluster, "ServiceName": spec.name}
+            queries += [MetricQuery(id=f"{key}_{i}", namespace="AWS/ECS", metric=name, stat="Average", period=period,
+                                    dimensions=dims) for key, (name, _) in metrics.items()]
+            # Container Insights: the task counts over the window, not only the live count at run time.
+            queries += [MetricQuery(id=f"running_{i}", namespace="ECS/ContainerInsights", metric="RunningTaskCount",
+                                    stat="Minimum", period=period, dimensions=dims),
+                        MetricQuery(id=f"desired_{i}", namespace="ECS/ContainerInsights", metric="DesiredTaskCount",
+                                    stat="Maximum", period=period, dimensions=dims)]
         if not queries:
             return
-        series = self.metrics_hook.get_metric_data(queries, window)
+        points = self.metrics_hook.get_metric_points(queries, window)
         for i, spec in enumerate(services):
             for key, (name, threshold) in metrics.items():
-                yield threshold_finding(
+                yield series_finding(
                     check=f"ecs.{key}", resource=f"{self.cluster}/{spec.name}",
-                    label=f"peak {self.thresholds.period_seconds // 60}-min {name}",
-                    metric=f"{key}_percent", value=series[f"{key}_{i}"].reduce("max"), unit="%", threshold=threshold,
+                    label=f"peak {period // 60}-min {name}", metric=f"{key}_percent", points=points[f"{key}_{i}"],
+                    unit="%", threshold=threshold, period=timedelta(seconds=period),
                     warning_severity=Severity.P3, critical_severity=Severity.P2,
                 )
+            yield self._task_history(spec, points[f"running_{i}"], points[f"desired_{i}"], period)
+
+    def _task_history(self, spec: EcsService, running: list, desired: list, period: int) -> Finding:
+        """Fewer tasks than desired at any time of the window (P2; none running P1), with when."""
+        check, resource = "ecs.task_count_history", f"{self.cluster}/{spec.name}"
+        wanted = dict(desired)
+        ratio = [(t, 100 * v / wanted[t]) for t, v in running if wanted.get(t)]
+        if not ratio:
+            return Finding(check=check, resource=resource, status=Status.SKIPPED,
+                           summary="task counts over the window not checked: no Container Insights data",
+                           details={"fix": "enable Container Insights on the cluster (ECS > Clusters > Update "
+                                           "cluster > Monitoring)"})
+        verdict = judge(ratio, Lower(warning=99.9, critical=0), timedelta(seconds=period))
+        if verdict.status is Status.OK:
+            return Finding(check=check, resource=resource, status=Status.OK,
+                           summary=f"all desired tasks running throughout the window ({len(ratio)} datapoints)")
+        worst_at = verdict.worst_at
+        counts = f"{dict(running).get(worst_at, 0):.0f} of {wanted.get(worst_at, 0):.0f}"
+        critical = verdict.status is Status.CRITICAL
+        return Finding(
+            check=check, resource=resource, status=verdict.status,
+            severity=Severity.P1 if critical else Severity.P2,
+            summary=f"fewer tasks running than desired ({counts} at worst) — {verdict.stretches()}; "
+                    f"{verdict.minutes_bad} min short",
+            details={"bad_periods": [[s.isoformat(), e.isoformat()] for s, e in verdict.spans]},
+            metrics={"running_percent_of_desired": Measurement(value=round(verdict.worst, 1), unit="%",
+                                                               critical=0, warning=99.9, bad_when="below")})

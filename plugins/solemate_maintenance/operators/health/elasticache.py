@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from solemate_maintenance.config import ElastiCacheCheck
 from solemate_maintenance.findings import Finding, Severity, Status, threshold_finding
-from solemate_maintenance.metric_queries import MetricQuery
+from solemate_maintenance.metric_queries import MetricQuery, MetricSeries
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
+from solemate_maintenance.series import series_finding
 from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ class ElastiCacheHealthOperator(MaintenanceCheckOperator):
             return MetricQuery(id=query_id, namespace="AWS/ElastiCache", metric=name, stat=stat,
                                period=t.period_seconds, dimensions=dims)
 
-        series = self.metrics_hook.get_metric_data(
+        points = self.metrics_hook.get_metric_points(
             [
                 query("cpu", "EngineCPUUtilization", "Average"),
                 query("memory", "DatabaseMemoryUsagePercentage", "Average"),
@@ -79,14 +81,16 @@ class ElastiCacheHealthOperator(MaintenanceCheckOperator):
             ],
             window,
         )
-        yield threshold_finding(check="elasticache.cpu_utilization", resource=resource,
-                                label="peak EngineCPUUtilization", metric="cpu_percent",
-                                value=series["cpu"].reduce("max"), unit="%", threshold=t.cpu_percent,
-                                warning_severity=Severity.P3, critical_severity=Severity.P2)
-        yield threshold_finding(check="elasticache.memory", resource=resource,
-                                label="peak DatabaseMemoryUsagePercentage", metric="memory_percent",
-                                value=series["memory"].reduce("max"), unit="%", threshold=t.memory_percent,
-                                warning_severity=Severity.P3, critical_severity=Severity.P2)
+        series = {key: MetricSeries(key, tuple(v for _, v in values)) for key, values in points.items()}
+        period = timedelta(seconds=t.period_seconds)
+        yield series_finding(check="elasticache.cpu_utilization", resource=resource,
+                             label="peak EngineCPUUtilization", metric="cpu_percent", points=points["cpu"], unit="%",
+                             threshold=t.cpu_percent, period=period,
+                             warning_severity=Severity.P3, critical_severity=Severity.P2)
+        yield series_finding(check="elasticache.memory", resource=resource,
+                             label="peak DatabaseMemoryUsagePercentage", metric="memory_percent",
+                             points=points["memory"], unit="%", threshold=t.memory_percent, period=period,
+                             warning_severity=Severity.P3, critical_severity=Severity.P2)
         hits, misses = series["hits"].reduce("sum"), series["misses"].reduce("sum")
         lookups = (hits or 0) + (misses or 0)
         hit_ratio = None if hits is None or lookups == 0 else 100 * hits / lookups

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from solemate_maintenance.config import KpiCheck, Kpis, Upper
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status, threshold_finding
-from solemate_maintenance.metric_queries import MetricQuery
+from solemate_maintenance.metric_queries import MetricQuery, MetricSeries
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
+from solemate_maintenance.series import judge, series_finding
 from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
@@ -58,11 +60,12 @@ class KpiOperator(MaintenanceCheckOperator):
         window = TimeWindow.ending_at_run(context, self.thresholds.lookback_minutes)
         period = window.seconds - window.seconds % 60
 
-        def alb(query_id: str, name: str, stat: str, return_data: bool = True) -> MetricQuery:
+        def alb(query_id: str, name: str, stat: str, return_data: bool = True, every: int = period) -> MetricQuery:
             return MetricQuery(id=query_id, namespace="AWS/ApplicationELB", metric=name, stat=stat,
-                               period=period, dimensions=dims, return_data=return_data)
+                               period=every, dimensions=dims, return_data=return_data)
 
-        series = self.metrics_hook.get_metric_data(
+        step = self.thresholds.period_seconds
+        points = self.metrics_hook.get_metric_points(
             [
                 alb("p95", "TargetResponseTime", "p95"),
                 alb("p99", "TargetResponseTime", "p99"),
@@ -74,17 +77,39 @@ class KpiOperator(MaintenanceCheckOperator):
                 MetricQuery(id="error_rate", period=period,
                             expression="100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / "
                                        "(FILL(requests, 0) + FILL(elb5xx, 0))"),
+                # The same per sub-window, for when it was bad (percentiles over the day stay one period).
+                alb("p99_step", "TargetResponseTime", "p99", every=step),
+                alb("requests_step", "RequestCount", "Sum", return_data=False, every=step),
+                alb("target5xx_step", "HTTPCode_Target_5XX_Count", "Sum", return_data=False, every=step),
+                alb("elb5xx_step", "HTTPCode_ELB_5XX_Count", "Sum", return_data=False, every=step),
+                MetricQuery(id="error_rate_step", period=step,
+                            expression="100 * (FILL(target5xx_step, 0) + FILL(elb5xx_step, 0)) / "
+                                       "(FILL(requests_step, 0) + FILL(elb5xx_step, 0))"),
             ],
             window,
         )
+        series = {key: MetricSeries(key, tuple(v for _, v in values)) for key, values in points.items()}
         for key, target in (("p95", self.kpis.response_time_p95_ms), ("p99", self.kpis.response_time_p99_ms)):
             seconds = series[key].reduce("max")
-            yield threshold_finding(
+            finding = threshold_finding(
                 check=f"kpi.response_time_{key}", resource=resource, label=f"{key.upper()} response time",
                 metric=f"response_time_{key}_ms", value=None if seconds is None else seconds * 1000, unit="ms",
                 threshold=Upper(warning=target, critical=2 * target),
                 warning_severity=Severity.P3, critical_severity=Severity.P2,
             )
+            p99_target = self.kpis.response_time_p99_ms
+            slow = judge([(t, v * 1000) for t, v in points["p99_step"]],
+                         Upper(warning=p99_target, critical=2 * p99_target), timedelta(seconds=step))
+            if finding.is_problem and slow.spans:
+                finding = finding.model_copy(update={"summary": f"{finding.summary} — P99 over target "
+                                                                f"{slow.when('ms')}"})
+            yield finding
+        yield series_finding(
+            check="kpi.error_rate_peak", resource=resource, label=f"worst {step // 60}-min 5xx rate",
+            metric="error_rate_peak_percent", points=points["error_rate_step"], unit="%",
+            threshold=self.thresholds.peak_error_rate_percent, period=timedelta(seconds=step),
+            warning_severity=Severity.P2, critical_severity=Severity.P1,
+        )
         error_rate = series["error_rate"].reduce("max")
         yield threshold_finding(
             check="kpi.error_rate", resource=resource, label="5xx error rate", metric="error_rate_percent",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from solemate_maintenance.findings import Finding, Severity, Status, threshold_f
 from solemate_maintenance.metric_queries import MetricQuery
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.series import series_finding
 from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
@@ -83,13 +85,14 @@ class RdsHealthOperator(MaintenanceCheckOperator):
                         period=self.thresholds.period_seconds, dimensions={"DBInstanceIdentifier": resource})
             for key, (name, *_rest) in _RDS_METRICS.items()
         ]
-        series = self.metrics_hook.get_metric_data(queries, window)
+        points = self.metrics_hook.get_metric_points(queries, window)
+        period = timedelta(seconds=self.thresholds.period_seconds)
         for key, (name, reducer, scale, unit, attribute, check) in _RDS_METRICS.items():
-            raw = series[key].reduce(reducer)
-            yield threshold_finding(
-                check=check, resource=resource, label=f"{reducer} {name}", metric=attribute,
-                value=None if raw is None else raw * scale, unit=unit,
-                threshold=getattr(self.thresholds, attribute),
+            # Every datapoint of the window judged: three hours at 95 % is not "the day's average".
+            yield series_finding(
+                check=check, resource=resource, label=f"{'peak' if reducer == 'max' else 'lowest'} {name}",
+                metric=attribute, points=[(t, v * scale) for t, v in points.get(key, [])], unit=unit,
+                threshold=getattr(self.thresholds, attribute), period=period,
                 warning_severity=Severity.P3, critical_severity=Severity.P2,
             )
         yield from self._round_trip(resource)

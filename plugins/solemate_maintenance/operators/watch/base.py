@@ -49,6 +49,9 @@ class IncidentWatchOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("aws_conn_id", "region_name")
     ui_color = "#fdf2d0"
+    # Checks of live state that report only what is wrong now (a lock wait, a long transaction): an open
+    # incident of one of them that a watch no longer sees is resolved.
+    live_checks: frozenset[str] = frozenset()
 
     def __init__(self, *, config: PlatformConfig, interval_minutes: int, max_window_minutes: int,
                  aws_conn_id: str | None = "aws_default", region_name: str | None = None, **kwargs: Any) -> None:
@@ -62,6 +65,10 @@ class IncidentWatchOperator(BaseOperator):
     @abstractmethod
     def observe(self, context: Any, window: TimeWindow, record: IncidentRecord) -> list[Observation]:
         """Measure the window; one observation per judged problem, healthy ones included."""
+
+    def open_severity(self) -> Severity:
+        """Problems at this severity or worse open an incident."""
+        return Severity(self.config.watch.open_severity)
 
     def remember(self, record: IncidentRecord) -> None:
         """Put what the next watch needs into the record (called inside the conditional write)."""
@@ -112,8 +119,13 @@ class IncidentWatchOperator(BaseOperator):
         watch = self.config.watch
 
         def advance(current: IncidentRecord) -> list[Announcement]:
-            claimed = apply_observations(current, observations, watch=ti.dag_id, run_id=ti.run_id,
-                                         window_end=window.end, open_severity=Severity(watch.open_severity),
+            seen = {o.key for o in observations}
+            gone = [Observation(key=i.key, check=i.check, resource=i.resource, severity=None, summary="no longer seen",
+                                period=timedelta(minutes=self.interval_minutes))
+                    for i in current.incidents.values() if i.is_open and i.check in self.live_checks
+                    and i.key not in seen]
+            claimed = apply_observations(current, [*observations, *gone], watch=ti.dag_id, run_id=ti.run_id,
+                                         window_end=window.end, open_severity=self.open_severity(),
                                          reminder=timedelta(hours=watch.reminder_hours))
             if claimed or not coverage["already_watched"]:
                 self.remember(current)

@@ -98,7 +98,7 @@ class PerformancePlan:
             errors = Upper(warning=checks.kpis.error_rate_critical_percent,
                            critical=max(checks.kpis.error_rate_critical_percent, watch.unavailable_error_rate_percent))
             for source in ("target", "elb"):
-                self._judge("kpi.error_rate", f"{alb} ({source.upper() if source == 'elb' else source} 5xx)",
+                self._judge("kpi.error_rate_peak", f"{alb} ({source.upper() if source == 'elb' else source} 5xx)",
                             f"{'ELB' if source == 'elb' else 'target'} 5xx rate", "%", errors,
                             Severity.P2, Severity.P1, _series(f"{source}_error_rate"))
             for key, target in (("p95", kpis.response_time_p95_ms), ("p99", kpis.response_time_p99_ms)):
