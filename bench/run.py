@@ -14,6 +14,9 @@
   against the pages AWS needs at most (bench/fleet.py), and wall time.
 * The monthly cost review's Cost Explorer requests (billed per request): a month's first review, a
   re-run of it (zero: the answers are cached), an older month (bench/cost.py).
+* The 15-minute watch (bench/watch.py): AWS calls per run (GetMetricData, S3), the worker-seconds of
+  one run as a worker runs it (a process parsing the DAG file and running the task), and the
+  CloudWatch bill per day (GetMetricData is billed per metric requested).
 Exits 1 when a target is missed.
 """
 
@@ -46,6 +49,12 @@ TARGETS = {
     # Cost Explorer bills each request: a month's first review asks a handful, a re-run none.
     "cost_explorer_first_run_calls": 5.0,
     "cost_explorer_rerun_calls": 0.0,
+    # The 15-minute watch (issue 19): per run, for the default platform.
+    "watch_get_metric_data_calls": 2.0,
+    "watch_s3_requests": 6.0,
+    "watch_worker_s": 10.0,
+    # GetMetricData bills per metric requested: 96 runs a day.
+    "watch_cloudwatch_usd_per_day": 0.05,
 }
 
 TRIVIAL_DAG = """
@@ -150,6 +159,24 @@ def restore_test() -> dict[str, float]:
             "restore_test_wall_s": runs[20]["wall_s"]}
 
 
+def watch() -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}"}
+    done = subprocess.run([sys.executable, "-m", "bench.watch"], env=env, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"watch bench failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    for run in measured["runs"]:
+        print(f"  one watch: wall {run['wall_s']:.1f} s, CPU {run['cpu_s']:.1f} s, calls {run['calls']}")
+    print(f"  {measured['metrics_per_run']} metrics requested per run; incident record "
+          f"{measured['record_bytes']} bytes; CloudWatch ${measured['cloudwatch_usd_per_day']:.3f}/day")
+    runs = measured["runs"]
+    return {"watch_get_metric_data_calls": max(sum(n for c, n in r["calls"].items() if c.endswith("GetMetricData"))
+                                               for r in runs),
+            "watch_s3_requests": max(sum(n for c, n in r["calls"].items() if c.startswith("s3:")) for r in runs),
+            "watch_worker_s": max(r["wall_s"] for r in runs),
+            "watch_cloudwatch_usd_per_day": measured["cloudwatch_usd_per_day"]}
+
+
 def main() -> int:
     print("DAG parsing:")
     results = dag_parse()
@@ -165,6 +192,8 @@ def main() -> int:
     from bench.cost import cost_explorer
 
     results.update(cost_explorer())
+    print("The 15-minute performance watch (a worker's process per run):")
+    results.update(watch())
     missed = 0
     print(f"\n{'measure':<32}{'value':>10}{'target':>10}")
     for name, value in results.items():
