@@ -102,10 +102,13 @@ class BackupHistory:
         moto_backup.seed_selection(primary, plan.backup_plan_id, "production-database", [self.db_arn])
         source_vault = self.vault_arn(self.primary, policy.backup_vault)
         for rule, entry in zip(policy.rules, rules, strict=True):
+            # "The latest daily job failed": every daily job since the one the check expects done by the
+            # anchor (its completion_hours allowance), so the newest recovery point is stale at any hour
+            # of the day. Only the job before it, at 02:00 with a 05:00 run, left the next one in time.
+            due = previous_fire(rule.schedule, anchor - timedelta(hours=rule.completion_hours))
             for fired in self._fires(rule.schedule, anchor, rule.delete_after_days):
                 created = fired + BACKUP_TAKES
-                failed = "backup_job_failed" in problems and rule.name == "daily" and \
-                    fired == previous_fire(rule.schedule, anchor - BACKUP_TAKES)
+                failed = "backup_job_failed" in problems and rule.name == "daily" and fired >= due
                 moto_backup.seed_backup_job(primary, policy.backup_vault, self.db_arn, fired,
                                             "FAILED" if failed else "COMPLETED", plan_id=plan.backup_plan_id,
                                             rule_id=entry["RuleId"],

@@ -201,6 +201,22 @@ def test_permanent_aws_error_says_it_was_not_retried(sink, alerts):
     assert "*What to do*\\nthe resource name in the platform config may be wrong" in text
 
 
+def test_a_watch_without_a_report_alerts_a_platform_wide_cause_itself(sink, alerts):
+    """performance_watch has no report task to send the one alert for a shared cause: its task says it."""
+    from types import SimpleNamespace
+
+    from botocore.exceptions import NoCredentialsError
+
+    context = make_context(anchor=live_anchor(), task_id="watch", dag_id="performance_watch")
+    context["task"] = SimpleNamespace(dag=SimpleNamespace(task_ids=["watch"]))
+    error = NoCredentialsError()
+    context["exception"] = PermanentAwsError(classify(error), error)
+    notifier(alerts).notify(context)
+    [message] = sink.messages()
+    assert message["payload"]["text"].startswith("[P2] production: performance_watch.watch failed")
+    assert "aws_default" in blocks_text(message["payload"])
+
+
 def test_platform_wide_cause_is_left_to_the_report_not_alerted_per_task(sink, alerts):
     from botocore.exceptions import NoCredentialsError
 

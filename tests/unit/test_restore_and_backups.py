@@ -293,3 +293,21 @@ def test_a_restored_copy_missing_a_table_says_so_and_the_other_checks_still_run(
     assert found[("restore.foreign_keys", "restore-test-x")].status.value == "ok"  # still checked
     assert found[("restore.indexes", "restore-test-x")].status.value == "ok"
     assert newest is None and unmeasured.startswith("the newest-business-row query failed (UndefinedTable")
+
+
+@pytest.mark.parametrize("hour", [3, 4, 20])  # inside the 3 completion hours after 02:00, and well after
+def test_a_failed_daily_backup_job_leaves_the_daily_rule_stale_at_any_hour(platform, config, hour):
+    """The sandbox's "backup_job_failed" must be a P2 whatever the time of day of the run: it failed only
+    the newest job, which the check does not expect yet within its 3 completion hours (a run between
+    02:20 and 05:00 then saw yesterday's point as fresh, and the end-to-end test failed on some mornings)."""
+    from solemate_maintenance.findings import ChecksFailedError
+    from solemate_maintenance.operators.backups.policy import AwsBackupOperator
+
+    anchor = ANCHOR.replace(hour=hour)
+    platform.seed(anchor, {"backup_job_failed"})
+    context = make_context(anchor=anchor)
+    with pytest.raises(ChecksFailedError):
+        AwsBackupOperator(task_id="aws_backup", db_instance_identifier=SOURCE, policy=config.backups,
+                          dr_region=config.regions.dr, region_name=config.regions.primary).execute(context)
+    points = {f["resource"]: f for f in context["ti"].pushed["findings"] if f["check"] == "backup.recovery_point"}
+    assert points["solemate-production/daily"]["severity"] == "P2", points["solemate-production/daily"]["summary"]

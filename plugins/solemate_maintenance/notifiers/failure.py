@@ -73,7 +73,7 @@ class MaintenanceFailureNotifier(BaseNotifier):
                          [delivery.model_copy(update={"task_id": ti.task_id}).model_dump()])
             return
         cause = classify(exception)
-        if cause and cause.platform_wide and not isinstance(exception, ChecksFailedError):
+        if cause and cause.platform_wide and not isinstance(exception, ChecksFailedError) and _has_report(context):
             self._record(ti, COMMON_CAUSE_XCOM_KEY, {
                 **cause.as_dict(), "error": trim(scrub(f"{type(exception).__name__}: {exception}"), 400),
                 "log_url": ti.log_url})
@@ -221,6 +221,14 @@ def failure_notifier(config: PlatformConfig) -> MaintenanceFailureNotifier:
 
     return MaintenanceFailureNotifier(alerts=config.alerts, environment=config.environment, reports=config.reports,
                                       region_name=config.regions.primary, incident_key=incident_key(config))
+
+
+def _has_report(context: Any) -> bool:
+    """Whether the run has a report task to send one alert for a cause many tasks share. The watches have
+    none: their task alerts for itself, or an unreachable AWS would go unannounced."""
+    dag = getattr(context.get("task"), "dag", None) or context.get("dag")
+    task_ids = getattr(dag, "task_ids", None)
+    return task_ids is None or "report" in task_ids
 
 
 def _repeats(earlier: Any, task_id: str, severities: dict[str, Severity]) -> bool:

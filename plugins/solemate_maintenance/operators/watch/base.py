@@ -127,7 +127,8 @@ class IncidentWatchOperator(BaseOperator):
             claimed = apply_observations(current, [*observations, *gone], watch=ti.dag_id, run_id=ti.run_id,
                                          window_end=window.end, open_severity=self.open_severity(),
                                          reminder=timedelta(hours=watch.reminder_hours))
-            if claimed or not coverage["already_watched"]:
+            if current.watched_until.get(ti.dag_id) == window.end and not coverage["already_watched"]:
+                # This run advanced the record: its readings (e.g. the database's counters) are the newest.
                 self.remember(current)
             prune(current, window.end, timedelta(days=watch.keep_resolved_days))
             return claimed
