@@ -19,12 +19,29 @@ def at(hour: int) -> object:
     return DAY.replace(hour=hour, minute=0) if hour >= 2 else ANCHOR.replace(hour=hour)
 
 
-@pytest.fixture
-def day(platform):
-    platform.stage([("payment_failures", at(10), at(11)), ("rds_cpu", at(12), at(15)), ("ecs_tasks", at(12), at(13)),
-                    ("alb_5xx", at(14), at(16)), ("slow_p99", at(18), at(19)), ("targets_down", at(22), at(22) +
-                                                                                       timedelta(minutes=15))])
-    return platform
+@pytest.fixture(scope="module")
+def day():
+    """One world for the module: the checks only read it."""
+    from moto import mock_aws
+
+    from sandbox.platform import Platform
+    from sandbox.servers import HealthEndpoint
+    from solemate_maintenance.config import load_config
+    from tests.unit.conftest import cached_clients
+
+    config = load_config()
+    health = HealthEndpoint().start()
+    try:
+        with mock_aws():
+            world = Platform(config, cached_clients(config.regions.primary), health)
+            world.create()
+            world.seed(ANCHOR)
+            world.stage([("payment_failures", at(10), at(11)), ("rds_cpu", at(12), at(15)),
+                          ("ecs_tasks", at(12), at(13)), ("alb_5xx", at(14), at(16)), ("slow_p99", at(18), at(19)),
+                          ("targets_down", at(22), at(22) + timedelta(minutes=15))])
+            yield world
+    finally:
+        health.stop()
 
 
 def test_an_hour_of_failed_payments_is_p1_with_when_not_averaged_away(day, config):
