@@ -125,12 +125,20 @@ NEXT_STEPS = {
 DEFAULT_NEXT_STEP = "Open the task log, then the report for every measurement."
 
 
+def next_step_for(check: str) -> str | None:
+    """The first thing to do about `check` (the longest matching prefix in NEXT_STEPS), if any."""
+    for prefix in sorted(NEXT_STEPS, key=len, reverse=True):
+        if check == prefix or check.startswith(prefix + "."):
+            return NEXT_STEPS[prefix]
+    return None
+
+
 def next_step(findings: Sequence[Finding]) -> str:
     """What to do first, for the worst failing finding."""
     for finding in sorted(findings, key=lambda f: f.severity or "P9"):
-        for prefix in sorted(NEXT_STEPS, key=len, reverse=True):
-            if finding.check == prefix or finding.check.startswith(prefix + "."):
-                return NEXT_STEPS[prefix]
+        step = next_step_for(finding.check)
+        if step:
+            return step
     return DEFAULT_NEXT_STEP
 
 

@@ -16,7 +16,7 @@ from solemate_maintenance.config import Lower, PlatformConfig, Upper
 from solemate_maintenance.findings import Severity, Status
 from solemate_maintenance.incidents import Observation
 from solemate_maintenance.metric_queries import MetricQuery
-from solemate_maintenance.notifiers.messages import NEXT_STEPS
+from solemate_maintenance.notifiers.messages import next_step_for
 from solemate_maintenance.series import Point, SeriesVerdict, judge
 
 MIB = 1024**2
@@ -236,7 +236,4 @@ def _tasks_in_words(running: str, desired: str) -> Callable[[dict[str, list[Poin
 
 
 def _next_step(check: str) -> str:
-    for prefix in sorted(NEXT_STEPS, key=len, reverse=True):
-        if check == prefix or check.startswith(prefix + "."):
-            return NEXT_STEPS[prefix]
-    return ""
+    return next_step_for(check) or ""
