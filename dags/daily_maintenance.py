@@ -69,23 +69,27 @@ def daily_maintenance():
             latency_ms=checks.application.latency_ms,
             lookback_minutes=checks.application.lookback_minutes,
             period_seconds=checks.application.period_seconds,
+            troubleshoot=config,
         ),
         EcsServiceHealthOperator(
             task_id="ecs_services",
             cluster=resources.ecs.cluster,
             services=resources.ecs.services,
             thresholds=checks.ecs,
+            troubleshoot=config,
         ),
         RdsHealthOperator(
             task_id="rds_health",
             db_instance_identifier=resources.rds.instance_id,
             db_conn_id=resources.rds.db_conn_id,
             thresholds=checks.rds,
+            troubleshoot=config,
         ),
         ElastiCacheHealthOperator(
             task_id="elasticache_health",
             cache_cluster_id=resources.elasticache.cluster_id,
             thresholds=checks.elasticache,
+            troubleshoot=config,
         ),
         BusinessMetricsOperator(
             task_id="business_metrics",
@@ -97,6 +101,7 @@ def daily_maintenance():
             load_balancer_name=resources.alb.name,
             kpis=config.kpis,
             thresholds=checks.kpis,
+            troubleshoot=config,
         ),
     ]
     housekeeping = [

@@ -169,6 +169,7 @@ EPISODES = {
     "ecs_tasks": "1 of 4 ECS tasks running (Container Insights)",
     "slow_p99": "every response takes about 3 s (P95/P99 3 s)",
     "targets_down": "no healthy target in the ALB's target group",
+    "alb_502": "the ALB answers 502 to 30 % of requests (its targets do not answer)",
 }
 Episode = tuple[str, datetime, datetime]
 
@@ -187,6 +188,12 @@ def overlay(backend: object, names: Names, episodes: Sequence[Episode]) -> None:
                                                                 start, end)}
             _replace(backend, "AWS/ApplicationELB", alb, start, end,
                      {"HTTPCode_Target_5XX_Count": lambda ts, r=requests: round(r.get(ts, 5000) * 0.2)})
+        elif kind == "alb_502":
+            requests = {d.timestamp: d.value for d in _matching(backend, "AWS/ApplicationELB", "RequestCount", alb,
+                                                                start, end)}
+            refused = {"HTTPCode_ELB_5XX_Count": lambda ts, r=requests: round(r.get(ts, 5000) * 0.3),
+                       "HTTPCode_ELB_502_Count": lambda ts, r=requests: round(r.get(ts, 5000) * 0.3)}
+            _replace(backend, "AWS/ApplicationELB", alb, start, end, refused)
         elif kind == "rds_cpu":
             _replace(backend, "AWS/RDS", {"DBInstanceIdentifier": names.db_instance}, start, end,
                      {"CPUUtilization": lambda ts: 95.0})

@@ -9,7 +9,9 @@ and it starts tasks whose image does not exist. The sandbox needs the real contr
 * a task whose image is an ECR image missing from that region's repository stops instead, with
   ``CannotPullContainerError`` as its stopped reason (what ECS reports when the pull fails);
 * a service whose desired count changes reaches it ``start_seconds`` later (moto never runs the
-  tasks of a service, so its ``services_stable`` waiter would wait forever).
+  tasks of a service, so its ``services_stable`` waiter would wait forever);
+* ``ListTasks(serviceName=…)`` lists that service's tasks only (moto ignores the filter): a service's
+  tasks are those in the group ``service:<name>``, as ECS names them.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ def describe_services(self: EC2ContainerServiceBackend, *args: Any, **kwargs: An
     return services, failures
 
 
+def list_tasks(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> list[Task]:
+    tasks = _ORIGINAL["list_tasks"](self, *args, **kwargs)
+    service = kwargs.get("service_name") or (args[4] if len(args) > 4 else None)
+    if service:
+        tasks = [t for t in tasks if getattr(t, "group", None) == f"service:{service.split('/')[-1]}"]
+    return tasks
+
+
 def _last_status(self: Task) -> str:
     running_at = getattr(self, "_sandbox_running_at", None)
     if running_at is None:  # a task not started through run_task: moto's own behaviour
@@ -114,9 +124,10 @@ def apply() -> None:
     """Install the ECS patches (idempotent)."""
     if _ORIGINAL:
         return
-    for name in ("run_task", "update_service", "describe_services"):
+    for name in ("run_task", "update_service", "describe_services", "list_tasks"):
         _ORIGINAL[name] = getattr(EC2ContainerServiceBackend, name)
     EC2ContainerServiceBackend.run_task = run_task  # type: ignore[method-assign]
     EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
     EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.list_tasks = list_tasks  # type: ignore[method-assign]
     Task.last_status = property(_last_status, _set_last_status)  # type: ignore[assignment]

@@ -272,3 +272,94 @@ class RedisBroker:
         except Exception:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+# -- PagerDuty's Events API -------------------------------------------------------------------------
+PAGERDUTY_HOST = "events.pagerduty.com"
+
+
+class _PagerDutyProxyHandler(socketserver.StreamRequestHandler):
+    """A CONNECT to events.pagerduty.com:443 is answered by the stand-in itself: TLS with a certificate
+    for that name from the sandbox's CA, then the Events API v2 (POST /v2/enqueue)."""
+
+    def handle(self) -> None:
+        sink: PagerDutyEvents = self.server.owner  # type: ignore[attr-defined]
+        request = self.rfile.readline().decode("latin-1").split()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        if len(request) < 2 or request[0] != "CONNECT" or request[1] != f"{PAGERDUTY_HOST}:443":
+            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.wfile.flush()
+        with sink.context.wrap_socket(self.connection, server_side=True) as tls:
+            stream = tls.makefile("rwb")
+            while self._one_request(sink, stream):
+                pass
+
+    @staticmethod
+    def _one_request(sink: PagerDutyEvents, stream: Any) -> bool:
+        line = stream.readline().decode("latin-1").split()
+        if len(line) < 2:
+            return False
+        headers = {}
+        while (header := stream.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = header.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = stream.read(int(headers.get("content-length", 0)))
+        try:
+            event = json.loads(body)
+        except json.JSONDecodeError:
+            event = {}
+        if line[0] != "POST" or line[1] != "/v2/enqueue" or not event.get("routing_key") \
+                or event.get("event_action") not in ("trigger", "acknowledge", "resolve"):
+            status, answer = "400 Bad Request", {"status": "invalid event", "message": "Event object is invalid"}
+        else:
+            status = "202 Accepted"
+            answer = {"status": "success", "message": "Event processed",
+                      "dedup_key": event.get("dedup_key") or f"sandbox-{len(sink.messages())}"}
+            sink.append({"path": line[1], "event": event})
+        payload = json.dumps(answer).encode()
+        stream.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                     "\r\n".encode() + payload)
+        stream.flush()
+        return headers.get("connection", "").lower() != "close"
+
+
+class _ThreadingTcp(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class PagerDutyEvents(_Server, _JsonLines):
+    """A stand-in for PagerDuty's Events API v2, reached the way a deployment behind a proxy reaches
+    it: ``HTTPS_PROXY`` points at this server, which terminates TLS for events.pagerduty.com with a
+    certificate from the sandbox's CA (trusted through ``SSL_CERT_FILE``). The provider's hook and the
+    pagerduty client run unchanged. Records {"path", "event"} per accepted event.
+
+    :meth:`environment` gives the variables a process needs to use it."""
+
+    handler = _PagerDutyProxyHandler
+    server_class = _ThreadingTcp
+
+    def __init__(self, log_path: Path, workdir: Path) -> None:
+        import ssl
+        from datetime import UTC, datetime, timedelta
+
+        from sandbox.tls import PrivateCa
+
+        super().__init__(log_path)
+        ca = PrivateCa(workdir)
+        issued = ca.issue(PAGERDUTY_HOST, datetime.now(UTC) + timedelta(days=30))
+        (workdir / "pagerduty.pem").write_bytes(issued.certificate_pem + issued.chain_pem)
+        (workdir / "pagerduty.key").write_bytes(issued.private_key_pem)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(workdir / "pagerduty.pem", workdir / "pagerduty.key")
+        self.ca_bundle = ca.bundle_path
+
+    def environment(self) -> dict[str, str]:
+        return {"HTTPS_PROXY": self.url, "https_proxy": self.url, "NO_PROXY": "127.0.0.1,localhost",
+                "no_proxy": "127.0.0.1,localhost", "SSL_CERT_FILE": str(self.ca_bundle)}
+
+    def events(self) -> list[dict]:
+        return [m["event"] for m in self.messages()]

@@ -49,6 +49,16 @@ class Measurement(BaseModel):
     bad_when: Literal["above", "below"] | None = None
 
 
+class Diagnosis(BaseModel):
+    """What AWS (or the database) said when asked why a check failed: the guide's troubleshooting,
+    done before anyone is woken. ``missing`` says what could not be asked and why."""
+
+    lines: list[str] = Field(default_factory=list)
+    next_step: str | None = None
+    missing: str | None = None
+    calls: int = 0
+
+
 class Finding(BaseModel):
     """One observation about one resource. `severity` is None for `ok` findings."""
 
@@ -61,6 +71,7 @@ class Finding(BaseModel):
     summary: str
     details: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Measurement] = Field(default_factory=dict)
+    diagnosis: Diagnosis | None = None
 
     @property
     def key(self) -> str:

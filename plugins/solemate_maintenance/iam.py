@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from solemate_maintenance.config import PlatformConfig, load_config
+from solemate_maintenance.incidents import incident_key
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "include" / "iam"
 _PLACEHOLDER = re.compile(r"\$\{([a-z_]+)\}")
@@ -32,6 +33,8 @@ def placeholders(config: PlatformConfig) -> dict[str, str | list[str]]:
         "environment": config.environment,
         "reports_bucket": config.reports.bucket,
         "reports_prefix": config.reports.prefix,
+        # The continuous watch's incident record (the dashboard writes acknowledgements into it).
+        "incident_record": incident_key(config),
         "primary_region": config.regions.primary,
         "dr_region": config.regions.dr,
         "source_instance_id": config.resources.rds.instance_id,

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from solemate_maintenance.findings import Severity
+from solemate_maintenance.findings import Diagnosis, Severity
 
 SCHEMA_VERSION = 1
 # Delivered announcements older than this leave the record (the incident keeps its history summary).
@@ -39,6 +39,10 @@ class AnnouncementKind(StrEnum):
     ESCALATED = "escalated"
     REMINDER = "reminder"
     RESOLVED = "resolved"
+    # A P1 nobody acknowledged within its response time: the next on-call contact is paged.
+    PAGED = "paged"
+    # Somebody took it (from the alert's acknowledge link): the channel hears who, and PagerDuty stops.
+    ACKNOWLEDGED = "acknowledged"
 
 
 class Announcement(BaseModel):
@@ -51,6 +55,8 @@ class Announcement(BaseModel):
     outcome: str = "pending"
     attempts: int = 0
     deliveries: list[dict[str, Any]] = Field(default_factory=list)
+    # PAGED: the on-call role paged ("secondary", "escalation"); ACKNOWLEDGED: who.
+    detail: str = ""
 
 
 class Incident(BaseModel):
@@ -77,6 +83,20 @@ class Incident(BaseModel):
     bad_when: str = "above"
     reminders: int = 0
     next_step: str = ""
+    # Since when the incident has had its current severity: its response time counts from here.
+    severity_since: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    # How far along the on-call chain it has gone: 0 the primary (told when it opened), 1 the next…
+    escalation_level: int = 0
+    # What AWS said when asked why (stopped tasks' reasons, target health, top SQL…), and what could
+    # not be asked. Collected once, when the incident opens or gets worse.
+    diagnosis: list[str] = Field(default_factory=list)
+    diagnosis_missing: str | None = None
+
+    @property
+    def responding_since(self) -> datetime:
+        return self.severity_since or self.opened_at
 
     @property
     def is_open(self) -> bool:
@@ -138,6 +158,8 @@ class Observation:
     period: timedelta = timedelta(minutes=5)
     # False: no datapoint in the window. No evidence either way: an open incident stays open.
     has_data: bool = True
+    # The guide's troubleshooting, asked only for a problem about to open an incident or get worse.
+    diagnosis: Diagnosis | None = None
 
 
 def _incident_id(key: str, started: datetime) -> str:
@@ -174,6 +196,8 @@ def apply_observations(record: IncidentRecord, observations: Iterable[Observatio
                 started_at=seen.first_bad, last_bad_at=seen.last_bad,
                 opened_at=window_end, opened_by=run_id, last_announced_at=window_end, peak=seen.peak,
                 peak_at=seen.peak_at, unit=seen.unit, bad_when=seen.bad_when, next_step=seen.next_step)
+            incident.severity_since = window_end
+            _note_diagnosis(incident, seen)
             record.incidents[incident.id] = incident
             if seen.still_bad:
                 announce(incident, AnnouncementKind.OPENED)
@@ -192,7 +216,8 @@ def apply_observations(record: IncidentRecord, observations: Iterable[Observatio
         if seen.peak is not None and (current.peak is None or _worse(seen.peak, current.peak, current.bad_when)):
             current.peak, current.peak_at = seen.peak, seen.peak_at
         if seen.severity < current.severity:  # P1 < P2: worse
-            current.severity = seen.severity
+            current.severity, current.severity_since = seen.severity, window_end
+            _note_diagnosis(current, seen)
             announce(current, AnnouncementKind.ESCALATED)
         elif seen.still_bad and window_end - current.last_announced_at >= reminder:
             current.reminders += 1
@@ -202,6 +227,57 @@ def apply_observations(record: IncidentRecord, observations: Iterable[Observatio
             announce(current, AnnouncementKind.RESOLVED)
     record.watched_until[watch] = window_end
     return claimed
+
+
+def _note_diagnosis(incident: Incident, seen: Observation) -> None:
+    if seen.diagnosis is None:
+        return
+    incident.diagnosis, incident.diagnosis_missing = list(seen.diagnosis.lines), seen.diagnosis.missing
+    if seen.diagnosis.next_step:
+        incident.next_step = seen.diagnosis.next_step
+
+
+def escalate(record: IncidentRecord, *, window_end: datetime, run_id: str, response: timedelta, contacts: int,
+             skip: Callable[[Incident], bool] = lambda incident: False) -> list[Announcement]:
+    """Page the next on-call contact for each open P1 nobody acknowledged within its response time.
+
+    Level n is due n response times after the incident became P1 (secondary after one, the
+    escalation contact after two). After a scheduler gap only the level now due is paged, once: the
+    level reached is in the record, which is written conditionally, so two watches never page twice.
+    """
+    claimed: list[Announcement] = []
+    for incident in record.incidents.values():
+        if not incident.is_open or incident.severity is not Severity.P1 or incident.acknowledged_at or skip(incident):
+            continue
+        due = min(int((window_end - incident.responding_since) / response), contacts - 1)
+        if due > incident.escalation_level:
+            incident.escalation_level = due
+            item = Announcement(incident_id=incident.id, kind=AnnouncementKind.PAGED, at=window_end,
+                                claimed_by=run_id, detail=str(due))
+            record.announcements.append(item)
+            claimed.append(item)
+    return claimed
+
+
+class AcknowledgeRefused(Exception):
+    """The incident cannot be acknowledged (unknown, resolved, or already acknowledged): the reason."""
+
+
+def acknowledge(record: IncidentRecord, incident_id: str, *, by: str, at: datetime) -> Announcement:
+    """Record who took the incident; the announcement tells the channel and PagerDuty."""
+    incident = record.incidents.get(incident_id)
+    if incident is None:
+        raise AcknowledgeRefused(f"no incident {incident_id!r} in the record (resolved and pruned, or mistyped)")
+    if incident.acknowledged_at is not None:
+        raise AcknowledgeRefused(f"already acknowledged by {incident.acknowledged_by} at "
+                                 f"{incident.acknowledged_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+    if not incident.is_open:
+        raise AcknowledgeRefused(f"already resolved at {incident.resolved_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+    incident.acknowledged_by, incident.acknowledged_at = by, at
+    item = Announcement(incident_id=incident.id, kind=AnnouncementKind.ACKNOWLEDGED, at=at,
+                        claimed_by=f"dashboard:{by}", detail=by)
+    record.announcements.append(item)
+    return item
 
 
 def _worse(value: float, than: float, bad_when: str) -> bool:

@@ -106,16 +106,73 @@ class Kpis(_Strict):
 class SeverityPolicy(_Strict):
     description: str
     color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
+    # The guide's response time: every alert says "respond by 03:17 UTC (15 min)". For P1 it is also
+    # when an unacknowledged incident escalates to the next on-call contact.
+    response_minutes: int = Field(default=60, gt=0, le=7 * 24 * 60)
 
 
 # The operations guide's severity model. A config overrides only what differs, e.g.
 # `severities: {P1: {color: "#ff0000"}}`.
-DEFAULT_SEVERITIES: dict[str, dict[str, str]] = {
-    "P1": {"description": "Critical: application unavailable, payment failures, database outage", "color": "#d00000"},
-    "P2": {"description": "High: utilization > 80 %, error rate > 5 %, partial degradation", "color": "#ff8c00"},
-    "P3": {"description": "Medium: performance degradation, capacity warnings", "color": "#f2c744"},
-    "P4": {"description": "Low: housekeeping, informational", "color": "#439fe0"},
+DEFAULT_SEVERITIES: dict[str, dict[str, Any]] = {
+    "P1": {"description": "Critical: application unavailable, payment failures, database outage", "color": "#d00000",
+           "response_minutes": 15},
+    "P2": {"description": "High: utilization > 80 %, error rate > 5 %, partial degradation", "color": "#ff8c00",
+           "response_minutes": 60},
+    "P3": {"description": "Medium: performance degradation, capacity warnings", "color": "#f2c744",
+           "response_minutes": 240},
+    "P4": {"description": "Low: housekeeping, informational", "color": "#439fe0", "response_minutes": 1440},
 }
+
+SLACK_MENTION = r"^(<@[UW][A-Z0-9]{2,20}>|<!subteam\^S[A-Z0-9]{2,20}>|[UW][A-Z0-9]{2,20}|S[A-Z0-9]{2,20})$"
+
+
+class Contact(_Strict):
+    """One on-call role: who it is and how to reach them. Every field is optional, but a contact
+    must be reachable one way at least."""
+
+    name: str = Field(min_length=1, max_length=80)
+    # A Slack user id (U…/W…) or user-group id (S…): the alert mentions it, which notifies them.
+    slack: str | None = Field(default=None, pattern=SLACK_MENTION)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    # An SNS topic with their phone (SMS) subscription: escalation pages go here.
+    sns_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Contact:
+        if not (self.slack or self.email or self.sns_topic_arn):
+            raise ValueError(f"contact {self.name!r} has no slack, email or sns_topic_arn: nobody could be reached")
+        return self
+
+    @property
+    def mention(self) -> str:
+        """How Slack should name them: a mention when there is a Slack id, else the name."""
+        if not self.slack:
+            return self.name
+        if self.slack.startswith("<"):
+            return self.slack
+        return f"<!subteam^{self.slack}>" if self.slack.startswith("S") else f"<@{self.slack}>"
+
+
+class OnCall(_Strict):
+    """The guide's escalation chain: primary, then secondary, then the escalation contact. An
+    unacknowledged P1 moves one step along it per response time (severities.P1.response_minutes)."""
+
+    primary: Contact | None = None
+    secondary: Contact | None = None
+    escalation: Contact | None = None
+
+    def chain(self) -> list[tuple[str, Contact]]:
+        return [(role, contact) for role in ("primary", "secondary", "escalation")
+                if (contact := getattr(self, role)) is not None]
+
+
+class PagerDuty(_Strict):
+    """PagerDuty through the official provider (Events API v2). The connection's password is the
+    integration (routing) key. Incidents of these severities trigger, acknowledge and resolve there
+    with one dedup key each, so PagerDuty's own escalation policies apply."""
+
+    conn_id: str = Field(default="pagerduty_events_default", min_length=1)
+    severities: list[SeverityName] = ["P1", "P2"]
 
 
 class Alerts(_Strict):
@@ -141,6 +198,12 @@ class Alerts(_Strict):
         "rds.status", "rds.query", "security.s3_public", "security.root"])
     # Alerts of these severities also go by e-mail to digest_email (beside the daily summary).
     email_severities: list[SeverityName] = ["P1"]
+    on_call: OnCall = Field(default_factory=OnCall)
+    # Off unless configured.
+    pagerduty: PagerDuty | None = None
+    # The Airflow web address people open from an alert (the acknowledge link goes to its dashboard,
+    # <airflow_url>/solemate/incidents/<id>). Unset: alerts carry no acknowledge link.
+    airflow_url: AnyHttpUrl | None = None
     severities: dict[SeverityName, SeverityPolicy] = Field(
         default_factory=lambda: {k: SeverityPolicy(**v) for k, v in DEFAULT_SEVERITIES.items()})
 
@@ -156,6 +219,13 @@ class Alerts(_Strict):
             else:
                 merged[level] = policy  # unknown level or wrong type: let validation name it
         return merged
+
+    def acknowledge_url(self, incident_id: str) -> str | None:
+        from urllib.parse import quote
+
+        if self.airflow_url is None:
+            return None
+        return f"{str(self.airflow_url).rstrip('/')}/solemate/incidents/{quote(incident_id, safe='')}"
 
     def pages_by_sms(self, check: str) -> bool:
         """Whether a P1 of `check` is an emergency that warrants an SMS."""

@@ -3,13 +3,19 @@
 Every route needs an Airflow login allowed to read every DAG (the page shows them all), checked by the
 configured auth manager: the UI's session cookie or a bearer token. No docs or schema routes. The
 reports are read with the Amazon provider's S3 hook through ``aws_default``: the api-server's role
-needs only include/iam/dashboard.json."""
+needs only include/iam/dashboard.json.
+
+``/incidents/<id>`` is where an alert's acknowledge link leads: a page about the incident with an
+Acknowledge button. Opening the link changes nothing (Slack and mail scanners open links too); the
+button's POST, by a user who may edit DAGs, records who took the incident in the watch's incident
+record (a conditional write), tells the channel and PagerDuty at once, and stops the escalation."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import HTTPException
@@ -21,9 +27,10 @@ from solemate_maintenance.dashboard.page import render
 from solemate_maintenance.report_store import ReportStore
 
 AWS_CONN_ID = "aws_default"
-# The page runs no script and loads nothing: a link planted in a report cannot run code either.
+# The page runs no script and loads nothing: a link planted in a report cannot run code either. Its
+# only form (acknowledge) posts to the dashboard itself.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                           "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+                           "frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
 
 
 def reports_of(config: PlatformConfig) -> ReportStore:
@@ -47,6 +54,19 @@ def airflow_guard() -> Callable:
     return guard
 
 
+def airflow_operator() -> Callable:
+    """The caller's name, when the auth manager lets them edit DAGs (acknowledging is an operator's act)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import get_user
+
+    def operator(user=Depends(get_user)) -> str:  # noqa: B008
+        if not get_auth_manager().is_authorized_dag(method="PUT", user=user):
+            raise HTTPException(status_code=403, detail="Forbidden: acknowledging needs permission to edit DAGs")
+        return user.get_name()
+
+    return operator
+
+
 def airflow_login_url(next_url: str) -> str:
     from airflow.api_fastapi.app import get_auth_manager
 
@@ -54,8 +74,10 @@ def airflow_login_url(next_url: str) -> str:
 
 
 def create_app(config_loader: Callable[[], PlatformConfig] = load_config, guard: Callable | None = None,
-               login_url: Callable[[str], str] = airflow_login_url) -> FastAPI:
-    """``guard``: the dependency that checks the caller (default: ``airflow_guard()``)."""
+               login_url: Callable[[str], str] = airflow_login_url, operator: Callable | None = None) -> FastAPI:
+    """``guard``: the dependency that checks the caller (default: ``airflow_guard()``); ``operator``: the
+    one that names a caller allowed to acknowledge (default: ``airflow_operator()``)."""
+    operator = operator or airflow_operator()
     app = FastAPI(title="SoleMate maintenance dashboard", dependencies=[Depends(guard or airflow_guard())],
                   docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -90,5 +112,25 @@ def create_app(config_loader: Callable[[], PlatformConfig] = load_config, guard:
     @app.get("/api/summary")
     def summary() -> dict:
         return board().as_json()
+
+    @app.get("/incidents/{incident_id:path}", response_class=HTMLResponse)
+    def incident_page(incident_id: str, request: Request) -> Response:
+        from solemate_maintenance.dashboard.incidents import incident_html, store_of
+
+        config = config_loader()
+        record, _ = store_of(config).read()
+        incident = record.incidents.get(incident_id)
+        here = f"{request.scope.get('root_path', '')}/incidents/{quote(incident_id, safe='')}"
+        return HTMLResponse(incident_html(config, incident_id, incident, action=f"{here}/acknowledge"),
+                            status_code=200 if incident else 404)
+
+    @app.post("/incidents/{incident_id:path}/acknowledge", response_class=HTMLResponse)
+    def acknowledge_incident(incident_id: str, request: Request, who: str = Depends(operator)) -> Response:
+        from solemate_maintenance.dashboard.incidents import acknowledge_and_tell
+
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            raise HTTPException(status_code=403, detail="Forbidden: acknowledge from the dashboard's own page")
+        status, page = acknowledge_and_tell(config_loader(), incident_id, who, datetime.now(UTC))
+        return HTMLResponse(page, status_code=status)
 
     return app

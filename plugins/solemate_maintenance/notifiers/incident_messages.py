@@ -6,11 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from solemate_maintenance.config import Alerts
+from solemate_maintenance.config.platform import Contact
 from solemate_maintenance.incidents import Announcement, AnnouncementKind, Incident
-from solemate_maintenance.notifiers.messages import OK_COLOR, SEVERITY_EMOJI
+from solemate_maintenance.notifiers.messages import OK_COLOR, SEVERITY_EMOJI, responder_line
+from solemate_maintenance.redaction import trim
 
 # Announcements that can page (SMS): an emergency seen for the first time, or one that became P1.
 PAGING_KINDS = frozenset({AnnouncementKind.OPENED, AnnouncementKind.BRIEF, AnnouncementKind.ESCALATED})
+# Announcements that carry the diagnosis (the first message about a problem, and a worse one).
+DIAGNOSED_KINDS = frozenset({AnnouncementKind.OPENED, AnnouncementKind.BRIEF, AnnouncementKind.ESCALATED,
+                             AnnouncementKind.PAGED})
 
 
 def clock(moment: datetime | None) -> str:
@@ -72,6 +77,17 @@ def announcement_message(incident: Incident, announcement: Announcement, *, envi
         end = incident.resolved_at or at
         title = f"[{severity}] {environment}: {incident.summary} — {span(incident.started_at, end)}, cleared"
         state = f"*Seen and cleared* within one watch: {duration(end - incident.started_at)}"
+    elif kind is AnnouncementKind.PAGED:
+        role, contact = _contact(alerts, int(announcement.detail or 1))
+        waited = duration(at - incident.responding_since)
+        title = (f"[{severity}] {environment}: not acknowledged after {waited}, paging the {role} "
+                 f"{contact.name if contact else ''} — {incident.summary}").replace("  ", " ")
+        state = (f"*Escalated to the {role}* {contact.mention if contact else ''}: nobody acknowledged within "
+                 f"{alerts.severities[severity].response_minutes} min (open since {stamp(incident.started_at)})")
+    elif kind is AnnouncementKind.ACKNOWLEDGED:
+        title = f"👤 {environment}: {announcement.detail} acknowledged — {incident.summary}"
+        state = (f"*Acknowledged* by {announcement.detail} at {clock(at)}, "
+                 f"{duration(at - incident.started_at)} after it started: escalation stops")
     else:
         end = incident.resolved_at or at
         title = (f"✅ {environment}: resolved after {duration(end - incident.started_at)} — "
@@ -90,10 +106,27 @@ def announcement_message(incident: Incident, announcement: Announcement, *, envi
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} {state}"}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()]},
     ]
-    if kind is not AnnouncementKind.RESOLVED and incident.next_step:
+    if kind not in (AnnouncementKind.RESOLVED, AnnouncementKind.BRIEF):
+        who = responder_line(alerts, severity, incident.responding_since, escalation_level=incident.escalation_level,
+                             acknowledged_by=incident.acknowledged_by, acknowledged_at=incident.acknowledged_at)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f":bust_in_silhouette: {who}"}})
+    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"}
+                                                 for k, v in fields.items()]})
+    if kind in DIAGNOSED_KINDS and (incident.diagnosis or incident.diagnosis_missing):
+        lines = [f"• {line}" for line in incident.diagnosis]
+        if incident.diagnosis_missing:
+            lines.append(f"• _diagnosis incomplete: {incident.diagnosis_missing}_")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                    "text": trim("*Diagnosis*\n" + "\n".join(lines), 2900)}})
+    if kind not in (AnnouncementKind.RESOLVED, AnnouncementKind.ACKNOWLEDGED) and incident.next_step:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do*\n{incident.next_step}"}})
+    acknowledge = alerts.acknowledge_url(incident.id)
+    if acknowledge and incident.is_open and incident.acknowledged_at is None \
+            and kind is not AnnouncementKind.ACKNOWLEDGED:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":raising_hand: <{acknowledge}|Acknowledge this incident> — you take it: escalation stops"
+            + (" and PagerDuty is told" if alerts.pagerduty else "") + ".")}})
     footer = f"Incident `{incident.id}`"
     if run_url:
         footer += f" · <{run_url}|Open the watch run in Airflow>"
@@ -102,10 +135,22 @@ def announcement_message(incident: Incident, announcement: Announcement, *, envi
     return title, [{"color": color, "fallback": title, "blocks": blocks}]
 
 
-def sms_text(incident: Incident, title: str, run_url: str) -> str:
+def _contact(alerts: Alerts, level: int) -> tuple[str, Contact | None]:
+    chain = alerts.on_call.chain()
+    if not chain:
+        return "on-call contact", None
+    return chain[min(level, len(chain) - 1)]
+
+
+def sms_text(incident: Incident, title: str, run_url: str, alerts: Alerts | None = None) -> str:
     lines = [title, f"Started {stamp(incident.started_at)}; peak {peak_text(incident)}"]
+    if incident.diagnosis:
+        lines.append(f"Why: {incident.diagnosis[0]}")
     if incident.next_step:
         lines.append(f"Do: {incident.next_step}")
-    if run_url:
+    acknowledge = alerts.acknowledge_url(incident.id) if alerts else None
+    if acknowledge and incident.acknowledged_at is None:
+        lines.append(f"Acknowledge: {acknowledge}")
+    elif run_url:
         lines.append(run_url)
     return "\n".join(lines)

@@ -7,7 +7,7 @@ backfill, a past date or a re-run, so that nobody at 3 a.m. mistakes last Tuesda
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from solemate_maintenance.aws_errors import ErrorCause, PermanentAwsError, classify
@@ -134,12 +134,27 @@ def next_step_for(check: str) -> str | None:
 
 
 def next_step(findings: Sequence[Finding]) -> str:
-    """What to do first, for the worst failing finding."""
+    """What to do first, for the worst failing finding (its diagnosis's step when AWS told more)."""
     for finding in sorted(findings, key=lambda f: f.severity or "P9"):
-        step = next_step_for(finding.check)
+        step = finding.diagnosis.next_step if finding.diagnosis else None
+        step = step or next_step_for(finding.check)
         if step:
             return step
     return DEFAULT_NEXT_STEP
+
+
+MAX_DIAGNOSIS_CHARS = 2500
+
+
+def diagnosis_text(findings: Iterable[Finding]) -> str:
+    """The failing findings' diagnoses (worst first), each under its resource; what could not be asked is said."""
+    parts = []
+    for finding in sorted((f for f in findings if f.diagnosis), key=lambda f: f.severity or "P9"):
+        lines = [f"`{finding.resource}` ({finding.check}):", *(f"• {line}" for line in finding.diagnosis.lines)]
+        if finding.diagnosis.missing:
+            lines.append(f"• _diagnosis incomplete: {finding.diagnosis.missing}_")
+        parts.append("\n".join(lines))
+    return trim(scrub("\n".join(parts)), MAX_DIAGNOSIS_CHARS)
 
 
 def finding_lines(findings: Iterable[Finding], *, emoji: bool = True, limit: int = MAX_FINDINGS_IN_MESSAGE) -> str:
@@ -212,6 +227,9 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": trim(title, 150)}},
         *_facts_blocks(facts, window),
+        {"type": "section", "text": {"type": "mrkdwn", "text": ":bust_in_silhouette: " + (
+            responder_line(alerts, severity, now) if facts.may_page
+            else f"{severity} — a past date: no response time, nobody paged")}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()]},
     ]
     if already_alerted_by:
@@ -221,6 +239,9 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     if findings:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                     "text": f"*Failing findings*\n{finding_lines(findings)}"}})
+        diagnosed = diagnosis_text(findings)
+        if diagnosed:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Diagnosis*\n{diagnosed}"}})
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n{code_block(error)}"}})
     cause = classify(exception)
     hint = cause.hint if cause and not isinstance(exception, ChecksFailedError) else next_step(findings)
@@ -228,6 +249,36 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{ti.log_url}|Open the task log>"}})
     attachments = [{"color": alerts.severities[severity.value].color, "fallback": title, "blocks": blocks}]
     return severity, title, attachments
+
+
+def response_due(alerts: Alerts, severity: Severity | str, since: datetime) -> datetime:
+    return since + timedelta(minutes=alerts.severities[str(severity)].response_minutes)
+
+
+def responder_line(alerts: Alerts, severity: Severity | str, since: datetime, *, escalation_level: int = 0,
+                   acknowledged_by: str | None = None, acknowledged_at: datetime | None = None) -> str:
+    """Who is on and by when: "P1 — respond by 03:17 UTC (15 min); on call: <@U123>", or who took it."""
+    severity = str(severity)
+    if acknowledged_by and acknowledged_at:
+        return f"{severity} — acknowledged by {acknowledged_by} at {acknowledged_at.astimezone(UTC):%H:%M} UTC"
+    minutes = alerts.severities[severity].response_minutes
+    due = response_due(alerts, severity, since).astimezone(UTC)
+    when = f"{due:%H:%M} UTC" if due.date() == since.astimezone(UTC).date() else f"{due:%Y-%m-%d %H:%M} UTC"
+    line = f"{severity} — respond by {when} ({_minutes(minutes)})"
+    chain = alerts.on_call.chain()
+    if chain:
+        role, contact = chain[min(escalation_level, len(chain) - 1)]
+        line += f"; on call: {contact.mention}" + (f" ({role})" if role != "primary" else "")
+        if severity == "P1" and escalation_level + 1 < len(chain) and alerts.pagerduty is None:
+            nxt_role, nxt = chain[escalation_level + 1]
+            line += f"; unacknowledged, {nxt.mention} ({nxt_role}) is paged then"
+    else:
+        line += "; on call: nobody configured (alerts.on_call)"
+    return line
+
+
+def _minutes(minutes: int) -> str:
+    return f"{minutes} min" if minutes < 60 or minutes % 60 else f"{minutes // 60} h"
 
 
 def blocks_as_html(blocks: list[dict]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.window import TimeWindow
 
 if TYPE_CHECKING:
+    from solemate_maintenance.config import PlatformConfig
     from solemate_maintenance.hooks.cloudwatch import CloudWatchMetricsHook
     from solemate_maintenance.report_store import ReportStore
 
@@ -43,17 +45,20 @@ class MaintenanceCheckOperator(BaseOperator):
     :param region_name: AWS region; None uses the connection's.
     :param page_size: page size for the fleet listings (None: the API's default); tests use it to
         prove a check follows every page.
+    :param troubleshoot: the platform config, to diagnose failing findings with the guide's
+        troubleshooting (solemate_maintenance.troubleshooting); None: no diagnosis.
     """
 
     template_fields: Sequence[str] = ("aws_conn_id", "region_name")
     ui_color = "#e8f4ea"
 
     def __init__(self, *, aws_conn_id: str | None = "aws_default", region_name: str | None = None,
-                 page_size: int | None = None, **kwargs: Any) -> None:
+                 page_size: int | None = None, troubleshoot: PlatformConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.page_size = page_size
+        self.troubleshoot = troubleshoot
 
     @cached_property
     def metrics_hook(self) -> CloudWatchMetricsHook:
@@ -93,6 +98,18 @@ class MaintenanceCheckOperator(BaseOperator):
     def checked_window(self, context: Any) -> TimeWindow | None:
         lookback = self.lookback_minutes
         return TimeWindow.ending_at_run(context, lookback) if lookback else None
+
+    def diagnose(self, findings: list[Finding], window: TimeWindow | None) -> None:
+        """The guide's troubleshooting for the failing findings (a few API calls each; none when all is well)."""
+        if self.troubleshoot is None or not any(f.is_failing for f in findings):
+            return
+        from airflow.sdk.timezone import utcnow
+
+        from solemate_maintenance.troubleshooting import Session, diagnose_findings
+
+        config = self.troubleshoot
+        checked = window or TimeWindow(utcnow() - timedelta(hours=1), utcnow())
+        diagnose_findings(lambda: Session(client_factory=self.client, config=config, window=checked), findings)
 
     @abstractmethod
     def collect_findings(self, context: Any) -> Iterable[Finding]:
@@ -144,6 +161,7 @@ class MaintenanceCheckOperator(BaseOperator):
             if cause is not None and not cause.retryable:
                 raise PermanentAwsError(cause, exc) from exc
             raise
+        self.diagnose(findings, window)
         context["ti"].xcom_push(key=FINDINGS_XCOM_KEY, value=[f.model_dump(mode="json") for f in findings])
         for finding in findings:
             level = self.log.warning if finding.is_problem else self.log.info

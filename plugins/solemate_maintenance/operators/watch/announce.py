@@ -1,51 +1,80 @@
 """Sending the announcements a watch claimed (or a previous watch left undelivered), each channel once.
 
-Slack always (P1 in the critical channel); e-mail for the severities in ``alerts.email_severities``
-(opened, worse, resolved; reminders stay in Slack); SMS only for a P1 of one of ``alerts.sms_checks``
-(the guide's emergencies), when it opens or becomes P1, and only from a live run. A channel that
-received an announcement is not sent it again when another channel is retried.
+* Slack always (P1 in the critical channel), naming who is on call and by when;
+* e-mail for the severities in ``alerts.email_severities`` (opened, worse, resolved; reminders stay
+  in Slack);
+* SMS only for a P1 of one of ``alerts.sms_checks`` (the guide's emergencies), when it opens or
+  becomes P1, and only from a live run;
+* an escalation (``paged``) goes to the next on-call contact: a Slack mention, their e-mail and their
+  SNS topic;
+* PagerDuty, when configured, for its severities: trigger, acknowledge and resolve with one dedup key
+  per incident.
+
+A channel that received an announcement is not sent it again when another channel is retried.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from solemate_maintenance.config import PlatformConfig
 from solemate_maintenance.findings import Severity
-from solemate_maintenance.incidents import Announcement, AnnouncementKind, IncidentRecord, IncidentStore
+from solemate_maintenance.incidents import Announcement, AnnouncementKind, Incident, IncidentRecord, IncidentStore
 from solemate_maintenance.notifiers.delivery import (
     Delivery,
     DeliveryBudget,
     send_email,
+    send_pagerduty,
     send_slack,
     send_sns,
     slack_channel_for,
 )
-from solemate_maintenance.notifiers.incident_messages import PAGING_KINDS, announcement_message, sms_text
+from solemate_maintenance.notifiers.incident_messages import (
+    PAGING_KINDS,
+    _contact,
+    announcement_message,
+    sms_text,
+)
 from solemate_maintenance.notifiers.messages import blocks_as_html
-from solemate_maintenance.run_facts import RunFacts
-from solemate_maintenance.window import TimeWindow
 
 # After this many failed attempts (one per watch) an announcement is given up: the digest still lists it.
 MAX_ATTEMPTS = 8
+
+PAGERDUTY_ACTIONS = {
+    AnnouncementKind.OPENED: ["trigger"],
+    AnnouncementKind.ESCALATED: ["trigger"],
+    AnnouncementKind.BRIEF: ["trigger", "resolve"],
+    AnnouncementKind.ACKNOWLEDGED: ["acknowledge"],
+    AnnouncementKind.RESOLVED: ["resolve"],
+}
 
 
 def _identity(item: Announcement) -> tuple[str, str, str]:
     return item.incident_id, item.kind.value, item.at.isoformat()
 
 
-class Announcer:
-    def __init__(self, *, config: PlatformConfig, store: IncidentStore, watch: str, context: Any, facts: RunFacts,
-                 window: TimeWindow, aws_conn_id: str | None) -> None:
-        self.config, self.store, self.watch = config, store, watch
-        self.context, self.facts, self.window = context, facts, window
-        self.aws_conn_id = aws_conn_id
-        ti = context["ti"]
-        self.run_id = ti.run_id
-        self.run_url = str(getattr(ti, "log_url", "") or "").split("/tasks/", 1)[0]
+def pagerduty_dedup_key(environment: str, incident: Incident) -> str:
+    """One key per incident: every trigger, acknowledge and resolve of it lands on the same PagerDuty alert."""
+    return f"solemate/{environment}/{incident.id}"[:255]
 
-    def deliver(self, record: IncidentRecord) -> list[str]:
-        pending = [a for a in record.pending(self.run_id, self.window.end) if a.attempts < MAX_ATTEMPTS]
+
+class Announcer:
+    """Delivers pending announcements. ``may_page``: the run checks the present (SMS and escalation
+    pages only then); ``window``: what the watch judged (None for an acknowledgement)."""
+
+    def __init__(self, *, config: PlatformConfig, store: IncidentStore, watch: str, context: Any, may_page: bool,
+                 run_id: str, run_url: str, window: tuple[datetime, datetime] | None,
+                 aws_conn_id: str | None) -> None:
+        self.config, self.store, self.watch = config, store, watch
+        self.context, self.may_page = context, may_page
+        self.run_id, self.run_url, self.window = run_id, run_url, window
+        self.aws_conn_id = aws_conn_id
+
+    def deliver(self, record: IncidentRecord, until: datetime,
+                only: Callable[[Announcement], bool] = lambda item: True) -> list[str]:
+        pending = [a for a in record.pending(self.run_id, until) if a.attempts < MAX_ATTEMPTS and only(a)]
         if not pending:
             return []
         alerts = self.config.alerts
@@ -57,27 +86,7 @@ class Announcer:
                 results[_identity(item)] = []
                 continue
             done = {d.get("channel") for d in item.deliveries if d.get("outcome") in ("delivered", "unknown")}
-            title, attachments = announcement_message(
-                incident, item, environment=self.config.environment, alerts=alerts,
-                watch=self.watch.replace("_", " "), run_url=self.run_url, window=(self.window.start, self.window.end),
-                reminder_hours=self.config.watch.reminder_hours)
-            kind = f"incident-{item.kind.value}"
-            channel = slack_channel_for(incident.severity, alerts)
-            sent: list[Delivery] = []
-            if f"slack:{channel}" not in done:
-                sent.append(send_slack(kind=kind, conn_id=channel, text=title, attachments=attachments, alerts=alerts,
-                                       context=self.context, budget=budget))
-            if (incident.severity.value in alerts.email_severities and alerts.digest_email
-                    and item.kind is not AnnouncementKind.REMINDER and "email" not in done):
-                sent.append(send_email(kind=kind, to=list(alerts.digest_email), subject=title,
-                                       html=blocks_as_html(attachments[0]["blocks"]),
-                                       alerts=alerts, context=self.context, budget=budget))
-            if (incident.severity is Severity.P1 and item.kind in PAGING_KINDS and alerts.sns_topic_arn
-                    and alerts.pages_by_sms(incident.check) and self.facts.may_page and "sns" not in done):
-                sent.append(send_sns(kind=kind, topic_arn=alerts.sns_topic_arn, subject=title,
-                                     message=sms_text(incident, title, self.run_url), aws_conn_id=self.aws_conn_id,
-                                     context=self.context, budget=budget))
-            results[_identity(item)] = sent
+            results[_identity(item)] = self._send(incident, item, done, budget)
 
         def mark(current: IncidentRecord) -> None:
             for item in current.announcements:
@@ -95,3 +104,53 @@ class Announcer:
         return [f"{kind}:{incident_id}" for (incident_id, kind, _), sent in results.items()
                 if any(d.arrived for d in sent)]
 
+    def _send(self, incident: Incident, item: Announcement, done: set, budget: DeliveryBudget) -> list[Delivery]:
+        alerts = self.config.alerts
+        window = self.window or (item.at, item.at)
+        title, attachments = announcement_message(
+            incident, item, environment=self.config.environment, alerts=alerts,
+            watch=self.watch.replace("_", " "), run_url=self.run_url, window=window,
+            reminder_hours=self.config.watch.reminder_hours)
+        kind = f"incident-{item.kind.value}"
+        sent: list[Delivery] = []
+        channel = slack_channel_for(incident.severity, alerts)
+        if f"slack:{channel}" not in done:
+            sent.append(send_slack(kind=kind, conn_id=channel, text=title, attachments=attachments, alerts=alerts,
+                                   context=self.context, budget=budget))
+        html = blocks_as_html(attachments[0]["blocks"])
+        if item.kind is AnnouncementKind.PAGED:
+            _, contact = _contact(alerts, int(item.detail or 1))
+            if contact and contact.email and "email" not in done:
+                sent.append(send_email(kind=kind, to=[contact.email], subject=title, html=html, alerts=alerts,
+                                       context=self.context, budget=budget))
+            if contact and contact.sns_topic_arn and self.may_page and "sns" not in done:
+                sent.append(send_sns(kind=kind, topic_arn=contact.sns_topic_arn, subject=title,
+                                     message=sms_text(incident, title, self.run_url, alerts),
+                                     aws_conn_id=self.aws_conn_id, context=self.context, budget=budget))
+            return sent
+        if (incident.severity.value in alerts.email_severities and alerts.digest_email
+                and item.kind not in (AnnouncementKind.REMINDER, AnnouncementKind.ACKNOWLEDGED)
+                and "email" not in done):
+            sent.append(send_email(kind=kind, to=list(alerts.digest_email), subject=title, html=html,
+                                   alerts=alerts, context=self.context, budget=budget))
+        if (incident.severity is Severity.P1 and item.kind in PAGING_KINDS and alerts.sns_topic_arn
+                and alerts.pages_by_sms(incident.check) and self.may_page and "sns" not in done):
+            sent.append(send_sns(kind=kind, topic_arn=alerts.sns_topic_arn, subject=title,
+                                 message=sms_text(incident, title, self.run_url, alerts), aws_conn_id=self.aws_conn_id,
+                                 context=self.context, budget=budget))
+        pagerduty = alerts.pagerduty
+        actions = PAGERDUTY_ACTIONS.get(item.kind)
+        if (pagerduty and actions and incident.severity.value in pagerduty.severities and "pagerduty" not in done
+                and (self.may_page or actions != ["trigger"])):
+            links = [{"href": url, "text": text} for url, text in (
+                (alerts.acknowledge_url(incident.id), "Acknowledge in the maintenance dashboard"),
+                (self.run_url, "The watch run in Airflow")) if url]
+            sent.append(send_pagerduty(
+                kind=kind, conn_id=pagerduty.conn_id, actions=actions,
+                dedup_key=pagerduty_dedup_key(self.config.environment, incident), summary=title,
+                severity=incident.severity.value, source=incident.resource, links=links,
+                custom_details={"incident": incident.id, "check": incident.check,
+                                "started": incident.started_at.isoformat(), "next step": incident.next_step,
+                                "diagnosis": incident.diagnosis},
+                context=self.context, budget=budget))
+        return sent

@@ -25,6 +25,7 @@ from solemate_maintenance.incidents import (
     IncidentStore,
     Observation,
     apply_observations,
+    escalate,
     prune,
 )
 from solemate_maintenance.run_facts import RunFacts
@@ -52,6 +53,8 @@ class IncidentWatchOperator(BaseOperator):
     # Checks of live state that report only what is wrong now (a lock wait, a long transaction): an open
     # incident of one of them that a watch no longer sees is resolved.
     live_checks: frozenset[str] = frozenset()
+    # The watch that pages the next on-call contact for an unacknowledged P1 (the 15-minute one).
+    escalates: bool = False
 
     def __init__(self, *, config: PlatformConfig, interval_minutes: int, max_window_minutes: int,
                  aws_conn_id: str | None = "aws_default", region_name: str | None = None, **kwargs: Any) -> None:
@@ -72,6 +75,52 @@ class IncidentWatchOperator(BaseOperator):
 
     def remember(self, record: IncidentRecord) -> None:
         """Put what the next watch needs into the record (called inside the conditional write)."""
+
+    def escalations(self, record: IncidentRecord, window_end: datetime, run_id: str) -> list[Announcement]:
+        """Page the next on-call contact for unacknowledged P1s past their response time. Severities
+        PagerDuty handles escalate there, by its own policies, not twice."""
+        alerts = self.config.alerts
+        chain = alerts.on_call.chain()
+        if len(chain) < 2:
+            return []
+        in_pagerduty = set(alerts.pagerduty.severities) if alerts.pagerduty else set()
+        return escalate(record, window_end=window_end, run_id=run_id, contacts=len(chain),
+                        response=timedelta(minutes=alerts.severities["P1"].response_minutes),
+                        skip=lambda incident: incident.severity.value in in_pagerduty)
+
+    def with_diagnosis(self, observations: list[Observation], record: IncidentRecord,
+                       window: TimeWindow) -> list[Observation]:
+        """Diagnose the problems about to open an incident or get worse (a few API calls each, at most
+        MAX_DIAGNOSES_PER_RUN); problems already open, and healthy ones, cost nothing."""
+        from dataclasses import replace
+
+        from solemate_maintenance.troubleshooting import MAX_DIAGNOSES_PER_RUN, Session, case_for, diagnose
+
+        wanted = []
+        for seen in observations:
+            if seen.severity is None or seen.first_bad is None or seen.severity > self.open_severity() \
+                    or case_for(seen.check) is None:
+                continue
+            current = record.open_incident(seen.key)
+            if current is None or seen.severity < current.severity:
+                wanted.append(seen)
+        if not wanted:
+            return observations
+        baseline = (record.memory.get("database_watch") or {}).get("statements")
+        diagnosed: dict[str, Any] = {}
+        # Problems of one resource share a diagnosis ("production-alb/solemate-backend" healthy and
+        # unhealthy targets): asked once.
+        asked: dict[tuple[Any, str], Any] = {}
+        for seen in sorted(wanted, key=lambda o: o.severity):
+            same = (case_for(seen.check), seen.resource.split(" (", 1)[0])
+            if same not in asked:
+                if len(asked) >= MAX_DIAGNOSES_PER_RUN:
+                    continue
+                session = Session(client_factory=self.client, config=self.config, window=window,
+                                  statement_baseline=baseline)
+                asked[same] = diagnose(session, seen.check, seen.resource)
+            diagnosed[seen.key] = asked[same]
+        return [replace(o, diagnosis=diagnosed[o.key]) if o.key in diagnosed else o for o in observations]
 
     def client(self, client_type: str) -> Any:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -116,6 +165,8 @@ class IncidentWatchOperator(BaseOperator):
         window, coverage = self.window(record, ti.dag_id, run_end(context))
         self.log.info("Watching %s → %s (%s)", window.start.isoformat(), window.end.isoformat(), coverage["note"])
         observations = self.observe(context, window, record)
+        if not coverage["already_watched"]:
+            observations = self.with_diagnosis(observations, record, window)
         watch = self.config.watch
 
         def advance(current: IncidentRecord) -> list[Announcement]:
@@ -130,15 +181,19 @@ class IncidentWatchOperator(BaseOperator):
             if current.watched_until.get(ti.dag_id) == window.end and not coverage["already_watched"]:
                 # This run advanced the record: its readings (e.g. the database's counters) are the newest.
                 self.remember(current)
+                if self.escalates:
+                    claimed += self.escalations(current, window.end, ti.run_id)
             prune(current, window.end, timedelta(days=watch.keep_resolved_days))
             return claimed
 
         record, claimed = store.update(advance)
         from solemate_maintenance.operators.watch.announce import Announcer
 
-        announcer = Announcer(config=self.config, store=store, watch=ti.dag_id, context=context, facts=facts,
-                              window=window, aws_conn_id=self.aws_conn_id)
-        sent = announcer.deliver(record)
+        announcer = Announcer(config=self.config, store=store, watch=ti.dag_id, context=context,
+                              may_page=facts.may_page, run_id=ti.run_id,
+                              run_url=str(getattr(ti, "log_url", "") or "").split("/tasks/", 1)[0],
+                              window=(window.start, window.end), aws_conn_id=self.aws_conn_id)
+        sent = announcer.deliver(record, window.end)
         problems = [o for o in observations if o.severity is not None]
         result = {
             "window": window.as_dict(), "coverage": coverage,

@@ -19,7 +19,10 @@ class PerformanceWatchOperator(IncidentWatchOperator):
     and orders against a week earlier: every datapoint of the window judged on its own.
 
     AWS calls per run for the default platform: two elbv2 descriptions (the ALB's and its target
-    groups' CloudWatch dimensions) and two GetMetricData calls (the window; orders a week earlier)."""
+    groups' CloudWatch dimensions) and two GetMetricData calls (the window; orders a week earlier).
+    It also escalates: an open P1 nobody acknowledged pages the next on-call contact."""
+
+    escalates = True
 
     def targets(self) -> Targets:
         elb = self.client("elbv2")

@@ -1,0 +1,153 @@
+"""The guide's troubleshooting, done before anyone is woken: when a check fails, ask AWS (and the
+database) why, and put the answer and the guide's next step into the alert.
+
+Diagnosis is bounded: only for failing findings and newly opened incidents, at most
+``MAX_CALLS_PER_DIAGNOSIS`` API calls each and ``MAX_DIAGNOSES_PER_RUN`` per task. A call that fails
+does not stop the alert: the diagnosis keeps what it learnt and says what is missing and why.
+
+One function per troubleshooting case, chosen by check name (``CASES``); each reads what it needs
+from the platform config's resources.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from solemate_maintenance.config import PlatformConfig
+from solemate_maintenance.findings import Diagnosis
+from solemate_maintenance.redaction import scrub, trim
+from solemate_maintenance.window import TimeWindow
+
+log = logging.getLogger(__name__)
+
+MAX_CALLS_PER_DIAGNOSIS = 8
+MAX_DIAGNOSES_PER_RUN = 5
+MAX_LINES = 12
+
+
+class CallBudgetSpent(Exception):
+    pass
+
+
+@dataclass
+class Session:
+    """What a diagnosis may use: AWS clients (through the Amazon provider's hooks), a bounded number of
+    calls, the window the check judged, and the platform database's connection for SQL."""
+
+    client_factory: Callable[[str], Any]
+    config: PlatformConfig
+    window: TimeWindow
+    max_calls: int = MAX_CALLS_PER_DIAGNOSIS
+    # The database watch's latest pg_stat_statements counters (queryid -> counters), for deltas.
+    statement_baseline: dict[str, Any] | None = None
+    calls: int = 0
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def call(self, service: str, operation: str, **kwargs: Any) -> Any:
+        if self.calls >= self.max_calls:
+            raise CallBudgetSpent(f"the diagnosis's {self.max_calls} API calls are spent")
+        self.calls += 1
+        if service not in self._clients:
+            self._clients[service] = self.client_factory(service)
+        return getattr(self._clients[service], operation)(**kwargs)
+
+
+class Notes:
+    """A diagnosis being written: lines, the next step, and what could not be asked (a failed step
+    is recorded and the next step still runs)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.next_steps: list[str] = []
+        self.missing: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def advise(self, step: str) -> None:
+        if step not in self.next_steps:
+            self.next_steps.append(step)
+
+    def step(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run one part of the diagnosis; a failure is noted as missing, not raised."""
+        try:
+            return action()
+        except CallBudgetSpent as exc:
+            self.missing.append(f"{what}: {exc}")
+        except Exception as exc:  # an alert with half a diagnosis beats no alert
+            self.missing.append(f"{what}: {_error(exc)}")
+            log.warning("Diagnosis step %r failed: %s", what, _error(exc))
+        return None
+
+    def result(self, calls: int) -> Diagnosis:
+        lines = [trim(scrub(line), 300) for line in self.lines[:MAX_LINES]]
+        if len(self.lines) > MAX_LINES:
+            lines.append(f"… {len(self.lines) - MAX_LINES} more")
+        return Diagnosis(lines=lines, next_step=" ".join(self.next_steps[:3]) or None,
+                         missing="; ".join(self.missing) or None, calls=calls)
+
+
+def _error(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error"):
+        error = response["Error"]
+        return trim(scrub(f"{error.get('Code')}: {error.get('Message', '')}"), 200)
+    return trim(scrub(f"{type(exc).__name__}: {exc}"), 200)
+
+
+Case = Callable[[Session, str, str, Notes], None]
+
+
+def _cases() -> list[tuple[tuple[str, ...], Case]]:
+    from solemate_maintenance.troubleshooting import database, ecs, load_balancer
+
+    return [
+        (("ecs.task_count", "ecs.task_count_history", "ecs.deployments", "ecs.memory_utilization"),
+         ecs.service_tasks),
+        (("application.alb_targets", "application.unhealthy_targets", "application.healthy_targets_history",
+          "application.endpoint", "kpi.error_rate", "kpi.error_rate_peak"), load_balancer.targets_and_errors),
+        (("rds.cpu_utilization", "rds.connections"), database.load),
+        (("elasticache.evictions", "elasticache.memory"), database.redis_memory),
+        # certificates.renewal needs no case: its finding already carries ACM's RenewalStatusReason.
+    ]
+
+
+def case_for(check: str) -> Case | None:
+    for names, case in _cases():
+        if check in names:
+            return case
+    return None
+
+
+def diagnose(session: Session, check: str, resource: str) -> Diagnosis | None:
+    """The diagnosis of one failing check on one resource, or None when AWS cannot tell more than the metric."""
+    case = case_for(check)
+    if case is None:
+        return None
+    notes = Notes()
+    calls_before = session.calls
+    notes.step("diagnosis", lambda: case(session, check, resource, notes))
+    diagnosis = notes.result(session.calls - calls_before)
+    log.info("Diagnosed %s on %s with %s call(s): %s", check, resource, diagnosis.calls, diagnosis.lines)
+    return diagnosis
+
+
+def diagnose_findings(session_for: Callable[[], Session], findings: list[Any]) -> int:
+    """Attach a diagnosis to the worst failing findings that have a case; at most MAX_DIAGNOSES_PER_RUN.
+    A run without failing findings makes no call at all."""
+    failing = sorted((f for f in findings if f.is_failing and f.diagnosis is None and case_for(f.check)),
+                     key=lambda f: f.severity or "P9")
+    if not failing:
+        return 0
+    done = 0
+    for finding in failing[:MAX_DIAGNOSES_PER_RUN]:
+        session = session_for()
+        finding.diagnosis = diagnose(session, finding.check, finding.resource)
+        done += 1
+    for finding in failing[MAX_DIAGNOSES_PER_RUN:]:
+        finding.diagnosis = Diagnosis(missing=f"not diagnosed: the run diagnoses its {MAX_DIAGNOSES_PER_RUN} worst "
+                                              "failing findings only")
+    return done
