@@ -30,6 +30,7 @@ from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag
 
 from solemate_maintenance.config import DR_COMPONENTS, known_regions, load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.notifiers.status import status_updates
 from solemate_maintenance.operators.backups.restore import RestoreJanitorOperator
 from solemate_maintenance.operators.dr.drill import DrDrillGateOperator
 from solemate_maintenance.operators.dr.drill_application import (
@@ -92,13 +93,18 @@ regions = sorted(set(known_regions()) - {config.regions.primary}) or None
 def dr_drill():
     # Refuses a misspelt key or a blank reason before anything starts (a setup: on a refusal nothing
     # downstream runs, the scorecard and the report included).
-    gate = DrDrillGateOperator(task_id="dr_drill_gate").as_setup()
+    update = status_updates(config.alerts, config.environment, "DR drill")
+    gate = DrDrillGateOperator(task_id="dr_drill_gate", on_success_callback=update(
+        "started", expected_minutes=max(t.rto_minutes for t in recovery.targets.values()),
+        why="Measuring recovery in the DR region against the guide's DR targets (database, application, static "
+            "assets, complete system). Production is not changed; every copy is tagged and deleted.")).as_setup()
     janitor = RestoreJanitorOperator(task_id="dr_drill_janitor", **restore_args)
     db_request = DrDatabaseRestoreRequestOperator(task_id="dr_database_request",
                                                   target=recovery.targets["database"], **restore_args)
     db_validate = DrDatabaseValidationOperator(
         task_id="dr_database_validate", request_task_id=db_request.task_id, policy=config.backups,
-        target=recovery.targets["database"], reports=reporting, **restore_args)
+        target=recovery.targets["database"], reports=reporting, **restore_args,
+        on_success_callback=update("database restored in the DR region and validated"))
     db_cleanup = DrDatabaseCleanupOperator(task_id="dr_database_cleanup", **restore_args)
     db_request >> db_validate >> db_cleanup.as_teardown(setups=db_request)
 
@@ -108,7 +114,8 @@ def dr_drill():
         target=recovery.targets["application"], **in_dr)
     app_start = DrApplicationTaskStartOperator(task_id="dr_application_start", subnets=drill.task_subnets,
                                                security_groups=drill.task_security_groups, **task_args)
-    app_task = DrApplicationTaskOperator(task_id="dr_application_rto", **task_args)
+    app_task = DrApplicationTaskOperator(task_id="dr_application_rto", **task_args,
+                                         on_success_callback=update("application task running in the DR region"))
     app_cleanup = DrApplicationTaskCleanupOperator(
         task_id="dr_application_cleanup", dr_cluster=recovery.cluster, token_prefix=drill.instance_prefix,
         timeout_minutes=drill.task_timeout_minutes, poll_seconds=drill.poll_seconds, expiry_hours=drill.expiry_hours,
@@ -117,19 +124,21 @@ def dr_drill():
 
     assets = DrStaticAssetsOperator(task_id="dr_static_assets", buckets=recovery.asset_buckets,
                                     sample=drill.replication_sample, target=recovery.targets["static_assets"],
-                                    **in_dr)
+                                    **in_dr, on_success_callback=update("static assets replicated"))
     system = DrFailoverReadinessOperator(task_id="dr_failover_readiness", hosted_zone=recovery.hosted_zone,
                                          record_name=recovery.record_name,
                                          dr_load_balancer=recovery.dr_load_balancer,
                                          template_path=recovery.cloudformation_template,
-                                         target=recovery.targets["complete_system"], **in_dr)
+                                         target=recovery.targets["complete_system"], **in_dr,
+                                         on_success_callback=update("failover readiness checked"))
     scorecard = DrDrillScorecardOperator(
         task_id="dr_scorecard", targets=recovery.targets, trigger_rule=TriggerRule.ALL_DONE,
         measured_by={"database": [db_request.task_id, db_validate.task_id],
                      "application": [app_ready.task_id, app_start.task_id, app_task.task_id],
                      "static_assets": [assets.task_id], "complete_system": [system.task_id]},
         cleanup_task_ids=[db_cleanup.task_id, app_cleanup.task_id], token_prefix=drill.instance_prefix,
-        dr_cluster=recovery.cluster, reports=reporting, region_name="{{ params.region }}")
+        dr_cluster=recovery.cluster, reports=reporting, region_name="{{ params.region }}",
+        on_success_callback=update("finished: every target met"))
     measured = [janitor, db_validate, db_cleanup, app_ready, app_task, app_cleanup, assets, system]
     gate >> [janitor, db_request, app_ready, app_start, assets, system]
     measured >> scorecard

@@ -38,6 +38,7 @@ from airflow.sdk import Param, TriggerRule, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.notifiers.status import status_updates
 from solemate_maintenance.operators.dr.failover import (
     FailoverAssessmentOperator,
     FailoverGateOperator,
@@ -61,6 +62,8 @@ reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
              "environment": config.environment, "alerts": config.alerts}
 step = {"recovery": recovery, "primary_region": config.regions.primary, "region_name": config.regions.dr}
 notify = {"alerts": config.alerts, "environment": config.environment, **step}
+# Each step's update in the critical channel: with the start, gate and end messages, the incident log.
+update = status_updates(config.alerts, config.environment, "DR failover", critical=True)
 
 
 @dag(
@@ -89,11 +92,13 @@ def dr_failover():
         health_endpoint=str(config.resources.alb.health_endpoint), **step)
     start = FailoverNotifyOperator(task_id="notify_start", stage="start", **notify)
     infrastructure = FailoverInfrastructureOperator(task_id="failover_infrastructure", environment=config.environment,
-                                                    **step)
-    database = FailoverDatabaseOperator(task_id="failover_database", database=config.resources.rds.instance_id, **step)
+                                                    **step, on_success_callback=update("1/6 DR infrastructure ready"))
+    database = FailoverDatabaseOperator(task_id="failover_database", database=config.resources.rds.instance_id, **step,
+                                        on_success_callback=update("2/6 database restored in the DR region"))
     application = FailoverApplicationOperator(task_id="failover_application", cluster=config.resources.ecs.cluster,
                                               services={s.name: s.min_tasks for s in config.resources.ecs.services},
-                                              **step)
+                                              **step,
+                                              on_success_callback=update("3/6 application running in the DR region"))
     at_gate = FailoverNotifyOperator(task_id="notify_gate", stage="gate", **notify)
     approve_dns_switch = ApprovalOperator(
         task_id="approve_dns_switch", subject=f"Switch {recovery.record_name} to {config.regions.dr}?",
@@ -102,10 +107,12 @@ def dr_failover():
               f"{recovery.dr_load_balancer} in {config.regions.dr}. "
               "Reject to stop here with DNS unchanged.\n\nReason given: {{ params.reason }}"),
         response_timeout=timedelta(hours=4), retries=0)
-    dns = FailoverDnsSwitchOperator(task_id="failover_dns", **step)
-    validation = FailoverValidationOperator(task_id="failover_validation", services=services, **step)
+    dns = FailoverDnsSwitchOperator(task_id="failover_dns", **step, on_success_callback=update("4/6 DNS switched"))
+    validation = FailoverValidationOperator(task_id="failover_validation", services=services, **step,
+                                            on_success_callback=update("5/6 DR region validated"))
     monitoring = FailoverMonitoringOperator(task_id="failover_monitoring", services=services,
-                                            environment=config.environment, **step)
+                                            environment=config.environment, **step,
+                                            on_success_callback=update("6/6 monitoring in place"))
     # The end message, the report and the verdict run whatever happened, unless the gate refused the
     # run: the gate is a setup (with no teardown), and Airflow does not start anything downstream of a
     # setup that failed, ALL_DONE tasks included. So a refused run touches nothing, not even S3.

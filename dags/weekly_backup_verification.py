@@ -26,6 +26,7 @@ from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.notifiers.status import status_updates
 from solemate_maintenance.operators.backups.policy import AwsBackupOperator, RdsBackupOperator
 from solemate_maintenance.operators.backups.restore import (
     RestoreCleanupOperator,
@@ -65,11 +66,19 @@ def weekly_backup_verification():
                           dr_region=config.regions.dr),
     ]
     if config.restore_test.enabled:
+        update = status_updates(config.alerts, config.environment, "Restore test")
         janitor = RestoreJanitorOperator(task_id="restore_janitor", **restore_args)
-        request = RestoreRequestOperator(task_id="restore_request", **restore_args)
+        request = RestoreRequestOperator(
+            task_id="restore_request", **restore_args, on_success_callback=update(
+                "started: restore requested", expected_minutes=policy.database_rto_minutes,
+                why=f"Restoring {database} into a temporary, tagged instance to prove the backups restore within "
+                    f"the guide's {policy.database_rto_minutes}-min RTO and lose at most "
+                    f"{policy.database_rpo_minutes} min of data. Production is not touched."))
         validate = RestoreValidationOperator(task_id="restore_validate", policy=policy, reports=reporting,
-                                             **restore_args)
-        cleanup = RestoreCleanupOperator(task_id="restore_cleanup", **restore_args)
+                                             **restore_args,
+                                             on_success_callback=update("restored copy available and validated"))
+        cleanup = RestoreCleanupOperator(task_id="restore_cleanup", **restore_args,
+                                         on_success_callback=update("finished: temporary copy deleted"))
         request >> validate >> cleanup.as_teardown(setups=request)
         # The report reads the setup's findings without being its direct downstream (see also_collect).
         checks += [janitor, validate, cleanup]

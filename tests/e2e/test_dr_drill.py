@@ -15,6 +15,7 @@ import pytest
 
 from sandbox.world import Sandbox
 from solemate_maintenance.notifiers.delivery import secret_forms
+from solemate_maintenance.notifiers.status import STATUS_MARK
 from tests.e2e.conftest import parsed_dag, sandbox_as_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -124,8 +125,15 @@ def test_healthy_drill_measures_every_component_and_leaves_nothing(sandbox, dag,
     assert "| Database | point-in-time recovery | 15 |" in outcome.markdown
     assert outcome.scorecard["created"] and sorted(outcome.scorecard["created"]) == sorted(outcome.scorecard["deleted"])
     assert len(outcome.scorecard["created"]) == 2  # the restored instance and the task
-    [digest] = outcome.messages
+    updates = [m["payload"]["text"] for m in outcome.messages if m["payload"]["text"].startswith(STATUS_MARK)]
+    [digest] = [m for m in outcome.messages if not m["payload"]["text"].startswith(STATUS_MARK)]
     assert "DR drill (us-west-2): 4/4 components met the guide's targets" in json.dumps(digest["payload"])
+    # Start, each component as it is measured, and the end: what the channel sees during the drill.
+    steps = {u.split(" — ", 1)[1].split(" (", 1)[0] for u in updates}
+    assert steps == {"started", "database restored in the DR region and validated",
+                     "application task running in the DR region", "static assets replicated",
+                     "failover readiness checked", "finished: every target met"}, updates
+    assert updates[0].split(" — ", 1)[1].startswith("started") and "finished" in updates[-1]
     outcome.assert_clean()
 
 

@@ -187,6 +187,7 @@ def test_failover_approved_switches_dns_to_the_dr_region(live_world):
     assert refusal["severity"] == "P1" and "restored by an earlier failover" in refusal["summary"]
     assert task_states(standalone, "dr_failover", stale)["approve_dns_switch"] == "upstream_failed"
     remove_failover_copy(standalone)  # what the STOPPED message tells on-call to do, then trigger again
+    sandbox.slack.clear()  # from here on, the approved run's messages only
     run_id = trigger(standalone, "dr_failover", {"confirm": "production", "reason": "us-east-1 outage INC-4242"})
     respond_at_the_gate(standalone, run_id, "Approve")
     assert wait_for_run(standalone, "dr_failover", run_id) == "success", task_states(standalone, "dr_failover", run_id)
@@ -198,6 +199,11 @@ def test_failover_approved_switches_dns_to_the_dr_region(live_world):
     texts = [m["payload"]["text"] for m in sandbox.slack.messages()]
     for stage in ("DR FAILOVER STARTED", "DR FAILOVER awaiting approval", "DR FAILOVER COMPLETE"):
         assert any(stage in t for t in texts), (stage, texts)
+    # Each step's update between them: the channel is the failover's incident log.
+    steps = [t.split(" — ", 1)[1].split(" (", 1)[0] for t in texts if t.startswith("🔧 production: DR failover")]
+    assert steps == ["1/6 DR infrastructure ready", "2/6 database restored in the DR region",
+                     "3/6 application running in the DR region", "4/6 DNS switched", "5/6 DR region validated",
+                     "6/6 monitoring in place"], texts
     incident_log = report(standalone, "dr_failover", run_id)
     checks = {f["check"]: f["status"] for f in incident_log["findings"]}
     assert checks["failover.dns"] == "ok" and checks["failover.validation.dns"] == "ok"

@@ -17,6 +17,7 @@ import pytest
 from sandbox.world import Sandbox
 from solemate_maintenance import restore
 from solemate_maintenance.notifiers.delivery import secret_forms
+from solemate_maintenance.notifiers.status import STATUS_MARK
 from tests.e2e.conftest import parsed_dag, sandbox_as_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -76,8 +77,12 @@ class Outcome:
     def failure_alerts(self) -> list[dict]:
         return [m for m in self.messages if re.search(rf"{DAG_ID}\.\w+ failed", m["payload"]["text"])]
 
+    def status_updates(self) -> list[str]:
+        return [m["payload"]["text"] for m in self.messages if m["payload"]["text"].startswith(STATUS_MARK)]
+
     def digests(self) -> list[dict]:
-        return [m for m in self.messages if m not in self.failure_alerts()]
+        return [m for m in self.messages if m not in self.failure_alerts()
+                and not m["payload"]["text"].startswith(STATUS_MARK)]
 
     @property
     def measured(self) -> dict:
@@ -141,6 +146,12 @@ def test_healthy_week_restores_validates_measures_and_cleans_up(sandbox, dag, hi
     assert re.search(r"RTO \d+\.\d min \(target 15\); data RPO \d+\.\d min \(target 5\)", text)
     assert "## Measured by restore_validate" in outcome.markdown
     assert outcome.failure_alerts() == []
+    # The channel saw the restore test start (what, why, how long), progress and end, in that order.
+    updates = outcome.status_updates()
+    assert [u.split(" — ", 1)[1].split(" (", 1)[0] for u in updates] == [
+        "started: restore requested", "restored copy available and validated", "finished: temporary copy deleted"]
+    start = json.dumps([m["payload"] for m in outcome.messages if m["payload"]["text"] == updates[0]])
+    assert "15-min RTO" in start and "Expected to take about 15 min" in start
     outcome.assert_clean()
 
 

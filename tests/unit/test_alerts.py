@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import json
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from sandbox.servers import SlackSink, free_port
 from solemate_maintenance.aws_errors import PermanentAwsError, classify
 from solemate_maintenance.config import load_config
+from solemate_maintenance.config.platform import Contact, OnCall
 from solemate_maintenance.findings import ChecksFailedError, Finding, Severity, Status
 from solemate_maintenance.notifiers.delivery import DeliveryBudget, secret_forms, send_slack, slack_channel_for
 from solemate_maintenance.notifiers.failure import COMMON_CAUSE_XCOM_KEY, MaintenanceFailureNotifier
@@ -41,7 +43,8 @@ def config():
 
 @pytest.fixture
 def alerts(config):
-    return config.alerts.model_copy(update={"slack_timeout_seconds": 1})
+    return config.alerts.model_copy(update={"slack_timeout_seconds": 1, "on_call": OnCall(
+        primary=Contact(name="Ana", slack="U0PRIMARY1"), secondary=Contact(name="Ben", email="ben@solemate.example"))})
 
 
 def notifier(alerts, config=None, **kwargs):
@@ -81,6 +84,8 @@ def test_failure_message_carries_what_on_call_needs(sink, alerts):
                      "*What to do*\\nOpen Performance Insights for the window", context["ti"].log_url):
         assert expected in text, expected
     assert "BACKFILL" not in text and "PAST DATE" not in text and "(final: not retried)" not in text
+    # Who is on and by when (P2: the guide's hour), counted from the alert.
+    assert re.search(r"P2 \\u2014 respond by (\d{4}-\d\d-\d\d )?\d\d:\d\d UTC \(1 h\); on call: <@U0PRIMARY1>\"", text)
     [delivery] = context["ti"].pushed["alert_deliveries"]
     assert (delivery["channel"], delivery["ok"], delivery["outcome"], delivery["task_id"]) == \
         ("slack:slack_alerts", True, "delivered", "rds_health")
@@ -99,6 +104,7 @@ def test_backfill_of_a_past_day_says_so_and_does_not_page(sink, alerts, monkeypa
     assert message["payload"]["text"] == ("[P1] production: daily_maintenance.rds_health failed — "
                                           "2026-11-20 02:00 UTC [BACKFILL of a past date]")
     assert "not paging: a backfill" in blocks_text(message["payload"])
+    assert "P1 \\u2014 a past date: no response time, nobody paged" in blocks_text(message["payload"])
     sns = [d for d in context["ti"].pushed["alert_deliveries"] if d["channel"] == "sns"]
     assert sns[0]["outcome"] == "skipped" and "not paging" in sns[0]["error"]
 

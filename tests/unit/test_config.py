@@ -110,6 +110,22 @@ def edited(path: tuple, value) -> str:
         pytest.param(edited(("checks", "unused_resources", "prices", "ebs_gb_month"), {"gp3": -0.08}),
                      "platform.yaml: checks.unused_resources.prices.ebs_gb_month.gp3: Input should be greater than "
                      "or equal to 0", id="negative-price"),
+        # On call: reachable contacts, the chain in order, Slack ids rather than names.
+        pytest.param(edited(("alerts", "on_call"), {"primary": {"name": "Ana", "slack": "U0ANA1"},
+                                                    "secondary": {"name": "Ben"}}),
+                     "platform.yaml: alerts.on_call.secondary: contact 'Ben' has no slack, email or sns_topic_arn: "
+                     "nobody could be reached", id="unreachable-contact"),
+        pytest.param(edited(("alerts", "on_call"), {"secondary": {"name": "Ben", "email": "ben@solemate.example"}}),
+                     "platform.yaml: alerts.on_call: a secondary or escalation contact needs a primary first",
+                     id="secondary-without-primary"),
+        pytest.param(edited(("alerts", "on_call"), {"primary": {"name": "Ana", "slack": "@ana"}}),
+                     "platform.yaml: alerts.on_call.primary.slack: String should match pattern",
+                     id="slack-name-instead-of-id"),
+        pytest.param(edited(("alerts", "severities"), {"P1": {"response_minutes": 0}}),
+                     "platform.yaml: alerts.severities.P1.response_minutes: Input should be greater than 0",
+                     id="no-response-time"),
+        pytest.param(edited(("alerts", "pagerduty"), {"severities": ["P5"]}),
+                     "platform.yaml: alerts.pagerduty.severities[0]:", id="pagerduty-unknown-severity"),
         # Rules AWS itself enforces.
         pytest.param(edited(("backups", "rules", 0, "schedule"), "cron(0 2 * * * *)"),
                      "platform.yaml: backups.rules[0].schedule: 'cron(0 2 * * * *)': AWS needs '?' in exactly one "
@@ -285,8 +301,9 @@ def test_non_utf8_byte_names_file_line_and_byte(tmp_path):
 
 
 def test_huge_file_is_refused_before_parsing(tmp_path):
-    path = _write(tmp_path, SHIPPED.encode() + b"#" * (2 * 1024 * 1024))
-    with pytest.raises(ConfigError, match=r"platform\.yaml: \(file\) is 2,10\d,\d{3} bytes; a platform config is at most"):
+    data = SHIPPED.encode() + b"#" * (2 * 1024 * 1024)
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError, match=rf"platform\.yaml: \(file\) is {len(data):,} bytes; a platform config is at most"):
         load_config(path)
 
 

@@ -298,3 +298,52 @@ def test_pagerduty_triggers_acknowledges_and_resolves_one_incident_with_one_dedu
     assert "Target.ResponseCodeMismatch" in json.dumps(trigger["payload"]["custom_details"])
     assert any("/solemate/incidents/" in link["href"] for link in trigger.get("links", []))
     assert "R0UTINGKEYsandbox42" not in "".join(world.messages())  # the key never reaches Slack
+
+
+# -- the daily checks: the diagnosis travels with the finding ---------------------------------------
+def ecs_check(world):
+    from solemate_maintenance.operators.health.ecs import EcsServiceHealthOperator
+
+    res = world.config.resources
+    return EcsServiceHealthOperator(task_id="ecs_services", cluster=res.ecs.cluster, services=res.ecs.services,
+                                    thresholds=world.config.checks.ecs, troubleshoot=world.config)
+
+
+def test_a_failing_daily_check_carries_the_diagnosis_into_its_alert(world):
+    from solemate_maintenance.findings import ChecksFailedError
+    from solemate_maintenance.notifiers.messages import failure_message
+    from solemate_maintenance.run_facts import RunFacts
+
+    world.fresh()
+    troubles.stage(world.platform, "image_missing", at(3, 40))
+    service = world.platform._ecs_service(world.config.resources.ecs.services[0].name)
+    service.running_count = 0  # no task could start: the service is down (P1)
+    context = make_context(at(4), dag_id="daily_maintenance", task_id="ecs_services")
+    try:
+        with pytest.raises(ChecksFailedError) as failed:
+            ecs_check(world).execute(context)
+    finally:
+        service.running_count = service.desired_count
+    [finding] = [f for f in context["ti"].pushed["findings"] if f["check"] == "ecs.task_count"]
+    assert finding["diagnosis"]["calls"] <= 8 and any("CannotPullContainerError" in line
+                                                       for line in finding["diagnosis"]["lines"])
+    context["exception"] = failed.value
+    facts = RunFacts.from_context(context, page_max_age_hours=6, now=at(4, 5))
+    _, _, attachments = failure_message(context, world.config.alerts, "production", facts, at(4, 5))
+    text = json.dumps(attachments, ensure_ascii=False)
+    assert "*Diagnosis*" in text and troubles.MISSING_TAG in text
+    assert "exists in ECR" in text.split("*What to do*", 1)[1]  # the diagnosis's step, not the generic one
+    assert "P1 — respond by 04:20 UTC (15 min); on call: <@U0PRIMARY1>" in text
+
+
+def test_a_healthy_daily_check_asks_aws_nothing_more(world, monkeypatch):
+    world.fresh()
+    operator = ecs_check(world)
+
+    def no_diagnosis(*args, **kwargs):
+        raise AssertionError("a healthy run must not diagnose")
+
+    monkeypatch.setattr(operator, "client", no_diagnosis)
+    context = make_context(at(4), dag_id="daily_maintenance", task_id="ecs_services")
+    operator.execute(context)
+    assert all(f.get("diagnosis") is None for f in context["ti"].pushed["findings"])

@@ -1,6 +1,6 @@
 """The sandbox's moto patches, checked through boto3: GetMetricData (percentiles, metric math), Logs
 Insights, DescribeAlarmHistory, EC2 listings that page, Cost Explorer (cost and usage, forecast,
-anomalies) and the credential report's root row."""
+anomalies), the credential report's root row, ECS ListTasks by service and staged target health."""
 
 from __future__ import annotations
 
@@ -239,3 +239,39 @@ def test_credential_report_starts_with_the_root_account():
             moto_iam.ROOT.__init__()
     assert [r["user"] for r in rows] == ["<root_account>", "carol"]
     assert (rows[0]["access_key_1_active"], rows[0]["mfa_active"]) == ("true", "true")
+
+
+def test_ecs_list_tasks_filters_by_service_as_ecs_does():
+    with mock_aws():
+        ec2, ecs = boto3.client("ec2", region_name="us-east-1"), boto3.client("ecs", region_name="us-east-1")
+        subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+        group = ec2.create_security_group(GroupName="tasks", Description="tasks")["GroupId"]
+        ecs.create_cluster(clusterName="c")
+        ecs.register_task_definition(family="f", containerDefinitions=[{"name": "app", "image": "nginx", "memory": 64}])
+        network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
+        arns = {service: ecs.run_task(cluster="c", taskDefinition="f", launchType="FARGATE", group=f"service:{service}",
+                                      networkConfiguration=network)["tasks"][0]["taskArn"]
+                for service in ("web", "worker")}
+        assert ecs.list_tasks(cluster="c", serviceName="web")["taskArns"] == [arns["web"]]
+        assert sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted(arns.values())  # no filter: all
+
+
+def test_staged_target_health_replaces_what_moto_reports_for_registered_targets_only():
+    from sandbox import moto_elbv2
+
+    with mock_aws():
+        ec2, elb = boto3.client("ec2", region_name="us-east-1"), boto3.client("elbv2", region_name="us-east-1")
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        group = elb.create_target_group(Name="tg", Protocol="HTTP", Port=8080, VpcId=vpc)["TargetGroups"][0]
+        elb.register_targets(TargetGroupArn=group["TargetGroupArn"], Targets=[{"Id": instance}])
+        moto_elbv2.HEALTH[instance] = ("unhealthy", "Target.Timeout", "Request timed out")
+        try:
+            [health] = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
+            assert health["TargetHealth"] == {"State": "unhealthy", "Reason": "Target.Timeout",
+                                              "Description": "Request timed out"}
+            moto_elbv2.HEALTH.clear()
+            [health] = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
+            assert health["TargetHealth"]["State"] == "healthy"
+        finally:
+            moto_elbv2.HEALTH.clear()

@@ -161,6 +161,13 @@ class OnCall(_Strict):
     secondary: Contact | None = None
     escalation: Contact | None = None
 
+    @model_validator(mode="after")
+    def _primary_first(self) -> OnCall:
+        if (self.secondary or self.escalation) and self.primary is None:
+            raise ValueError("a secondary or escalation contact needs a primary first (alerts name the primary; "
+                             "escalation goes on from there)")
+        return self
+
     def chain(self) -> list[tuple[str, Contact]]:
         return [(role, contact) for role in ("primary", "secondary", "escalation")
                 if (contact := getattr(self, role)) is not None]

@@ -138,16 +138,14 @@ def diagnose(session: Session, check: str, resource: str) -> Diagnosis | None:
 def diagnose_findings(session_for: Callable[[], Session], findings: list[Any]) -> int:
     """Attach a diagnosis to the worst failing findings that have a case; at most MAX_DIAGNOSES_PER_RUN.
     A run without failing findings makes no call at all."""
-    failing = sorted((f for f in findings if f.is_failing and f.diagnosis is None and case_for(f.check)),
-                     key=lambda f: f.severity or "P9")
-    if not failing:
-        return 0
-    done = 0
-    for finding in failing[:MAX_DIAGNOSES_PER_RUN]:
-        session = session_for()
-        finding.diagnosis = diagnose(session, finding.check, finding.resource)
-        done += 1
-    for finding in failing[MAX_DIAGNOSES_PER_RUN:]:
-        finding.diagnosis = Diagnosis(missing=f"not diagnosed: the run diagnoses its {MAX_DIAGNOSES_PER_RUN} worst "
-                                              "failing findings only")
-    return done
+    failing = sorted((i for i, f in enumerate(findings) if f.is_failing and f.diagnosis is None
+                      and case_for(f.check)), key=lambda i: findings[i].severity or "P9")
+    for rank, index in enumerate(failing):
+        finding = findings[index]
+        if rank < MAX_DIAGNOSES_PER_RUN:
+            diagnosis = diagnose(session_for(), finding.check, finding.resource)
+        else:
+            diagnosis = Diagnosis(missing=f"not diagnosed: a run diagnoses its {MAX_DIAGNOSES_PER_RUN} worst failing "
+                                          "findings only")
+        findings[index] = finding.model_copy(update={"diagnosis": diagnosis})  # findings are immutable
+    return min(len(failing), MAX_DIAGNOSES_PER_RUN)

@@ -82,10 +82,10 @@ def service_tasks(session: Session, check: str, resource: str, notes: Notes) -> 
             reason = task.get("stoppedReason") or "no stopped reason"
             containers = []
             for container in task.get("containers", []):
-                exit_code = container.get("exitCode")
-                text = f"{container.get('name', '?')} exit {exit_code if exit_code is not None else '—'}"
-                if container.get("reason"):
-                    text += f" ({container['reason']})"
+                exit_code, why = container.get("exitCode"), container.get("reason") or ""
+                text = container.get("name", "?") + (f" exit {exit_code}" if exit_code is not None else "")
+                if why and why.split(":", 1)[0] != reason.split(":", 1)[0]:  # not the stopped reason again
+                    text += f" ({why[:160]})"
                 containers.append(text)
                 facts.setdefault("texts", []).append(container.get("reason") or "")
                 facts.setdefault("images", []).append(container.get("image") or "")
@@ -94,14 +94,16 @@ def service_tasks(session: Session, check: str, resource: str, notes: Notes) -> 
                     if exit_code == 137:
                         facts.setdefault("texts", []).append("exit code 137")
             facts.setdefault("texts", []).append(reason)
-            facts.setdefault("task_definition", task.get("taskDefinitionArn"))
+            # The stopped tasks' definition is the one being deployed (it may be newer than the service's).
+            facts.setdefault("stopped_definition", task.get("taskDefinitionArn"))
             notes.add(f"task {task_id} stopped {_stamp(task.get('stoppedAt'))}: {reason}"
                       + (f"; {', '.join(containers)}" if containers else ""))
 
     def definition() -> None:
-        if not facts.get("task_definition"):
+        arn = facts.get("stopped_definition") or facts.get("task_definition")
+        if not arn:
             return
-        td = session.call("ecs", "describe_task_definition", taskDefinition=facts["task_definition"])["taskDefinition"]
+        td = session.call("ecs", "describe_task_definition", taskDefinition=arn)["taskDefinition"]
         containers = td.get("containerDefinitions", [])
         limits = [int(c["memory"]) for c in containers if c.get("memory")]
         facts["memory"] = (f"{td['memory']} MiB" if td.get("memory") else
