@@ -138,7 +138,7 @@ def dr_drill():
                      "static_assets": [assets.task_id], "complete_system": [system.task_id]},
         cleanup_task_ids=[db_cleanup.task_id, app_cleanup.task_id], token_prefix=drill.instance_prefix,
         dr_cluster=recovery.cluster, reports=reporting, region_name="{{ params.region }}",
-        on_success_callback=update("finished: every target met"))
+        on_success_callback=update("finished: the scorecard is in the report"))
     measured = [janitor, db_validate, db_cleanup, app_ready, app_task, app_cleanup, assets, system]
     gate >> [janitor, db_request, app_ready, app_start, assets, system]
     measured >> scorecard

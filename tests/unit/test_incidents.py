@@ -14,12 +14,15 @@ from sandbox.servers import free_port
 from solemate_maintenance.config import Lower, Upper
 from solemate_maintenance.findings import Severity, Status
 from solemate_maintenance.incidents import (
+    AcknowledgeRefused,
     AnnouncementKind,
     IncidentRecord,
     IncidentStore,
     Observation,
     RecordConflict,
+    acknowledge,
     apply_observations,
+    escalate,
     prune,
 )
 from solemate_maintenance.series import judge
@@ -197,3 +200,44 @@ def test_two_watches_racing_open_the_incident_once(s3_server):
     record, _ = store_for(s3_server, store_key).read()
     assert [a.kind for a in record.announcements] == [AnnouncementKind.OPENED]
     assert len(record.incidents) == 1
+
+
+def escalations(record: IncidentRecord, end: datetime) -> list[str]:
+    return [a.detail for a in escalate(record, window_end=end, run_id="r", response=timedelta(minutes=15),
+                                       contacts=3)]
+
+
+def test_acknowledging_a_p2_does_not_cover_it_becoming_p1():
+    record = IncidentRecord(environment="production")
+    advance(record, cpu(at(2), at(2), severity=Severity.P2), at(2, 15))
+    [incident] = record.incidents.values()
+    acknowledge(record, incident.id, by="ana", at=at(2, 20))
+    with pytest.raises(AcknowledgeRefused, match="already acknowledged by ana at 2026-11-26 02:20 UTC"):
+        acknowledge(record, incident.id, by="ben", at=at(2, 21))
+    assert advance(record, cpu(at(2), at(3), severity=Severity.P1), at(3, 15)) == ["escalated"]
+    assert incident.acknowledged_at is None and incident.severity_since == at(3, 15)
+    # Its response time counts from when it became P1: the secondary at 03:30, the escalation at 03:45.
+    assert [escalations(record, at(h, m)) for h, m in ((3, 15), (3, 30), (3, 30), (3, 45), (4, 0))] == \
+        [[], ["1"], [], ["2"], []]
+
+
+def test_after_a_gap_only_the_level_now_due_is_paged_and_an_old_p1_starts_its_clock_now():
+    record = IncidentRecord(environment="production")
+    advance(record, cpu(at(2), at(2), severity=Severity.P1), at(2, 15))
+    assert escalations(record, at(4)) == ["2"]  # the scheduler was down: the escalation contact, once
+    assert escalations(record, at(4, 15)) == []
+    [incident] = record.incidents.values()
+    incident.severity_since, incident.escalation_level = None, 0  # an incident opened before escalation existed
+    assert escalations(record, at(9)) == []  # not straight to the escalation contact: its clock starts now
+    assert escalations(record, at(9, 15)) == ["1"]
+
+
+def test_a_resolved_or_unknown_incident_cannot_be_acknowledged():
+    record = IncidentRecord(environment="production")
+    advance(record, cpu(at(2), at(2)), at(2, 15))
+    advance(record, cpu(None, None), at(2, 30))
+    [incident] = record.incidents.values()
+    with pytest.raises(AcknowledgeRefused, match="already resolved at 2026-11-26 02:05 UTC"):
+        acknowledge(record, incident.id, by="ana", at=at(2, 40))
+    with pytest.raises(AcknowledgeRefused, match="no incident 'nope'"):
+        acknowledge(record, "nope", by="ana", at=at(2, 40))

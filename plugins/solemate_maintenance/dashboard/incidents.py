@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -41,12 +42,12 @@ def incident_html(config: PlatformConfig, incident_id: str, incident: Incident |
         "Problem": incident.summary, "Resource": incident.resource, "Severity": incident.severity.value,
         "Started": stamp(incident.started_at), "State": state,
         "Response": responder_line(config.alerts, incident.severity, incident.responding_since,
-                                   escalation_level=incident.escalation_level,
+                                   escalation_level=incident.escalation_level, plain=True,
                                    acknowledged_by=incident.acknowledged_by, acknowledged_at=incident.acknowledged_at),
         "What to do": incident.next_step or "—",
     }
     body = (f"<p>{escape(notice)}</p>" if notice else "") + "<table>" + "".join(
-        f"<tr><th>{escape(k)}</th><td>{escape(str(v)).replace('&lt;@', '@').replace('&lt;!subteam^', '@')}</td></tr>"
+        f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
         for k, v in rows.items()) + "</table>"
     if incident.diagnosis:
         body += "<h2>Diagnosis</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in incident.diagnosis) + "</ul>"
@@ -62,6 +63,8 @@ def acknowledge_and_tell(config: PlatformConfig, incident_id: str, who: str, now
     sends it to Slack and PagerDuty; what could not be sent is retried by the next watch."""
     from solemate_maintenance.operators.watch.announce import Announcer
 
+    # The name goes into Slack: no mrkdwn control characters (a "<!channel>" user name would ping everyone).
+    who = re.sub(r"[<>&*_~`|]", "", who).strip()[:80] or "unknown user"
     store = store_of(config)
     refused: list[str] = []
 
@@ -80,8 +83,10 @@ def acknowledge_and_tell(config: PlatformConfig, incident_id: str, who: str, now
                                                                  notice=f"Not acknowledged: {refused[0]}")
     announcer = Announcer(config=config, store=store, watch="maintenance_dashboard", context={}, may_page=False,
                           run_id=item.claimed_by, run_url="", window=None, aws_conn_id=AWS_CONN_ID)
-    sent = announcer.deliver(record, now, only=lambda a: a.kind is AnnouncementKind.ACKNOWLEDGED
-                             and a.incident_id == incident_id and a.at == now)
-    told = "the channel was told" if sent else "the channel could not be told now; the next watch retries"
+    # The incident's earlier undelivered announcements go first, in order: PagerDuty must see the trigger
+    # before the acknowledge.
+    sent = announcer.deliver(record, now + timedelta(microseconds=1), only=lambda a: a.incident_id == incident_id)
+    told = "the channel was told" if f"{AnnouncementKind.ACKNOWLEDGED.value}:{incident_id}" in sent \
+        else "the channel could not be told now; the next watch retries"
     return 200, incident_html(config, incident_id, incident, action="",
                               notice=f"Acknowledged by {who} at {now:%H:%M} UTC: {told}.")

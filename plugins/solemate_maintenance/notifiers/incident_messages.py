@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from solemate_maintenance.config import Alerts
 from solemate_maintenance.config.platform import Contact
 from solemate_maintenance.incidents import Announcement, AnnouncementKind, Incident
-from solemate_maintenance.notifiers.messages import OK_COLOR, SEVERITY_EMOJI, responder_line
+from solemate_maintenance.notifiers.messages import OK_COLOR, SEVERITY_EMOJI, responder_line, slack_escaped
 from solemate_maintenance.redaction import trim
 
 # Announcements that can page (SMS): an emergency seen for the first time, or one that became P1.
@@ -109,14 +109,15 @@ def announcement_message(incident: Incident, announcement: Announcement, *, envi
     ]
     if kind not in (AnnouncementKind.RESOLVED, AnnouncementKind.BRIEF):
         who = responder_line(alerts, severity, incident.responding_since, escalation_level=incident.escalation_level,
-                             acknowledged_by=incident.acknowledged_by, acknowledged_at=incident.acknowledged_at)
+                             acknowledged_by=incident.acknowledged_by, acknowledged_at=incident.acknowledged_at,
+                             escalates=_escalated_here(alerts, incident))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f":bust_in_silhouette: {who}"}})
     blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"}
                                                  for k, v in fields.items()]})
     if kind in DIAGNOSED_KINDS and (incident.diagnosis or incident.diagnosis_missing):
-        lines = [f"• {line}" for line in incident.diagnosis]
+        lines = [f"• {slack_escaped(line)}" for line in incident.diagnosis]
         if incident.diagnosis_missing:
-            lines.append(f"• _diagnosis incomplete: {incident.diagnosis_missing}_")
+            lines.append(f"• _diagnosis incomplete: {slack_escaped(incident.diagnosis_missing)}_")
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                     "text": trim("*Diagnosis*\n" + "\n".join(lines), 2900)}})
     if kind not in (AnnouncementKind.RESOLVED, AnnouncementKind.ACKNOWLEDGED) and incident.next_step:
@@ -133,6 +134,11 @@ def announcement_message(incident: Incident, announcement: Announcement, *, envi
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
     color = OK_COLOR if kind is AnnouncementKind.RESOLVED else alerts.severities[severity].color
     return title, [{"color": color, "fallback": title, "blocks": blocks}]
+
+
+def _escalated_here(alerts: Alerts, incident: Incident) -> bool:
+    """Whether our chain escalates it (PagerDuty's policies do for its severities)."""
+    return not (alerts.pagerduty and incident.severity.value in alerts.pagerduty.severities)
 
 
 def _contact(alerts: Alerts, level: int) -> tuple[str, Contact | None]:

@@ -150,9 +150,10 @@ def diagnosis_text(findings: Iterable[Finding]) -> str:
     """The failing findings' diagnoses (worst first), each under its resource; what could not be asked is said."""
     parts = []
     for finding in sorted((f for f in findings if f.diagnosis), key=lambda f: f.severity or "P9"):
-        lines = [f"`{finding.resource}` ({finding.check}):", *(f"• {line}" for line in finding.diagnosis.lines)]
+        lines = [f"`{finding.resource}` ({finding.check}):",
+                 *(f"• {slack_escaped(line)}" for line in finding.diagnosis.lines)]
         if finding.diagnosis.missing:
-            lines.append(f"• _diagnosis incomplete: {finding.diagnosis.missing}_")
+            lines.append(f"• _diagnosis incomplete: {slack_escaped(finding.diagnosis.missing)}_")
         parts.append("\n".join(lines))
     return trim(scrub("\n".join(parts)), MAX_DIAGNOSIS_CHARS)
 
@@ -256,22 +257,28 @@ def response_due(alerts: Alerts, severity: Severity | str, since: datetime) -> d
 
 
 def responder_line(alerts: Alerts, severity: Severity | str, since: datetime, *, escalation_level: int = 0,
-                   acknowledged_by: str | None = None, acknowledged_at: datetime | None = None) -> str:
-    """Who is on and by when: "P1 — respond by 03:17 UTC (15 min); on call: <@U123>", or who took it."""
+                   acknowledged_by: str | None = None, acknowledged_at: datetime | None = None,
+                   escalates: bool = False, plain: bool = False) -> str:
+    """Who is on and by when: "P1 — respond by 03:17 UTC (15 min); on call: <@U123>", or who took it.
+
+    ``escalates``: an incident the watch escalates (says who is paged next); ``plain``: names, not Slack
+    mentions (a web page)."""
     severity = str(severity)
     if acknowledged_by and acknowledged_at:
         return f"{severity} — acknowledged by {acknowledged_by} at {acknowledged_at.astimezone(UTC):%H:%M} UTC"
     minutes = alerts.severities[severity].response_minutes
-    due = response_due(alerts, severity, since).astimezone(UTC)
+    # The contact paged at level n was paged n response times in: theirs ends one later.
+    due = (since + timedelta(minutes=minutes * (escalation_level + 1))).astimezone(UTC)
     when = f"{due:%H:%M} UTC" if due.date() == since.astimezone(UTC).date() else f"{due:%Y-%m-%d %H:%M} UTC"
     line = f"{severity} — respond by {when} ({_minutes(minutes)})"
     chain = alerts.on_call.chain()
     if chain:
         role, contact = chain[min(escalation_level, len(chain) - 1)]
-        line += f"; on call: {contact.mention}" + (f" ({role})" if role != "primary" else "")
-        if severity == "P1" and escalation_level + 1 < len(chain) and alerts.pagerduty is None:
+        name = contact.name if plain else contact.mention
+        line += f"; on call: {name}" + (f" ({role})" if role != "primary" else "")
+        if escalates and severity == "P1" and escalation_level + 1 < len(chain):
             nxt_role, nxt = chain[escalation_level + 1]
-            line += f"; unacknowledged, {nxt.mention} ({nxt_role}) is paged then"
+            line += f"; unacknowledged, {nxt.name if plain else nxt.mention} ({nxt_role}) is paged then"
     else:
         line += "; on call: nobody configured (alerts.on_call)"
     return line
@@ -294,6 +301,12 @@ def blocks_as_html(blocks: list[dict]) -> str:
         elif "elements" in block:
             lines.append(" ".join(html.escape(e.get("text", "")) for e in block["elements"]))
     return "<br>".join(line.replace("\n", "<br>") for line in lines)
+
+
+def slack_escaped(text: str) -> str:
+    """Text from AWS or the database shown as text: `&`, `<`, `>` escaped as Slack requires, so SQL like
+    `a < $1` reads right and a `<!channel>` in a statement's comment pings nobody."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def code_block(text: str) -> str:

@@ -71,7 +71,8 @@ class MaintenanceStatusNotifier(BaseNotifier):
         problems = [f for f in findings if f.get("severity")]
         shown = problems or findings
         for finding in shown[:MAX_LINES]:
-            mark = f"[{finding['severity']}] " if finding.get("severity") else "✓ "
+            mark = f"[{finding['severity']}] " if finding.get("severity") else \
+                ("– " if finding.get("status") == "skipped" else "✓ ")
             lines.append(trim(f"{mark}{finding.get('resource', '')}: {finding.get('summary', '')}", 240))
         if len(shown) > MAX_LINES:
             lines.append(f"… and {len(shown) - MAX_LINES} more in the report")

@@ -99,17 +99,22 @@ class MaintenanceCheckOperator(BaseOperator):
         lookback = self.lookback_minutes
         return TimeWindow.ending_at_run(context, lookback) if lookback else None
 
-    def diagnose(self, findings: list[Finding], window: TimeWindow | None) -> None:
+    def diagnose(self, context: Any, findings: list[Finding], window: TimeWindow | None) -> None:
         """The guide's troubleshooting for the failing findings (a few API calls each; none when all is well)."""
         if self.troubleshoot is None or not any(f.is_failing for f in findings):
             return
         from airflow.sdk.timezone import utcnow
 
-        from solemate_maintenance.troubleshooting import Session, diagnose_findings
+        from solemate_maintenance.run_facts import RunFacts
+        from solemate_maintenance.troubleshooting import Session, aws_clients, diagnose_findings
 
         config = self.troubleshoot
+        if not RunFacts.from_context(context, page_max_age_hours=config.alerts.page_max_age_hours,
+                                     now=utcnow()).may_page:
+            return  # a past date: AWS can only describe today, which would explain the wrong day
         checked = window or TimeWindow(utcnow() - timedelta(hours=1), utcnow())
-        diagnose_findings(lambda: Session(client_factory=self.client, config=config, window=checked), findings)
+        clients = aws_clients(self.aws_conn_id, self.region_name)
+        diagnose_findings(lambda: Session(client_factory=clients, config=config, window=checked), findings)
 
     @abstractmethod
     def collect_findings(self, context: Any) -> Iterable[Finding]:
@@ -161,7 +166,7 @@ class MaintenanceCheckOperator(BaseOperator):
             if cause is not None and not cause.retryable:
                 raise PermanentAwsError(cause, exc) from exc
             raise
-        self.diagnose(findings, window)
+        self.diagnose(context, findings, window)
         context["ti"].xcom_push(key=FINDINGS_XCOM_KEY, value=[f.model_dump(mode="json") for f in findings])
         for finding in findings:
             level = self.log.warning if finding.is_problem else self.log.info

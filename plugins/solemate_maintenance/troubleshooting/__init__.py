@@ -12,6 +12,7 @@ from the platform config's resources.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,22 @@ log = logging.getLogger(__name__)
 MAX_CALLS_PER_DIAGNOSIS = 8
 MAX_DIAGNOSES_PER_RUN = 5
 MAX_LINES = 12
+# A diagnosis must not hold up the alert it explains: short timeouts, one retry, a minute in all.
+MAX_SECONDS_PER_DIAGNOSIS = 60.0
+CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 15, "retries": {"max_attempts": 2, "mode": "standard"}}
+
+
+def aws_clients(aws_conn_id: str | None, region_name: str | None) -> Callable[[str], Any]:
+    """Clients through the Amazon provider's hook, with the diagnosis's short timeouts."""
+
+    def make(service: str) -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        from botocore.config import Config
+
+        return AwsBaseHook(aws_conn_id=aws_conn_id, region_name=region_name, client_type=service,
+                           config=Config(**CLIENT_CONFIG)).conn
+
+    return make
 
 
 class CallBudgetSpent(Exception):
@@ -43,12 +60,16 @@ class Session:
     max_calls: int = MAX_CALLS_PER_DIAGNOSIS
     # The database watch's latest pg_stat_statements counters (queryid -> counters), for deltas.
     statement_baseline: dict[str, Any] | None = None
+    max_seconds: float = MAX_SECONDS_PER_DIAGNOSIS
     calls: int = 0
     _clients: dict[str, Any] = field(default_factory=dict)
+    _started: float = field(default_factory=time.monotonic)
 
     def call(self, service: str, operation: str, **kwargs: Any) -> Any:
         if self.calls >= self.max_calls:
             raise CallBudgetSpent(f"the diagnosis's {self.max_calls} API calls are spent")
+        if time.monotonic() - self._started > self.max_seconds:
+            raise CallBudgetSpent(f"the diagnosis's {self.max_seconds:g} s are spent (AWS answering slowly)")
         self.calls += 1
         if service not in self._clients:
             self._clients[service] = self.client_factory(service)

@@ -18,19 +18,20 @@ EVENTS = 3
 # The guide's solutions, by what ECS said. First match wins; checked against the stopped reason and
 # every container's reason.
 SOLUTIONS: list[tuple[tuple[str, ...], str]] = [
+    # Before memory: a task that fails its ELB health check is killed too (exit 137, no OutOfMemory).
+    (("ELB health checks", "failed container health checks", "Task failed ELB"),
+     "Tasks start but fail the health check: check the health-check path and port against the container, and "
+     "the security group rules between the ALB and the tasks."),
     (("CannotPullContainerError", "pull image", "manifest unknown", "not found: manifest"),
      "The image cannot be pulled: check that `{image}` exists in ECR (push it, or roll the service back to the "
      "last task definition whose image exists), that the task execution role may pull from ECR, and that the "
      "subnets reach ECR (NAT gateway or VPC endpoints)."),
-    (("OutOfMemoryError", "OutOfMemory", "exit code 137", "killed due to memory"),
+    (("OutOfMemoryError", "OutOfMemory", "killed due to memory"),
      "Containers are killed for memory: raise the task definition's memory (now {memory}) or the container's "
      "limit, or find the leak (memory rises until the kill); roll back if a release started it."),
     (("ResourceInitializationError", "secrets", "ssm", "secretsmanager", "unable to retrieve"),
      "The task cannot fetch its secrets or environment: check that the secret or parameter exists and the task "
      "execution role may read it (secretsmanager:GetSecretValue, ssm:GetParameters, kms:Decrypt)."),
-    (("ELB health checks", "failed container health checks", "Task failed ELB"),
-     "Tasks start but fail the health check: check the health-check path and port against the container, and "
-     "the security group rules between the ALB and the tasks."),
     (("unable to place", "insufficient", "no container instance", "capacity"),
      "ECS cannot place the tasks: check the subnets' free IP addresses and the Fargate capacity in the region; "
      "reduce the CPU/memory per task if it exceeds what the capacity provider offers."),
@@ -38,6 +39,9 @@ SOLUTIONS: list[tuple[tuple[str, ...], str]] = [
      "The application exits at start: read the container's log for the exit code {exit_code} (configuration, "
      "environment variables, database reachability from the task's security group)."),
 ]
+
+
+MEMORY_WORDS = ("OutOfMemoryError", "OutOfMemory", "killed due to memory")
 
 
 def _resource_parts(session: Session, resource: str) -> tuple[str, str]:
@@ -91,8 +95,6 @@ def service_tasks(session: Session, check: str, resource: str, notes: Notes) -> 
                 facts.setdefault("images", []).append(container.get("image") or "")
                 if exit_code not in (None, 0):
                     facts.setdefault("exit_code", exit_code)
-                    if exit_code == 137:
-                        facts.setdefault("texts", []).append("exit code 137")
             facts.setdefault("texts", []).append(reason)
             # The stopped tasks' definition is the one being deployed (it may be newer than the service's).
             facts.setdefault("stopped_definition", task.get("taskDefinitionArn"))
@@ -118,7 +120,7 @@ def service_tasks(session: Session, check: str, resource: str, notes: Notes) -> 
     notes.step("the stopped tasks (ecs:ListTasks, ecs:DescribeTasks)", stopped)
     notes.step("the task definition (ecs:DescribeTaskDefinition)", definition)
     texts = " ".join(facts.get("texts", []))
-    if any(word.lower() in texts.lower() for word in SOLUTIONS[1][0]):
+    if any(word.lower() in texts.lower() for word in MEMORY_WORDS):
         notes.step("the tasks' memory in the window (cloudwatch:GetMetricData)",
                    lambda: _memory_used(session, cluster, name, notes))
     image = next((i for i in facts.get("images", []) if i), "the image")

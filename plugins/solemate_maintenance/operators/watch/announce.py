@@ -42,10 +42,11 @@ from solemate_maintenance.notifiers.messages import blocks_as_html
 # After this many failed attempts (one per watch) an announcement is given up: the digest still lists it.
 MAX_ATTEMPTS = 8
 
+# A problem seen and cleared inside one watch is not sent to PagerDuty: it would phone someone about
+# something already over (Slack, and for an emergency the SMS, have it).
 PAGERDUTY_ACTIONS = {
     AnnouncementKind.OPENED: ["trigger"],
     AnnouncementKind.ESCALATED: ["trigger"],
-    AnnouncementKind.BRIEF: ["trigger", "resolve"],
     AnnouncementKind.ACKNOWLEDGED: ["acknowledge"],
     AnnouncementKind.RESOLVED: ["resolve"],
 }
@@ -80,10 +81,16 @@ class Announcer:
         alerts = self.config.alerts
         budget = DeliveryBudget.for_run(alerts.delivery_budget_seconds, self.run_id, floor=alerts.slack_timeout_seconds)
         results: dict[tuple[str, str, str], list[Delivery]] = {}
+        superseded: set[tuple[str, str, str]] = set()
         for item in pending:
             incident = record.incidents.get(item.incident_id)
             if incident is None:  # pruned meanwhile
                 results[_identity(item)] = []
+                continue
+            if item.kind is AnnouncementKind.PAGED and (incident.acknowledged_at or not incident.is_open):
+                # A page that failed earlier is not retried once somebody took the incident or it ended.
+                results[_identity(item)] = []
+                superseded.add(_identity(item))
                 continue
             done = {d.get("channel") for d in item.deliveries if d.get("outcome") in ("delivered", "unknown")}
             results[_identity(item)] = self._send(incident, item, done, budget)
@@ -91,6 +98,9 @@ class Announcer:
         def mark(current: IncidentRecord) -> None:
             for item in current.announcements:
                 if _identity(item) not in results:
+                    continue
+                if _identity(item) in superseded:
+                    item.outcome = "superseded"
                     continue
                 item.attempts += 1
                 item.deliveries += [d.model_dump(exclude={"task_id"}) for d in results[_identity(item)]]

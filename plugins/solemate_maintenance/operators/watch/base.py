@@ -84,9 +84,14 @@ class IncidentWatchOperator(BaseOperator):
         if len(chain) < 2:
             return []
         in_pagerduty = set(alerts.pagerduty.severities) if alerts.pagerduty else set()
+        # PagerDuty escalates by its own policies, but only an alert it received: with a wrong key or the
+        # service down, our chain still pages.
+        received = {a.incident_id for a in record.announcements
+                    if any(d.get("channel") == "pagerduty" and d.get("outcome") in ("delivered", "unknown")
+                           for d in a.deliveries)}
         return escalate(record, window_end=window_end, run_id=run_id, contacts=len(chain),
                         response=timedelta(minutes=alerts.severities["P1"].response_minutes),
-                        skip=lambda incident: incident.severity.value in in_pagerduty)
+                        skip=lambda incident: incident.severity.value in in_pagerduty and incident.id in received)
 
     def with_diagnosis(self, observations: list[Observation], record: IncidentRecord,
                        window: TimeWindow) -> list[Observation]:
@@ -94,7 +99,13 @@ class IncidentWatchOperator(BaseOperator):
         MAX_DIAGNOSES_PER_RUN); problems already open, and healthy ones, cost nothing."""
         from dataclasses import replace
 
-        from solemate_maintenance.troubleshooting import MAX_DIAGNOSES_PER_RUN, Session, case_for, diagnose
+        from solemate_maintenance.troubleshooting import (
+            MAX_DIAGNOSES_PER_RUN,
+            Session,
+            aws_clients,
+            case_for,
+            diagnose,
+        )
 
         wanted = []
         for seen in observations:
@@ -116,8 +127,8 @@ class IncidentWatchOperator(BaseOperator):
             if same not in asked:
                 if len(asked) >= MAX_DIAGNOSES_PER_RUN:
                     continue
-                session = Session(client_factory=self.client, config=self.config, window=window,
-                                  statement_baseline=baseline)
+                session = Session(client_factory=aws_clients(self.aws_conn_id, self.region_name),
+                                  config=self.config, window=window, statement_baseline=baseline)
                 asked[same] = diagnose(session, seen.check, seen.resource)
             diagnosed[seen.key] = asked[same]
         return [replace(o, diagnosis=diagnosed[o.key]) if o.key in diagnosed else o for o in observations]
