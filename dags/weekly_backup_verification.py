@@ -78,7 +78,7 @@ def weekly_backup_verification():
                                              **restore_args,
                                              on_success_callback=update("restored copy available and validated"))
         cleanup = RestoreCleanupOperator(task_id="restore_cleanup", **restore_args,
-                                         on_success_callback=update("finished: temporary copy deleted"))
+                                         on_success_callback=update("finished"))
         request >> validate >> cleanup.as_teardown(setups=request)
         # The report reads the setup's findings without being its direct downstream (see also_collect).
         checks += [janitor, validate, cleanup]

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from solemate_maintenance.notifiers.delivery import secret_forms
+from solemate_maintenance.notifiers.status import STATUS_MARK
 from tests.e2e.conftest import BACKFILL_FIRST_DAY, MUTATING_WORKER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -173,7 +174,13 @@ def test_weekly_backfill_defers_in_the_triggerer_and_skips_a_date_beyond_retenti
     tagged = [i for i in airflow.sandbox.client("rds").describe_db_instances()["DBInstances"]
               if restore.tags_of(i).get(restore.TAG_PURPOSE) == restore.PURPOSE]
     assert tagged == [] and airflow.sandbox.postgres.restored_databases() == []
-    digests = sorted(m["payload"]["text"] for m in airflow.sandbox.slack.messages())
+    texts = [m["payload"]["text"] for m in airflow.sandbox.slack.messages()]
+    digests = sorted(t for t in texts if not t.startswith(STATUS_MARK))
+    # The restore test's updates: the newer date's restore started and was validated; the older date,
+    # outside the restore window, restored nothing and said nothing of a restore.
+    started = [t for t in texts if t.startswith(STATUS_MARK) and "— started" in t]
+    validated = [t for t in texts if t.startswith(STATUS_MARK) and "— restored copy available" in t]
+    assert len(started) == 1 and len(validated) == 1, texts
     assert digests == sorted(f":white_check_mark: production: weekly_backup_verification passed — "
                              f"{moment:%Y-%m-%d %H:%M} UTC [BACKFILL of a past date]" for moment in (older, newer))
 

@@ -9,6 +9,7 @@ step is a real DAG run: a first watch, an incident opening, a scheduler gap, a c
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,6 +83,19 @@ def test_the_watch_opens_each_incident_once_names_its_start_and_resolves_it_once
     # P1 in the critical channel, the rest in the default one.
     paths = {m["payload"]["text"]: m["path"].split("/")[1] for m in sandbox.slack.messages()}
     assert paths[opened[0]] == "critical" and paths[cpu[0]] == "services"
+
+
+def test_the_database_cpu_incident_arrives_diagnosed_with_who_responds_by_when(world):
+    """The real DAG file's watch asks RDS and the database why before it announces (the troubleshooting
+    cases one by one are in tests/unit/test_diagnosis_and_escalation.py)."""
+    sandbox, _, _, _ = world
+    [opening] = [m["payload"] for m in sandbox.slack.messages()
+                 if "CPUUtilization 95 %" in m["payload"]["text"] and "since" in m["payload"]["text"]]
+    text = json.dumps(opening, ensure_ascii=False)
+    assert "*Diagnosis*" in text and f"instance {sandbox.config.resources.rds.instance_id}: db.r6g.large" in text
+    assert "Performance Insights is off" in text and "of max_connections" in text  # RDS and platform_db both asked
+    assert "Enable Performance Insights" in text.split("*What to do*", 1)[1]
+    assert re.search(r"P2 — respond by [\d: -]+UTC \(1 h\); on call: nobody configured \(alerts.on_call\)", text)
 
 
 def test_after_a_scheduler_gap_the_next_watch_covers_it(world):

@@ -149,7 +149,8 @@ def test_healthy_week_restores_validates_measures_and_cleans_up(sandbox, dag, hi
     # The channel saw the restore test start (what, why, how long), progress and end.
     updates = outcome.status_updates()
     assert sorted(u.split(" — ", 1)[1].split(" (", 1)[0] for u in updates) == [
-        "finished: temporary copy deleted", "restored copy available and validated", "started: restore requested"]
+        "finished", "restored copy available and validated", "started: restore requested"]
+    assert "deleted" in json.dumps([m["payload"] for m in outcome.messages if "— finished" in m["payload"]["text"]])
     start = json.dumps([m["payload"] for m in outcome.messages if "— started" in m["payload"]["text"]])
     assert "15-min RTO" in start and "Expected to take about 15 min" in start
     outcome.assert_clean()

@@ -3,8 +3,9 @@ start (what, why, how long it should take), when each long step is done, and whe
 channel shows what is going on during the window.
 
 A step's update is its ``on_success_callback`` (a failing step is told by the failure alert): it reads
-what the step recorded (findings, measurements) and says it in a line or two, with the time since the
-run started. Updates are never paged and never e-mailed; a Slack outage costs the update, not the run.
+what the step recorded (its findings) and says it in a line or two, with the time since the run
+started. A step that only skipped (nothing to do for that date) posts nothing. Updates are never
+paged and never e-mailed; a Slack outage costs the update, not the run.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class MaintenanceStatusNotifier(BaseNotifier):
 
         from solemate_maintenance.notifiers.delivery import send_slack, slack_channel_for
 
+        findings = context["ti"].xcom_pull(task_ids=context["ti"].task_id, key="findings") or []
+        if findings and all(f.get("status") == "skipped" for f in findings):
+            # Nothing happened (a restore date outside the window, a component not selected): no update.
+            return
         title, lines = self.message(context, utcnow())
         channel = slack_channel_for(Severity.P1 if self.critical else Severity.P4, self.alerts)
         send_slack(kind="status", conn_id=channel, text=title, alerts=self.alerts, context=context,
