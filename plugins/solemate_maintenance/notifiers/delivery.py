@@ -191,29 +191,18 @@ def send_email(*, kind: str, to: list[str], subject: str, html: str, alerts: Ale
 PAGERDUTY_SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
 
 
-class _Events:
-    """Several Events API calls as one delivery (a problem seen and cleared: trigger, then resolve)."""
-
-    def __init__(self, notifiers: list[Any]) -> None:
-        self.notifiers = notifiers
-
-    def notify(self, context: Any) -> None:
-        for notifier in self.notifiers:
-            notifier.notify(context)
-
-
-def send_pagerduty(*, kind: str, conn_id: str, actions: list[str], dedup_key: str, summary: str, severity: str,
+def send_pagerduty(*, kind: str, conn_id: str, action: str, dedup_key: str, summary: str, severity: str,
                    source: str, custom_details: dict[str, Any], links: list[dict[str, str]], context: Any,
                    budget: DeliveryBudget | None = None) -> Delivery:
-    """Events API v2 through the provider's PagerdutyNotifier: each action (trigger, acknowledge,
-    resolve) with the same dedup key, so PagerDuty keeps one incident and its own escalation."""
+    """Events API v2 through the provider's PagerdutyNotifier: trigger, acknowledge or resolve, always
+    with the incident's dedup key, so PagerDuty keeps one incident and its own escalation."""
     from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifier
 
     register_connection_secrets(conn_id)
-    return _deliver(kind, "pagerduty", lambda: _Events([PagerdutyNotifier(
+    return _deliver(kind, "pagerduty", lambda: PagerdutyNotifier(
         summary=trim(scrub(summary), 1024), severity=PAGERDUTY_SEVERITY.get(severity, "error"), source=source,
         action=action, dedup_key=dedup_key, custom_details=scrub(custom_details), links=links,
-        pagerduty_events_conn_id=conn_id) for action in actions]), context, budget)
+        pagerduty_events_conn_id=conn_id), context, budget)
 
 
 def connection_exists(conn_id: str) -> bool:

@@ -78,7 +78,7 @@ def announcement_message(incident: Incident, announcement: Announcement, *, envi
         title = f"[{severity}] {environment}: {incident.summary} — {span(incident.started_at, end)}, cleared"
         state = f"*Seen and cleared* within one watch: {duration(end - incident.started_at)}"
     elif kind is AnnouncementKind.PAGED:
-        role, contact = _contact(alerts, int(announcement.detail or 1))
+        role, contact = contact_at(alerts, int(announcement.detail or 1))
         waited = duration(at - incident.responding_since)
         title = (f"[{severity}] {environment}: not acknowledged after {waited}, paging the {role} "
                  f"{contact.name if contact else ''} — {incident.summary}").replace("  ", " ")
@@ -141,7 +141,8 @@ def _escalated_here(alerts: Alerts, incident: Incident) -> bool:
     return not (alerts.pagerduty and incident.severity.value in alerts.pagerduty.severities)
 
 
-def _contact(alerts: Alerts, level: int) -> tuple[str, Contact | None]:
+def contact_at(alerts: Alerts, level: int) -> tuple[str, Contact | None]:
+    """The on-call role and contact at `level` of the chain (the last one past its end)."""
     chain = alerts.on_call.chain()
     if not chain:
         return "on-call contact", None

@@ -252,10 +252,6 @@ def failure_message(context: Any, alerts: Alerts, environment: str, facts: RunFa
     return severity, title, attachments
 
 
-def response_due(alerts: Alerts, severity: Severity | str, since: datetime) -> datetime:
-    return since + timedelta(minutes=alerts.severities[str(severity)].response_minutes)
-
-
 def responder_line(alerts: Alerts, severity: Severity | str, since: datetime, *, escalation_level: int = 0,
                    acknowledged_by: str | None = None, acknowledged_at: datetime | None = None,
                    escalates: bool = False, plain: bool = False) -> str:

@@ -23,12 +23,6 @@ CONNECTIONS_SQL = ("SELECT count(*)::int AS connections, current_setting('max_co
                    "FROM pg_stat_activity")
 
 
-def _rows(cursor: Any, sql: str, params: dict | None = None) -> list[dict[str, Any]]:
-    cursor.execute(sql, params)
-    columns = [c.name for c in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
 def load(session: Session, check: str, resource: str, notes: Notes) -> None:
     rds = session.config.resources.rds
     instance_id = resource.split("/", 1)[0] or rds.instance_id
@@ -62,34 +56,26 @@ def load(session: Session, check: str, resource: str, notes: Notes) -> None:
                       f"{statement[:160]}")
 
     def statements() -> None:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+        from solemate_maintenance.hooks.postgres import read_only_connection, rows
 
-        from solemate_maintenance.notifiers.delivery import register_connection_secrets
-
-        register_connection_secrets(rds.db_conn_id)
-        conn = PostgresHook(postgres_conn_id=rds.db_conn_id).get_conn()
+        conn = read_only_connection(rds.db_conn_id, STATEMENT_TIMEOUT_MS)
         try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                cur.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
-                counts = _rows(cur, CONNECTIONS_SQL)[0]
-                share = 100 * counts["connections"] / max(counts["max_connections"], 1)
-                notes.add(f"connections: {counts['connections']} of max_connections {counts['max_connections']} "
-                          f"({share:.0f} %)")
-                if share >= 80:
-                    notes.advise("Connections are near max_connections: lower the services' pool sizes or put RDS "
-                                 "Proxy in front of the database.")
-                cur.execute("SELECT to_regclass('pg_stat_statements') IS NOT NULL AS available")
-                if not cur.fetchone()[0]:
-                    notes.add("pg_stat_statements is not installed: no top statements from the database")
-                    return
-                rows = _rows(cur, STATEMENT_COUNTERS.read_text(), {"limit": 200})
+            counts = rows(conn, CONNECTIONS_SQL)[0]
+            share = 100 * counts["connections"] / max(counts["max_connections"], 1)
+            notes.add(f"connections: {counts['connections']} of max_connections {counts['max_connections']} "
+                      f"({share:.0f} %)")
+            if share >= 80:
+                notes.advise("Connections are near max_connections: lower the services' pool sizes or put RDS "
+                             "Proxy in front of the database.")
+            if not rows(conn, "SELECT to_regclass('pg_stat_statements') IS NOT NULL AS available")[0]["available"]:
+                notes.add("pg_stat_statements is not installed: no top statements from the database")
+                return
+            counters = rows(conn, STATEMENT_COUNTERS.read_text(), {"limit": 200})
         finally:
             conn.close()
         baseline = session.statement_baseline or {}
         used = []
-        for row in rows:
+        for row in counters:
             before = baseline.get(row["queryid"]) or [0.0, 0.0]
             calls, total = float(row["calls"]) - before[0], float(row["total_ms"]) - before[1]
             if calls > 0 and total > 0:

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from solemate_maintenance.config import REPO_ROOT, DatabaseMaintenanceCheck
 from solemate_maintenance.findings import Finding, Severity, Status, classify, measurement, threshold_finding
+from solemate_maintenance.hooks.postgres import read_only_connection, rows
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.redaction import scrub, trim
 
@@ -64,24 +65,15 @@ class DatabaseMaintenanceOperator(MaintenanceCheckOperator):
                           summary=f"database review skipped: connection {self.db_conn_id!r} is not defined",
                           details={"conn_id": self.db_conn_id})
             return
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-        from solemate_maintenance.notifiers.delivery import register_connection_secrets
-
-        register_connection_secrets(self.db_conn_id)
         try:
-            conn = PostgresHook(postgres_conn_id=self.db_conn_id).get_conn()
+            # Read-only by construction, and bounded: a review must never block the application.
+            conn = read_only_connection(self.db_conn_id, STATEMENT_TIMEOUT_MS)
         except Exception as exc:  # the driver's error names host and user, never the password (scrubbed anyway)
             yield Finding(check="db.connection", resource=database, status=Status.CRITICAL, severity=Severity.P2,
                           summary=f"cannot connect to the database for its weekly review ({type(exc).__name__})",
                           details={"error": trim(scrub(str(exc)), 300), "conn_id": self.db_conn_id})
             return
         try:
-            # Read-only by construction, and bounded: a review must never block the application.
-            conn.autocommit = True  # each query on its own: no transaction held open between them
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                cur.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             review = _Review(conn, self.thresholds, database)
             yield from review.run()
         finally:
@@ -101,10 +93,7 @@ class _Review:
         self.headline: list[str] = []
 
     def query(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self.conn.cursor() as cur:
-            cur.execute(_sql(name), params)
-            columns = [c.name for c in cur.description]
-            return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+        return rows(self.conn, _sql(name), params)
 
     def table(self, title: str, columns: list[str], rows: list[list[Any]]) -> None:
         self.tables[title] = {"columns": columns, "rows": rows}

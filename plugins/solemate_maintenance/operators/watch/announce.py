@@ -33,8 +33,8 @@ from solemate_maintenance.notifiers.delivery import (
 )
 from solemate_maintenance.notifiers.incident_messages import (
     PAGING_KINDS,
-    _contact,
     announcement_message,
+    contact_at,
     sms_text,
 )
 from solemate_maintenance.notifiers.messages import blocks_as_html
@@ -44,11 +44,11 @@ MAX_ATTEMPTS = 8
 
 # A problem seen and cleared inside one watch is not sent to PagerDuty: it would phone someone about
 # something already over (Slack, and for an emergency the SMS, have it).
-PAGERDUTY_ACTIONS = {
-    AnnouncementKind.OPENED: ["trigger"],
-    AnnouncementKind.ESCALATED: ["trigger"],
-    AnnouncementKind.ACKNOWLEDGED: ["acknowledge"],
-    AnnouncementKind.RESOLVED: ["resolve"],
+PAGERDUTY_ACTION = {
+    AnnouncementKind.OPENED: "trigger",
+    AnnouncementKind.ESCALATED: "trigger",
+    AnnouncementKind.ACKNOWLEDGED: "acknowledge",
+    AnnouncementKind.RESOLVED: "resolve",
 }
 
 
@@ -129,7 +129,7 @@ class Announcer:
                                    context=self.context, budget=budget))
         html = blocks_as_html(attachments[0]["blocks"])
         if item.kind is AnnouncementKind.PAGED:
-            _, contact = _contact(alerts, int(item.detail or 1))
+            _, contact = contact_at(alerts, int(item.detail or 1))
             if contact and contact.email and "email" not in done:
                 sent.append(send_email(kind=kind, to=[contact.email], subject=title, html=html, alerts=alerts,
                                        context=self.context, budget=budget))
@@ -149,14 +149,14 @@ class Announcer:
                                  message=sms_text(incident, title, self.run_url, alerts), aws_conn_id=self.aws_conn_id,
                                  context=self.context, budget=budget))
         pagerduty = alerts.pagerduty
-        actions = PAGERDUTY_ACTIONS.get(item.kind)
-        if (pagerduty and actions and incident.severity.value in pagerduty.severities and "pagerduty" not in done
-                and (self.may_page or actions != ["trigger"])):
+        action = PAGERDUTY_ACTION.get(item.kind)
+        if (pagerduty and action and incident.severity.value in pagerduty.severities and "pagerduty" not in done
+                and (self.may_page or action != "trigger")):
             links = [{"href": url, "text": text} for url, text in (
                 (alerts.acknowledge_url(incident.id), "Acknowledge in the maintenance dashboard"),
                 (self.run_url, "The watch run in Airflow")) if url]
             sent.append(send_pagerduty(
-                kind=kind, conn_id=pagerduty.conn_id, actions=actions,
+                kind=kind, conn_id=pagerduty.conn_id, action=action,
                 dedup_key=pagerduty_dedup_key(self.config.environment, incident), summary=title,
                 severity=incident.severity.value, source=incident.resource, links=links,
                 custom_details={"incident": incident.id, "check": incident.check,

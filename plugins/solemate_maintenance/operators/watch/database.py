@@ -44,19 +44,12 @@ class DatabaseWatchOperator(IncidentWatchOperator):
         return Severity(self.config.watch.database.open_severity)
 
     def observe(self, context: Any, window: TimeWindow, record: IncidentRecord) -> list[Observation]:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+        from solemate_maintenance.hooks.postgres import read_only_connection
 
-        from solemate_maintenance.notifiers.delivery import register_connection_secrets
-
-        conn_id = self.config.resources.rds.db_conn_id
-        register_connection_secrets(conn_id)
         self._counters: dict[str, list[float]] | None = None
-        conn = PostgresHook(postgres_conn_id=conn_id).get_conn()  # unreachable: the task fails, and retries
+        # Unreachable: the task fails, and retries.
+        conn = read_only_connection(self.config.resources.rds.db_conn_id, STATEMENT_TIMEOUT_MS)
         try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                cur.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             self._conn = conn
             return [*self._statements(window, record), *self._connections(window), *self._long_transactions(window),
                     *self._lock_waits(window)]
@@ -69,10 +62,9 @@ class DatabaseWatchOperator(IncidentWatchOperator):
 
     # -- the parts -------------------------------------------------------------------------------------
     def _rows(self, kind: str, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self._conn.cursor() as cur:
-            cur.execute(_sql(kind, name), params)
-            columns = [c.name for c in cur.description]
-            return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+        from solemate_maintenance.hooks.postgres import rows
+
+        return rows(self._conn, _sql(kind, name), params)
 
     def _observation(self, check: str, resource: str, severity: Severity | None, summary: str, window: TimeWindow,
                      *, since: datetime | None = None, label: str = "", step: str = "", peak: float | None = None,
