@@ -1,7 +1,8 @@
 """Close moto's fidelity gaps so production queries run unchanged (RDS restores: moto_rds; AWS
 Backup jobs and recovery points: moto_backup; ECS task lifecycle: moto_ecs; S3 replication status:
 moto_s3; target health: moto_elbv2; Logs Insights: moto_logs; listings that page: moto_paging; Cost
-Explorer: moto_ce; the credential report's root row: moto_iam;
+Explorer: moto_ce; the credential report's root row: moto_iam; drift detection, pending maintenance and service updates,
+unconfirmed subscriptions: moto_monitoring;
 CloudWatch here).
 
 moto's GetMetricData knows only the basic statistics, evaluates little metric math, and scans
@@ -284,7 +285,18 @@ def describe_alarm_history(self: CloudWatchResponse) -> ActionResult:
 
 def apply() -> None:
     """Install the patches (idempotent). The sandbox and the tests call this before using moto."""
-    from sandbox import moto_backup, moto_ce, moto_ecs, moto_elbv2, moto_iam, moto_logs, moto_paging, moto_rds, moto_s3
+    from sandbox import (
+        moto_backup,
+        moto_ce,
+        moto_ecs,
+        moto_elbv2,
+        moto_iam,
+        moto_logs,
+        moto_monitoring,
+        moto_paging,
+        moto_rds,
+        moto_s3,
+    )
 
     CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign]
     Alarm.update_state = _update_state  # type: ignore[method-assign]
@@ -298,3 +310,4 @@ def apply() -> None:
     moto_s3.apply()
     moto_ce.apply()
     moto_iam.apply()
+    moto_monitoring.apply()

@@ -275,3 +275,124 @@ def test_staged_target_health_replaces_what_moto_reports_for_registered_targets_
             assert health["TargetHealth"]["State"] == "healthy"
         finally:
             moto_elbv2.HEALTH.clear()
+
+
+# -- moto_monitoring: what the monitoring checks ask and moto 5.2.5 cannot answer ----------------------
+@pytest.fixture
+def staged():
+    from sandbox import moto_monitoring
+
+    moto_monitoring.reset()
+    yield moto_monitoring
+    moto_monitoring.reset()
+
+
+def test_drift_detection_runs_then_reports_the_staged_drift_page_by_page(staged):
+    with mock_aws():
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        cfn.create_stack(StackName="platform", TemplateBody=json.dumps({"Resources": {
+            "B": {"Type": "AWS::S3::Bucket"}, "Q": {"Type": "AWS::SQS::Queue"}}}))
+        staged.STACK_DRIFTS["platform"] = [
+            {"LogicalResourceId": name, "ResourceType": "AWS::S3::Bucket", "StackResourceDriftStatus": status,
+             "PropertyDifferences": [], "Timestamp": ANCHOR} for name, status in (("B", "MODIFIED"), ("Q", "DELETED"))]
+        detection = cfn.detect_stack_drift(StackName="platform")["StackDriftDetectionId"]
+        first = cfn.describe_stack_drift_detection_status(StackDriftDetectionId=detection)
+        then = cfn.describe_stack_drift_detection_status(StackDriftDetectionId=detection)
+        assert first["DetectionStatus"] == "DETECTION_IN_PROGRESS" and "StackDriftStatus" not in first
+        assert (then["DetectionStatus"], then["StackDriftStatus"], then["DriftedStackResourceCount"]) == (
+            "DETECTION_COMPLETE", "DRIFTED", 2)
+        page = cfn.describe_stack_resource_drifts(StackName="platform", MaxResults=1)
+        rest = cfn.describe_stack_resource_drifts(StackName="platform", MaxResults=1, NextToken=page["NextToken"])
+        assert [d["LogicalResourceId"] for d in [*page["StackResourceDrifts"], *rest["StackResourceDrifts"]]] == [
+            "B", "Q"]
+        only = cfn.describe_stack_resource_drifts(StackName="platform", StackResourceDriftStatusFilters=["DELETED"])
+        assert [d["LogicalResourceId"] for d in only["StackResourceDrifts"]] == ["Q"]
+        with pytest.raises(cfn.exceptions.ClientError, match="Stack with id missing does not exist"):
+            cfn.detect_stack_drift(StackName="missing")
+
+
+def test_pending_maintenance_and_performance_insights_as_rds_reports_them(staged):
+    with mock_aws():
+        rds = boto3.client("rds", region_name="us-east-1")
+        made = {}
+        for name, insights in (("with-pi", True), ("without-pi", False)):
+            made[name] = rds.create_db_instance(
+                DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro", Engine="postgres", MasterUsername="u",
+                MasterUserPassword="password-1", AllocatedStorage=20,
+                EnablePerformanceInsights=insights)["DBInstance"]["DBInstanceArn"]
+        listed = {d["DBInstanceIdentifier"]: d.get("PerformanceInsightsEnabled")
+                  for d in rds.describe_db_instances()["DBInstances"]}
+        assert listed == {"with-pi": True, "without-pi": False}
+        staged.PENDING_MAINTENANCE[made["with-pi"]] = [{"Action": "system-update", "Description": "OS upgrade",
+                                                        "AutoAppliedAfterDate": ANCHOR}]
+        mine = rds.describe_pending_maintenance_actions(ResourceIdentifier=made["with-pi"])
+        assert [a["Action"] for r in mine["PendingMaintenanceActions"] for a in r["PendingMaintenanceActionDetails"]] \
+            == ["system-update"]
+        assert rds.describe_pending_maintenance_actions(ResourceIdentifier=made["without-pi"])[
+            "PendingMaintenanceActions"] == []
+        with pytest.raises(rds.exceptions.ClientError, match="ResourceNotFoundFault"):
+            rds.describe_pending_maintenance_actions(ResourceIdentifier="arn:aws:rds:us-east-1:123456789012:db:gone")
+
+
+def test_update_actions_filter_by_cluster_and_status_and_page(staged):
+    staged.UPDATE_ACTIONS.extend({"ServiceUpdateName": f"patch-{i}", "CacheClusterId": cluster,
+                                  "UpdateActionStatus": status}
+                                 for i, (cluster, status) in enumerate([("redis", "not-applied"), ("redis", "complete"),
+                                                                        ("other", "not-applied"),
+                                                                        ("redis", "scheduled")]))
+    with mock_aws():
+        cache = boto3.client("elasticache", region_name="us-east-1")
+        pages = cache.get_paginator("describe_update_actions").paginate(
+            CacheClusterIds=["redis"], UpdateActionStatus=["not-applied", "scheduled"],
+            PaginationConfig={"PageSize": 20})
+        assert [a["ServiceUpdateName"] for p in pages for a in p["UpdateActions"]] == ["patch-0", "patch-3"]
+        first = cache.describe_update_actions(CacheClusterIds=["redis"], MaxRecords=20)
+        assert len(first["UpdateActions"]) == 3 and "Marker" not in first
+
+
+def test_an_unconfirmed_subscription_is_listed_as_pending_confirmation(staged):
+    from moto.backends import get_backend
+
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        topic = sns.create_topic(Name="critical")["TopicArn"]
+        email = sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="a@example.com",
+                              ReturnSubscriptionArn=True)["SubscriptionArn"]
+        sms = sns.subscribe(TopicArn=topic, Protocol="sms", Endpoint="+15555550100",
+                            ReturnSubscriptionArn=True)["SubscriptionArn"]
+        get_backend("sns")["123456789012"]["us-east-1"].subscriptions[sms].attributes["PendingConfirmation"] = "true"
+        listed = {s["Protocol"]: s["SubscriptionArn"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)[
+            "Subscriptions"]}
+        assert listed == {"email": email, "sms": "PendingConfirmation"}
+        assert {s["SubscriptionArn"] for s in sns.list_subscriptions()["Subscriptions"]} == {email,
+                                                                                            "PendingConfirmation"}
+
+
+def test_the_moto_server_answers_performance_insights_for_an_instance_with_it_on(staged):
+    from moto.server import ThreadedMotoServer
+
+    from sandbox import moto_patches
+
+    moto_patches.apply()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        rds = boto3.client("rds", region_name="us-east-1", endpoint_url=endpoint)
+        ids = {}
+        for name, insights in (("with-pi", True), ("without-pi", False)):
+            rds.create_db_instance(
+                DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro", Engine="postgres", MasterUsername="u",
+                MasterUserPassword="password-1", AllocatedStorage=20, EnablePerformanceInsights=insights)
+            ids[name] = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0][
+                "DbiResourceId"]
+        pi = boto3.client("pi", region_name="us-east-1", endpoint_url=endpoint)
+        asked = {"ServiceType": "RDS", "StartTime": ANCHOR - timedelta(hours=3), "EndTime": ANCHOR,
+                 "Metric": "db.load.avg", "GroupBy": {"Group": "db.sql_tokenized", "Limit": 1}}
+        answer = pi.describe_dimension_keys(Identifier=ids["with-pi"], **asked)
+        assert answer["Keys"] == staged.PI_TOP_SQL[:1]
+        with pytest.raises(pi.exceptions.InvalidArgumentException, match="not enabled"):
+            pi.describe_dimension_keys(Identifier="db-NOSUCHINSTANCE", **asked)
+    finally:
+        server.stop()
