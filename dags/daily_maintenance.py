@@ -3,7 +3,9 @@
 Health checks of the SoleMate platform, every day at 02:00 UTC: application endpoint and ALB
 targets, ECS services, RDS, ElastiCache, business metrics and service KPIs; then the housekeeping:
 security events and world-open ports, log lifecycle, unused resources and their cost, a backup of
-the configuration (never a secret value), the alarms that fired overnight.
+the configuration (never a secret value), the alarms that fired overnight; and the monitoring itself:
+the guide's alarms and their SNS subscriptions, the overview dashboard, ECS auto scaling, pending
+updates with deadlines, the log pipeline's delivery and the day's application errors.
 
 * Each check records its findings; a **P1/P2** finding fails its task and alerts Slack.
 * Metric windows end at the run's logical date (cron *trigger* timetable, zero-length data
@@ -25,7 +27,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
-from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.incidents import incident_key
 from solemate_maintenance.operators.health.application import ApplicationHealthOperator
 from solemate_maintenance.operators.health.business import BusinessMetricsOperator
@@ -37,15 +39,20 @@ from solemate_maintenance.operators.housekeeping.config_backup import ConfigBack
 from solemate_maintenance.operators.housekeeping.logs import LogLifecycleOperator
 from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator, SecurityEventsOperator
 from solemate_maintenance.operators.housekeeping.unused import UnusedResourcesOperator
-from solemate_maintenance.operators.monitoring.cloudwatch_status import (
-    MaintenanceStatusOperator,
-    OvernightAlarmsOperator,
+from solemate_maintenance.operators.monitoring.alarms import (
+    CloudWatchAlarmsOperator,
+    NotificationPathsOperator,
+    OverviewDashboardOperator,
 )
+from solemate_maintenance.operators.monitoring.cloudwatch_status import OvernightAlarmsOperator
+from solemate_maintenance.operators.monitoring.log_pipeline import ApplicationErrorsOperator, LogPipelineOperator
+from solemate_maintenance.operators.monitoring.scaling import EcsScalingPolicyOperator
+from solemate_maintenance.operators.monitoring.updates import PendingUpdatesOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 
 config = load_config()
 DAG_ID = "daily_maintenance"
-resources, checks = config.resources, config.checks
+resources, checks, monitoring = config.resources, config.checks, config.monitoring
 
 
 @dag(
@@ -128,6 +135,22 @@ def daily_maintenance():
         ),
         OvernightAlarmsOperator(task_id="overnight_alarms"),
     ]
+    # Monitoring the monitoring: the guide's alarms, their topics, the dashboard, scaling, pending
+    # updates and the log pipeline, against monitoring.* (alarms change only with monitoring.enforce).
+    monitoring_checks = [
+        CloudWatchAlarmsOperator(task_id="alarms", monitoring=monitoring, platform=resources,
+                                 environment=config.environment),
+        NotificationPathsOperator(task_id="notification_paths", monitoring=monitoring),
+        OverviewDashboardOperator(task_id="overview_dashboard", monitoring=monitoring),
+        EcsScalingPolicyOperator(task_id="auto_scaling", ecs=resources.ecs, policy=monitoring.scaling),
+        PendingUpdatesOperator(task_id="pending_updates", platform=resources, updates=monitoring.updates),
+        LogPipelineOperator(task_id="log_pipeline", pipeline=monitoring.log_pipeline),
+        ApplicationErrorsOperator(task_id="application_errors", log_group=resources.logs.application_log_group,
+                                  pipeline=monitoring.log_pipeline, bucket=config.reports.bucket,
+                                  reports_prefix=config.reports.prefix,
+                                  query_timeout_seconds=checks.security.query_timeout_seconds,
+                                  poll_seconds=checks.security.poll_seconds),
+    ]
     reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
                  "environment": config.environment, "alerts": config.alerts,
              "incident_key": incident_key(config)}
@@ -136,16 +159,13 @@ def daily_maintenance():
         previous_report_wait_minutes=config.reports.previous_report_wait_minutes,
         **reporting,
     )
-    checks_done = [*health_checks, *housekeeping]
+    checks_done = [*health_checks, *housekeeping, *monitoring_checks]
     checks_done >> report
     [*checks_done, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
-    report >> MaintenanceStatusOperator(
-        task_id="maintenance_status",
-        report_task_id="report",
-        environment=config.environment,
-        status=config.maintenance_status,
-        alerts=config.alerts,
-    )
+    # The daily run also publishes how old the weekly and monthly DAGs' heartbeats are (their alarms
+    # watch that age: CloudWatch cannot look back a week or a month for a missing heartbeat).
+    report >> maintenance_status(config, heartbeat_max_gap_hours=config.maintenance_status.heartbeat_max_gap_hours,
+                                 publish_heartbeat_ages=True)
 
 
 dag = daily_maintenance()

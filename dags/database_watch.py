@@ -22,7 +22,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
-from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.operators.watch.database import DatabaseWatchOperator
 
 config = load_config()
@@ -45,13 +45,14 @@ defaults.update(retry_delay=timedelta(seconds=60), retry_exponential_backoff=Fal
     default_args=defaults,
 )
 def database_watch():
-    DatabaseWatchOperator(
+    watching = DatabaseWatchOperator(
         task_id="watch",
         config=config,
         interval_minutes=60,
         max_window_minutes=config.watch.performance.max_window_minutes,
     )
 
+    watching >> maintenance_status(config, report_task_id=None)
 
 dag = database_watch()
 

@@ -29,7 +29,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag
 
 from solemate_maintenance.config import DR_COMPONENTS, known_regions, load_config
-from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.notifiers.status import status_updates
 from solemate_maintenance.operators.backups.restore import RestoreJanitorOperator
 from solemate_maintenance.operators.dr.drill import DrDrillGateOperator
@@ -150,6 +150,7 @@ def dr_drill():
     checks >> report
     [*checks, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", also_collect=setups,
                                             **reporting)
+    report >> maintenance_status(config)
 
 
 dag = dr_drill()

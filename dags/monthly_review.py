@@ -25,7 +25,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag
 
 from solemate_maintenance.config import load_config
-from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.incidents import incident_key
 from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
@@ -88,6 +88,7 @@ def monthly_review():
                                    **reporting)
     checks_done >> report
     [*checks_done, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
+    report >> maintenance_status(config)
 
 
 dag = monthly_review()

@@ -25,7 +25,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
-from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.operators.watch.performance import PerformanceWatchOperator
 
 config = load_config()
@@ -50,13 +50,14 @@ defaults.update(retry_delay=timedelta(seconds=30), retry_exponential_backoff=Fal
     default_args=defaults,
 )
 def performance_watch():
-    PerformanceWatchOperator(
+    watching = PerformanceWatchOperator(
         task_id="watch",
         config=config,
         interval_minutes=watch.interval_minutes,
         max_window_minutes=watch.max_window_minutes,
     )
 
+    watching >> maintenance_status(config, report_task_id=None)
 
 dag = performance_watch()
 

@@ -25,7 +25,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
-from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.notifiers.status import status_updates
 from solemate_maintenance.operators.backups.policy import AwsBackupOperator, RdsBackupOperator
 from solemate_maintenance.operators.backups.restore import (
@@ -91,6 +91,7 @@ def weekly_backup_verification():
     checks >> report
     [*checks, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", also_collect=setups,
                                             **reporting)
+    report >> maintenance_status(config)
 
 
 dag = weekly_backup_verification()

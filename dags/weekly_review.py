@@ -14,6 +14,8 @@ Every Monday at 04:00 UTC, the operations guide's weekly list beyond backups (th
 * `capacity_planning`: four weeks of daily peaks (ECS CPU/memory/tasks, RDS CPU/connections/free
   storage, Redis memory), their trend and the days until each limit (under 30 P3, under 7 P2), with a
   chart per metric next to the report.
+* `stack_drift`: CloudFormation drift detection on `monitoring.drift.stacks` (deferred while AWS
+  works), the drifted resources with each property expected and actual (P3).
 * `report` / `run_verdict`: as in `daily_maintenance`. Windows end at the run's logical date, so a
   backfill measures its own weeks; certificates, scans and the database's statistics are live state.
 * Configuration: `checks.database`, `checks.certificates`, `checks.vulnerabilities`, `checks.capacity`.
@@ -25,8 +27,9 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, dag
 
 from solemate_maintenance.config import load_config
-from solemate_maintenance.dag_defaults import maintenance_defaults
+from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.incidents import incident_key
+from solemate_maintenance.operators.monitoring.drift import StackDriftOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 from solemate_maintenance.operators.reviews.capacity import CapacityPlanningOperator
 from solemate_maintenance.operators.reviews.certificates import CertificateExpiryOperator
@@ -81,12 +84,14 @@ def weekly_review():
             bucket=config.reports.bucket,
             reports_prefix=config.reports.prefix,
         ),
+        StackDriftOperator(task_id="stack_drift", drift=config.monitoring.drift),
     ]
     report = PublishReportOperator(task_id="report",
                                    previous_report_wait_minutes=config.reports.previous_report_wait_minutes,
                                    **reporting)
     checks_done >> report
     [*checks_done, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
+    report >> maintenance_status(config)
 
 
 dag = weekly_review()

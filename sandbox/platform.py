@@ -25,6 +25,7 @@ from sandbox.backups import (
 )
 from sandbox.dr import DR_PROBLEMS, DrRegion, image_uri
 from sandbox.estate import ESTATE_PROBLEMS, Estate
+from sandbox.monitoring import MONITORING_PROBLEMS, STATE_MONITORING_PROBLEMS, MonitoringEstate
 from sandbox.monthly import MONTHLY_PROBLEMS, MONTHLY_STATE_PROBLEMS, MonthlyEstate
 from sandbox.review import REVIEW_PROBLEMS, REVIEW_STATE_PROBLEMS, ReviewEstate
 from sandbox.servers import HealthEndpoint
@@ -45,6 +46,7 @@ PROBLEMS = {
     **ESTATE_PROBLEMS,
     **REVIEW_PROBLEMS,
     **MONTHLY_PROBLEMS,
+    **MONITORING_PROBLEMS,
 }
 DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses", "open_database_port",
                            "unused_resources"})
@@ -52,7 +54,7 @@ DEMO_PROBLEMS = frozenset({"ecs_under_desired", "rds_high_cpu", "slow_responses"
 # opposed to metric problems, which CloudWatch keeps per timestamp.
 STATE_PROBLEMS = frozenset({"ecs_under_desired", "endpoint_down", "unhealthy_target", *BACKUP_PROBLEMS,
                             *RESTORE_PROBLEMS, *DR_PROBLEMS, *(set(ESTATE_PROBLEMS) - {"brute_force_logins"}),
-                            *REVIEW_STATE_PROBLEMS, *MONTHLY_STATE_PROBLEMS})
+                            *REVIEW_STATE_PROBLEMS, *MONTHLY_STATE_PROBLEMS, *STATE_MONITORING_PROBLEMS})
 SNS_TOPIC = "solemate-p1"
 # A week of 5-minute metrics is ~45,000 datapoints (seconds to build); worlds seeded alike share them.
 _SEEDED_METRICS: dict[tuple, list] = {}
@@ -105,6 +107,7 @@ class Platform:
         self.review.apply(self.problems, self.load_balancer_arn)  # after dr: it re-pushes the scanned image
         self.estate.apply({a: frozenset(p) for a, p in days.items()}, latest)
         self.monthly.apply({a: frozenset(p) for a, p in days.items()}, latest)  # after estate: its volumes
+        self.monitoring.apply({a: frozenset(p) for a, p in days.items()}, latest)
         self._write_metrics(sorted((anchor, frozenset(problems)) for anchor, problems in days.items()))
 
     def create(self) -> None:
@@ -180,6 +183,8 @@ class Platform:
         self.review = ReviewEstate(self.config, self._client, ca=self.ca, tls=self.tls)
         self.monthly = MonthlyEstate(self.config, self._client)
         self.monthly.create()
+        self.monitoring = MonitoringEstate(self.config, self._client, self.load_balancer_arn)
+        self.monitoring.create()
 
     def _ecs_service(self, name: str) -> Any:
         backend = get_backend("ecs")[DEFAULT_ACCOUNT_ID][self.config.regions.primary]
@@ -241,7 +246,8 @@ class Platform:
         for namespace, entry in [*(entry for span_start, span_end in spans
                                    for entry in metrics.generate(names, span_start, span_end, incidents, origin=start)),
                                  *metrics.history(names, spans, end, incidents, timedelta(days=self.history_days)),
-                                 *self.estate.metric_entries(start, end)]:
+                                 *self.estate.metric_entries(start, end),
+                                 *self.monitoring.metric_entries(incidents)]:
             by_namespace[namespace].append(entry)
         # Straight into the backend: a week of 5-minute data over HTTP would take ~15 s per seed.
         for namespace, entries in by_namespace.items():

@@ -26,7 +26,7 @@ import yaml
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
-from sandbox import client_speedups, moto_patches, moto_rds, request_log
+from sandbox import client_speedups, moto_monitoring, moto_patches, moto_rds, request_log
 from sandbox.platform import SNS_TOPIC, Platform
 from sandbox.postgres import EmbeddedPostgres
 from sandbox.servers import HealthEndpoint, SlackSink, SmtpSink, free_port
@@ -107,6 +107,7 @@ class Sandbox:
         import requests
 
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=30).raise_for_status()
+        moto_monitoring.reset()  # what the patches stage lives beside moto's backends
 
     @property
     def restores(self) -> moto_rds.RestoreBehaviour:
@@ -189,6 +190,8 @@ class Sandbox:
             {"host": "127.0.0.1", "port": self.tls.port, "server_name": PUBLIC_NAME,
              "ca_bundle": str(self.ca.bundle_path)}]
         raw["alerts"]["sns_topic_arn"] = f"arn:aws:sns:{raw['regions']['primary']}:{DEFAULT_ACCOUNT_ID}:{SNS_TOPIC}"
+        # Drift detection answers in a second here.
+        raw.setdefault("monitoring", {}).setdefault("drift", {})["poll_seconds"] = 1
         # Restores take seconds here, not minutes: look often, give up soon.
         raw.setdefault("restore_test", {}).update({
             "poll_seconds": 1, "restore_timeout_minutes": self.restore_timeout_minutes, "delete_timeout_minutes": 1})

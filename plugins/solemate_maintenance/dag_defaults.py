@@ -28,3 +28,15 @@ def maintenance_defaults(config: PlatformConfig, dag_id: str, *,
     if config.workers.mutating_queue and iam.changes_aws(dag_id, config):
         defaults["queue"] = config.workers.mutating_queue
     return defaults
+
+
+def maintenance_status(config: PlatformConfig, *, report_task_id: str | None = "report", **kwargs: Any) -> Any:
+    """The task every scheduled DAG ends with: its status and heartbeat in CloudWatch, its dashboard
+    row and its dead-man's alarm (at the DAG's own cadence). ``report_task_id=None`` for a DAG
+    without a report (the watches): then the heartbeat needs every upstream task to succeed."""
+    from solemate_maintenance.operators.monitoring.cloudwatch_status import MaintenanceStatusOperator
+
+    return MaintenanceStatusOperator(task_id="maintenance_status", report_task_id=report_task_id,
+                                     environment=config.environment, status=config.maintenance_status,
+                                     alerts=config.alerts, bucket=config.reports.bucket,
+                                     reports_prefix=config.reports.prefix, **kwargs)

@@ -57,6 +57,9 @@ def placeholders(config: PlatformConfig) -> dict[str, str | list[str]]:
         "log_group_arns": sorted({f"arn:aws:logs:*:*:log-group:{pattern}"
                                   for c in classes for pattern in c.log_groups}),
         "archive_bucket_arns": sorted({f"arn:aws:s3:::{c.archive.bucket}" for c in classes if c.archive}),
+        # The guide's alarms (monitoring.alarms), their per-service/target-group parts as wildcards.
+        "policy_alarm_arns": sorted({"arn:aws:cloudwatch:*:*:alarm:" + re.sub(r"\{[a-z_]+\}", "*", alarm.name)
+                                     for alarm in config.monitoring.alarms}),
         "asset_bucket_arns": sorted({arn for pair in recovery.asset_buckets
                                      for bucket in (pair.source_bucket, pair.replica_bucket)
                                      for arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*")}),
@@ -77,9 +80,10 @@ READ_ONLY_POLICY = "readonly"
 
 def dag_policies(dag_id: str, config: PlatformConfig) -> list[str]:
     """The policies `dag_id`'s tasks need with this config: log-retention only while the daily run
-    enforces retention (``log_lifecycle.enforce``); without it the run only reads the settings."""
-    needed = attachments()[dag_id]
-    return [name for name in needed if name != "log-retention" or config.log_lifecycle.enforce]
+    enforces retention (``log_lifecycle.enforce``), monitoring-enforcement only while it enforces the
+    alarms (``monitoring.enforce``); without them the run only reads the settings."""
+    gated = {"log-retention": config.log_lifecycle.enforce, "monitoring-enforcement": config.monitoring.enforce}
+    return [name for name in attachments()[dag_id] if gated.get(name, True)]
 
 
 def changes_aws(dag_id: str, config: PlatformConfig) -> bool:

@@ -29,10 +29,15 @@ REPO = Path(__file__).resolve().parents[2]
 # The health problems, and the housekeeping ones (security, log lifecycle, unused resources, secrets, alarms).
 ESTATE_BROKEN = frozenset({"brute_force_logins", "open_database_port", "log_retention_drift", "unused_resources",
                            "rotation_overdue", "overnight_alarm"})
-BROKEN = frozenset({"ecs_under_desired", "rds_high_cpu", "payment_failures", "slow_responses"}) | ESTATE_BROKEN
+# The monitoring layer's: a drifted alarm, capped scaling, a pending OS upgrade, logs no longer shipped.
+MONITORING_BROKEN = frozenset({"alarm_threshold_drift", "scaling_capped", "pending_os_upgrade",
+                               "subscription_filter_removed"})
+BROKEN = frozenset({"ecs_under_desired", "rds_high_cpu", "payment_failures", "slow_responses"}) | ESTATE_BROKEN | \
+    MONITORING_BROKEN
 CHECK_TASKS = {"application_health", "ecs_services", "rds_health", "elasticache_health", "business_metrics",
                "performance_kpis", "security_events", "open_security_groups", "log_lifecycle", "unused_resources",
-               "config_backup", "overnight_alarms"}
+               "config_backup", "overnight_alarms", "alarms", "notification_paths", "overview_dashboard",
+               "auto_scaling", "pending_updates", "log_pipeline", "application_errors"}
 UNUSED_KINDS = ("unattached_volumes", "unassociated_elastic_ips", "old_rds_snapshots", "idle_load_balancers",
                 "stopped_instances", "silent_log_groups")
 # "Live" runs check the present (within alerts.page_max_age_hours), so a P1 pages; past days do not.
@@ -126,7 +131,7 @@ def history(sandbox):
 
 def test_healthy_past_day(sandbox, history, capfd):
     outcome = history["healthy"] = run_daily(sandbox, capfd, day(10))
-    assert outcome.state == "success"
+    assert outcome.state == "success", (outcome.task_states, outcome.problems())
     assert {t: s for t, s in outcome.task_states.items()} == dict.fromkeys(
         CHECK_TASKS | {"report", "run_verdict", "maintenance_status"}, "success")
     assert outcome.problems() == {} and outcome.failure_alerts() == []
@@ -162,10 +167,11 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
     outcome = history["broken"] = run_daily(sandbox, capfd, when, BROKEN)
     assert outcome.state == "failed"
     assert outcome.failed() == {"ecs_services", "rds_health", "business_metrics", "security_events",
-                                "open_security_groups", "run_verdict"}
+                                "open_security_groups", "log_pipeline", "run_verdict"}
     assert outcome.task_states["report"] == "success"
     assert outcome.task_states["maintenance_status"] == "success"
-    for task in ("performance_kpis", "log_lifecycle", "unused_resources", "config_backup", "overnight_alarms"):
+    for task in ("performance_kpis", "log_lifecycle", "unused_resources", "config_backup", "overnight_alarms",
+                 "alarms", "auto_scaling", "pending_updates", "notification_paths", "application_errors"):
         assert outcome.task_states[task] == "success", task  # P3/P4 only: reported, stays green
     assert outcome.problems() == {
         "ecs.task_count": ("P2", "new"),
@@ -182,6 +188,10 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
         **{f"unused.{kind}": ("P4", "new") for kind in UNUSED_KINDS},
         "secrets.rotation_overdue": ("P3", "new"),
         "cloudwatch.overnight_alarm": ("P3", "new"),
+        "monitoring.alarm.drift": ("P3", "new"),
+        "scaling.range": ("P3", "new"),
+        "updates.rds.maintenance": ("P3", "new"),
+        "log_pipeline.subscription": ("P2", "new"),
     }
     assert outcome.report["comparison"]["previous_run_id"] == history["healthy"].run_id
     alerts = {m["payload"]["text"]: m for m in outcome.failure_alerts()}
@@ -192,7 +202,10 @@ def test_broken_live_run_fails_the_right_tasks_alerts_and_pages(sandbox, history
         f"[P1] production: daily_maintenance.business_metrics failed{suffix}",
         f"[P2] production: daily_maintenance.security_events failed{suffix}",
         f"[P2] production: daily_maintenance.open_security_groups failed{suffix}",
+        f"[P2] production: daily_maintenance.log_pipeline failed{suffix}",
     }
+    shipped = json.dumps(alerts[f"[P2] production: daily_maintenance.log_pipeline failed{suffix}"]["payload"])
+    assert "/ecs/production/application" in shipped and "put-subscription-filter" in shipped
     brute = json.dumps(alerts[f"[P2] production: daily_maintenance.security_events failed{suffix}"]["payload"])
     assert "203.0.113.66: 150 failed logins (30 users)" in brute  # the offender, in the alert itself
     port = json.dumps(alerts[f"[P2] production: daily_maintenance.open_security_groups failed{suffix}"]["payload"])
@@ -326,8 +339,8 @@ def test_aws_wide_outage_is_one_alert_and_still_a_digest(sandbox, history, capfd
     assert outcome.report is None  # S3 was unreachable too
     assert outcome.failure_alerts() == []
     [cause] = outcome.cause_alerts()
-    assert cause["payload"]["text"].startswith("[P2] production: daily_maintenance: 12 tasks could not run: "
-                                               f"no usable AWS credentials — {label(day(8))}")
+    assert cause["payload"]["text"].startswith(f"[P2] production: daily_maintenance: {len(CHECK_TASKS)} tasks could "
+                                               f"not run: no usable AWS credentials — {label(day(8))}")
     assert "aws_default" in json.dumps(cause["payload"])
     [digest] = outcome.digests()
     text = json.dumps(digest["payload"])

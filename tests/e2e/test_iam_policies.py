@@ -22,10 +22,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.after_the_runs]
 # tests' checks sign with "testing".
 AIRFLOW_IDENTITY = "AKIA"
 # What a read-only DAG may still write: its own reports, status metrics, dashboard and alarm, the P1
-# page, and asking IAM to build the credential report. Named by the read-only policy's statements.
+# page, asking IAM to build the credential report, and CloudFormation to detect drift (which changes
+# nothing, but IAM does not name it Describe). Named by the read-only policy's statements.
 READ_ONLY_WRITES = {"s3:PutObject", "cloudwatch:PutMetricData", "cloudwatch:PutDashboard",
                     "cloudwatch:PutMetricAlarm", "sns:Publish", "iam:GenerateCredentialReport", "logs:StartQuery",
-                    "logs:StopQuery"}
+                    "logs:StopQuery", "cloudformation:DetectStackDrift"}
 
 
 def sandbox_config() -> PlatformConfig:

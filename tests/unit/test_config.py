@@ -35,6 +35,11 @@ def edited(path: tuple, value) -> str:
     return yaml.safe_dump(raw)
 
 
+ALARM = {"name": "x-{service}-cpu", "severity": "warning", "namespace": "AWS/ECS", "metric": "CPUUtilization",
+         "dimensions": {"ClusterName": "{cluster}", "ServiceName": "{service}"}, "threshold": 80,
+         "comparison": "GreaterThanThreshold", "period_seconds": 300}
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -162,6 +167,25 @@ def edited(path: tuple, value) -> str:
                                                                            "prefix": "/reports"}}),
                      "platform.yaml: log_lifecycle.classes.access.archive: bucket 'solemate-logs-access' prefix '' "
                      "covers the reports (reports.prefix '/reports')", id="reports-prefix-with-slashes"),
+        pytest.param(edited(("monitoring", "alarms"), [{**ALARM, "evaluation_periods": 300}]),
+                     "platform.yaml: monitoring.alarms[0]: alarm 'x-{service}-cpu': period x "
+                     "evaluation_periods is 90000 s; CloudWatch evaluates at most 7 days, and at most one day for "
+                     "periods under an hour", id="alarm-evaluates-too-long"),
+        pytest.param(edited(("monitoring", "alarms"), [{**ALARM, "name": "x-cpu"}]),
+                     "platform.yaml: monitoring.alarms[0]: alarm 'x-cpu': it becomes one alarm per "
+                     "service, so its name must contain {service} too", id="per-service-alarm-with-one-name"),
+        pytest.param(edited(("monitoring", "alarms"), [{**ALARM, "dimensions": {"ClusterName": "{clustr}"}}]),
+                     "platform.yaml: monitoring.alarms[0]: alarm 'x-{service}-cpu': unknown "
+                     "placeholder(s) ['clustr']", id="alarm-placeholder-typo"),
+        pytest.param(edited(("monitoring", "alarms"), [{**ALARM, "statistic": "Mean"}]),
+                     "platform.yaml: monitoring.alarms[0].statistic: 'Mean' is not a CloudWatch "
+                     "statistic", id="alarm-statistic-unknown"),
+        pytest.param(edited(("monitoring", "topics"), {"critical": {"topic": "c", "protocols": ["email"]}}),
+                     "platform.yaml: monitoring: topics: no topic for the ['warning'] alarms",
+                     id="alarm-severity-without-topic"),
+        pytest.param(edited(("monitoring", "alarms"), [{**ALARM, "period_seconds": 45}]),
+                     "platform.yaml: monitoring.alarms[0]: alarm 'x-{service}-cpu': CloudWatch accepts a "
+                     "period of 10, 20, 30 or a multiple of 60 seconds, not 45", id="alarm-period-not-accepted"),
     ],
 )
 def test_config_errors_are_one_clear_line(text, expected):

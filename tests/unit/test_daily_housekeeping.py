@@ -19,14 +19,11 @@ from sandbox import estate as sandbox_estate
 from sandbox.platform import Platform
 from solemate_maintenance.config import LogLifecycle, load_config
 from solemate_maintenance.findings import ChecksFailedError
+from solemate_maintenance.hooks.logs_insights import LogsInsightsQueryError
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY
 from solemate_maintenance.operators.housekeeping.config_backup import ConfigBackupOperator
 from solemate_maintenance.operators.housekeeping.logs import LogLifecycleOperator
-from solemate_maintenance.operators.housekeeping.security import (
-    LogsInsightsQueryError,
-    OpenSecurityGroupsOperator,
-    SecurityEventsOperator,
-)
+from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator, SecurityEventsOperator
 from solemate_maintenance.operators.housekeeping.unused import UnusedResourcesOperator
 from solemate_maintenance.operators.monitoring.cloudwatch_status import (
     MaintenanceStatusOperator,
@@ -691,3 +688,69 @@ def test_the_sandbox_removes_every_unused_resource_it_made(world_with):
     world_with()
     findings, _, measured = run(unused())
     assert measured["resources"] == 0 and not problems(findings)
+
+
+# -- every scheduled DAG's dead-man's alarm, at its own cadence -------------------------------------------
+@pytest.mark.parametrize(("expression", "cadence_hours", "gap_hours", "metric", "period", "periods"), [
+    ("*/15 * * * *", 0.25, 0.5, "Heartbeat", 300, 6),
+    ("5 * * * *", 1, 2, "Heartbeat", 300, 24),
+    ("0 2 * * *", 24, 26, "Heartbeat", 3600, 26),
+    ("0 3 * * WED", 168, 170, "HeartbeatAgeHours", 86400, 2),
+    ("0 6 3 * *", 31 * 24, 31 * 24 + 2, "HeartbeatAgeHours", 86400, 2),
+])
+def test_each_schedule_gets_an_alarm_at_its_own_cadence(expression, cadence_hours, gap_hours, metric, period,
+                                                        periods):
+    from airflow.sdk import DAG, CronTriggerTimetable
+
+    from solemate_maintenance.operators.monitoring.cloudwatch_status import heartbeat_alarm_shape, schedule_cadence
+
+    timetable = CronTriggerTimetable(expression, timezone="UTC")
+    assert schedule_cadence(timetable) == timedelta(hours=cadence_hours)
+    with DAG("cadence", schedule=timetable, start_date=ANCHOR):
+        operator = MaintenanceStatusOperator(task_id="maintenance_status", environment=CONFIG.environment,
+                                             status=CONFIG.maintenance_status, alerts=CONFIG.alerts)
+    assert operator.gap_hours() == gap_hours
+    shape = heartbeat_alarm_shape(gap_hours)
+    assert (shape["MetricName"], shape["Period"], shape["EvaluationPeriods"]) == (metric, period, periods)
+    # Within what CloudWatch evaluates: a day for periods under an hour, a week otherwise.
+    assert shape["Period"] * shape["EvaluationPeriods"] <= (86400 if shape["Period"] < 3600 else 7 * 86400)
+
+
+def test_a_weekly_dags_heartbeat_age_is_published_by_the_daily_run_and_overdue_is_found(world_with):
+    world = world_with()
+    cloudwatch = world._client("cloudwatch")
+    s3 = world._client("s3")
+    live = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    prefix = CONFIG.reports.prefix
+    records = {"weekly_review": (live - timedelta(days=3), 170), "monthly_review": (live - timedelta(days=40), 746)}
+    for dag_id, (last, gap) in records.items():
+        s3.put_object(Bucket=CONFIG.reports.bucket, Key=f"{prefix}/{dag_id}/heartbeat.json",
+                      Body=json.dumps({"dag_id": dag_id, "gap_hours": gap, "last_heartbeat": last.isoformat()}))
+    operator = MaintenanceStatusOperator(task_id="maintenance_status", environment=CONFIG.environment,
+                                         status=CONFIG.maintenance_status, alerts=CONFIG.alerts, region_name=REGION,
+                                         bucket=CONFIG.reports.bucket, reports_prefix=prefix,
+                                         publish_heartbeat_ages=True, heartbeat_max_gap_hours=26)
+    operator._check_tasks = lambda: ["ecs_services"]
+    context = make_context(anchor=live, task_id="maintenance_status")
+    context["ti"] = _StatesTI(context, {"report": "success", "ecs_services": "success"},
+                              {"totals": {"severity": {}}})
+    try:
+        operator.execute(context)
+        findings = context["ti"].inner.pushed["findings"]
+        assert {k: v for k, v in problems(findings).items() if k[0] == "maintenance.heartbeat_overdue"} == {
+            ("maintenance.heartbeat_overdue", "monthly_review"): "P3"}
+        overdue = next(f for f in findings if f["resource"] == "monthly_review")
+        assert overdue["summary"].startswith("no successful monthly_review run for 40.0 days")
+        ages = {}
+        for dag_id in records:
+            dims = [{"Name": "Environment", "Value": CONFIG.environment}, {"Name": "DagId", "Value": dag_id}]
+            [result] = cloudwatch.get_metric_data(
+                StartTime=datetime.now(UTC) - timedelta(hours=1), EndTime=datetime.now(UTC) + timedelta(minutes=5),
+                MetricDataQueries=[{"Id": "age", "MetricStat": {"Metric": {
+                    "Namespace": CONFIG.maintenance_status.namespace, "MetricName": "HeartbeatAgeHours",
+                    "Dimensions": dims}, "Period": 3600, "Stat": "Maximum"}}])["MetricDataResults"]
+            ages[dag_id] = max(result["Values"])
+        assert 72 <= ages["weekly_review"] < 73 and 960 <= ages["monthly_review"] < 961
+    finally:
+        for dag_id in records:
+            s3.delete_object(Bucket=CONFIG.reports.bucket, Key=f"{prefix}/{dag_id}/heartbeat.json")

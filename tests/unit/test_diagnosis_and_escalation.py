@@ -115,6 +115,12 @@ def world(tmp_path_factory, postgres):
             platform = Platform(config, cached_clients(config.regions.primary))
             platform.create()
             platform.seed(at(21))
+            # Performance Insights off: under mock_aws there is no PI to ask (the moto server's stand-in
+            # is in the end-to-end watch test); the diagnosis then says to turn it on.
+            from moto.backends import get_backend
+
+            get_backend("rds")[DEFAULT_ACCOUNT_ID][config.regions.primary].databases[
+                config.resources.rds.instance_id].performance_insights_enabled = False
             for name in (SECONDARY_TOPIC, ESCALATION_TOPIC):
                 platform._client("sns").create_topic(Name=name)
             yield World(platform, config, slack, smtp, pagerduty)

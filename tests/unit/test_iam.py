@@ -13,7 +13,8 @@ from solemate_maintenance.config import load_config
 from tests.iam_policy import allowed, is_read_only, resource_arns
 
 # Not read verbs, but they change nothing that lasts: a report IAM builds, a query, a template check.
-HARMLESS_WRITES = {"iam:GenerateCredentialReport", "logs:StartQuery", "logs:StopQuery", "cloudformation:ValidateTemplate"}
+HARMLESS_WRITES = {"iam:GenerateCredentialReport", "logs:StartQuery", "logs:StopQuery", "cloudformation:ValidateTemplate",
+                   "cloudformation:DetectStackDrift", "cloudformation:DetectStackResourceDrift"}
 DAG_IDS = {"daily_maintenance", "performance_watch", "database_watch", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
            "dr_failover"}
 
@@ -29,7 +30,8 @@ def policies(config):
 
 
 def test_every_placeholder_is_filled_and_every_dag_is_attached(policies):
-    assert set(policies) == {"readonly", "dashboard", "restore-test", "dr-drill", "dr-failover", "log-retention"}
+    assert set(policies) == {"readonly", "dashboard", "restore-test", "dr-drill", "dr-failover", "log-retention",
+                             "monitoring-enforcement"}
     for name, document in policies.items():
         text = json.dumps(document)
         assert "${" not in text, f"{name}: a placeholder is left: {text}"

@@ -188,6 +188,7 @@ def test_rds_healthy(platform, config):
     assert findings["rds.read_latency"]["metrics"]["read_latency_ms"]["unit"] == "ms"
     assert 2 <= findings["rds.read_latency"]["metrics"]["read_latency_ms"]["value"] <= 3
     assert 55 < findings["rds.free_storage"]["metrics"]["free_storage_gb"]["value"] < 61
+    assert 5600 < findings["rds.freeable_memory"]["metrics"]["freeable_memory_mb"]["value"] < 6400
 
 
 def test_rds_high_cpu_is_p2(platform, config):
@@ -215,6 +216,14 @@ def test_rds_low_storage_warns(platform, config):
         update={"warning": 100, "critical": 5})})
     findings, _ = run(rds(config, thresholds=low))
     assert problems(findings) == {"rds.free_storage": "P3"}
+
+
+def test_rds_low_freeable_memory_is_p2_under_the_critical_line(platform, config):
+    tight = config.checks.rds.model_copy(update={"freeable_memory_mb": config.checks.rds.freeable_memory_mb.model_copy(
+        update={"warning": 8192, "critical": 7168})})
+    findings, _ = run(rds(config, thresholds=tight))
+    assert problems(findings) == {"rds.freeable_memory": "P2"}
+    assert "lowest FreeableMemory" in findings["rds.freeable_memory"]["summary"]
 
 
 def test_rds_without_metrics_reports_no_data(platform, config):

@@ -46,6 +46,8 @@ class RdsCheck(MetricWindowConfig):
     read_latency_ms: Upper = Upper(warning=20, critical=50)
     write_latency_ms: Upper = Upper(warning=20, critical=50)
     free_storage_gb: Lower = Lower(warning=20, critical=10)
+    # FreeableMemory (MiB), the watch's default too (watch.performance.freeable_memory_mb).
+    freeable_memory_mb: Lower = Lower(warning=1024, critical=256)
     query_latency_ms: Upper = Upper(warning=200, critical=1000)
 
 

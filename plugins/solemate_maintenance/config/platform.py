@@ -15,6 +15,7 @@ from pydantic import (
 from solemate_maintenance.config.base import BucketName, Percent, SeverityName, _Strict, known_regions
 from solemate_maintenance.config.checks import Checks
 from solemate_maintenance.config.logs import ConfigBackup, LogLifecycle, _prefixes_overlap
+from solemate_maintenance.config.monitoring import Monitoring
 from solemate_maintenance.config.recovery import Backups, DisasterRecovery, RestoreTest
 from solemate_maintenance.config.watch import Watch
 
@@ -257,6 +258,9 @@ class MaintenanceStatus(_Strict):
     dashboard_name: str = Field(default="SoleMate-Maintenance", pattern=r"^[A-Za-z0-9_-]{1,255}$")
     # The dead-man's switch: the heartbeat alarm fires after this long without a successful daily run.
     heartbeat_max_gap_hours: int = Field(default=26, ge=2, le=72)
+    # Every other scheduled DAG's alarm fires after its own schedule's longest interval plus this
+    # grace (at most one more interval: a 15-minute watch is missed after 30 minutes).
+    heartbeat_grace_minutes: int = Field(default=120, ge=5, le=24 * 60)
 
 
 class Workers(_Strict):
@@ -322,6 +326,7 @@ class PlatformConfig(_Strict):
     cost: Cost = Cost()
     right_sizing: RightSizing = RightSizing()
     monthly_summary: MonthlySummary = MonthlySummary()
+    monitoring: Monitoring = Monitoring()
 
     @model_validator(mode="after")
     def _cross_field(self) -> PlatformConfig:

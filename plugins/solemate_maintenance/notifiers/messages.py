@@ -121,6 +121,21 @@ NEXT_STEPS = {
                        "(no final snapshot) if it is still there.",
     "restore": "Treat the backup as suspect until a restore validates: read the failed validations in the report, "
                "then restore by hand and compare with production.",
+    "monitoring.alarm": "The platform is blind to what this alarm watches: recreate it (or set monitoring.enforce: "
+                        "true and clear the alarms task) and give it its severity's SNS topic as action.",
+    "monitoring.topic": "Create the SNS topic named in the finding (or correct monitoring.topics), then subscribe "
+                        "the on-call e-mail, phone and the Slack integration to it.",
+    "monitoring.subscriptions": "Confirm the pending subscription (its e-mail or SMS has the link), or subscribe the "
+                                "endpoint again: until then nobody gets those alarms that way.",
+    "scaling.target": "Register the ECS service as a scalable target with the guide's min and max tasks (the "
+                      "finding has the command); until then it cannot scale out under load.",
+    "log_pipeline.subscription": "Put the subscription filter back (aws logs put-subscription-filter, destination "
+                                 "the delivery stream named in the finding): the logs since it went are only in "
+                                 "CloudWatch.",
+    "log_pipeline.freshness": "Open the Firehose stream's monitoring tab: destination errors, throttling or its IAM "
+                              "role; records wait up to 24 h, then are lost.",
+    "log_pipeline.delivery_stream": "Recreate the delivery stream or correct monitoring.log_pipeline.delivery_stream.",
+    "log_pipeline.opensearch": "Run GET _cluster/allocation/explain on the domain; free storage or add nodes.",
 }
 DEFAULT_NEXT_STEP = "Open the task log, then the report for every measurement."
 

@@ -87,8 +87,10 @@ class MaintenanceCheckOperator(BaseOperator):
         `max_page`: the API's largest page, for listings whose default page is smaller (SSM's
         DescribeParameters serves 10 unless asked for up to 50)."""
         size = self.page_size or max_page
-        config = {"PageSize": size} if size else {}
-        yield from client.get_paginator(operation).paginate(**kwargs, PaginationConfig=config)
+        paginator = client.get_paginator(operation)
+        # Some listings page only by token (SNS ListTopics): botocore refuses a page size for them.
+        config = {"PageSize": size} if size and getattr(paginator, "_limit_key", None) else {}
+        yield from paginator.paginate(**kwargs, PaginationConfig=config)
 
     @property
     def lookback_minutes(self) -> int | None:

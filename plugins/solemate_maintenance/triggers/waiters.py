@@ -13,6 +13,8 @@ from airflow.providers.amazon.aws.hooks.cloud_formation import CloudFormationHoo
 from airflow.providers.amazon.aws.hooks.ecs import EcsHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 
+from solemate_maintenance.hooks.cloudformation import StackDriftHook
+
 
 class EcsTaskRunningTrigger(AwsBaseWaiterTrigger):
     """Until the ECS task is RUNNING (fails at once if it stops: an image that cannot be pulled, say)."""
@@ -74,5 +76,21 @@ class StackReadyTrigger(AwsBaseWaiterTrigger):
                          failure_message="stack did not reach a complete state",
                          status_message="stack being created or updated", status_queries=["Stacks[].StackStatus"],
                          return_key="stack_name", return_value=stack_name, waiter_delay=waiter_delay,
+                         waiter_max_attempts=waiter_max_attempts, aws_conn_id=aws_conn_id, region_name=region_name,
+                         **kwargs)
+
+
+class StackDriftDetectedTrigger(AwsBaseWaiterTrigger):
+    """Until a stack drift detection has finished (complete or failed; the operator reads which)."""
+
+    aws_hook_class = StackDriftHook
+
+    def __init__(self, *, detection_id: str, waiter_delay: int, waiter_max_attempts: int,
+                 aws_conn_id: str | None, region_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(serialized_fields={"detection_id": detection_id}, waiter_name="stack_drift_detection_complete",
+                         waiter_args={"StackDriftDetectionId": detection_id},
+                         failure_message="stack drift detection did not finish",
+                         status_message="stack drift detection running", status_queries=["DetectionStatus"],
+                         return_key="detection_id", return_value=detection_id, waiter_delay=waiter_delay,
                          waiter_max_attempts=waiter_max_attempts, aws_conn_id=aws_conn_id, region_name=region_name,
                          **kwargs)

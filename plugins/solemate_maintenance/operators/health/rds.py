@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.rds import RdsHook
 
 GIB = 1024**3
+MIB = 1024**2
 
 # metric id -> (CloudWatch name, reducer, scale to the unit, unit, thresholds attribute, check name)
 _RDS_METRICS = {
@@ -31,6 +32,8 @@ _RDS_METRICS = {
     "read_latency": ("ReadLatency", "max", 1000, "ms", "read_latency_ms", "rds.read_latency"),
     "write_latency": ("WriteLatency", "max", 1000, "ms", "write_latency_ms", "rds.write_latency"),
     "free_storage": ("FreeStorageSpace", "min", 1 / GIB, "GiB", "free_storage_gb", "rds.free_storage"),
+    # Low freeable memory means swapping: the database slows down before anything else shows it.
+    "freeable_memory": ("FreeableMemory", "min", 1 / MIB, "MiB", "freeable_memory_mb", "rds.freeable_memory"),
 }
 
 

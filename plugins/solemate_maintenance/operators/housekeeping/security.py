@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from solemate_maintenance.config import OpenIngressAllowance, SecurityCheck, Upper
 from solemate_maintenance.findings import Finding, Measurement, Severity, Status
+from solemate_maintenance.hooks.logs_insights import run_insights_query
 from solemate_maintenance.operators.base import MaintenanceCheckOperator
 from solemate_maintenance.window import TimeWindow
 
@@ -20,12 +20,6 @@ WORLD = ("0.0.0.0/0", "::/0")
 # IpProtocol comes as a name or an IANA number; only TCP and UDP rules carry ports.
 PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6"}
 PORTED = ("tcp", "udp")
-QUERY_DONE = {"Complete", "Failed", "Cancelled", "Timeout", "Unknown"}
-
-
-class LogsInsightsQueryError(RuntimeError):
-    """The query ended Failed, Cancelled, Timeout or Unknown, or did not finish in time (retryable)."""
-
 
 class SecurityEventsOperator(MaintenanceCheckOperator):
     """Failed logins and rate-limit violations in the application log group, from Logs Insights.
@@ -71,31 +65,10 @@ class SecurityEventsOperator(MaintenanceCheckOperator):
         yield from self.judge(failed, limited)
 
     def _run_query(self, logs: Any, window: TimeWindow, query: str) -> tuple[list[dict[str, str]], int | None]:
-        query_id = logs.start_query(logGroupName=self.log_group, queryString=query,
-                                    startTime=int(window.start.timestamp()), endTime=int(window.end.timestamp()),
-                                    limit=self.thresholds.max_rows)["queryId"]
-        deadline = time.monotonic() + self.thresholds.query_timeout_seconds
-        while True:
-            response = logs.get_query_results(queryId=query_id)
-            status = response["status"]
-            if status == "Complete":
-                rows = [{f["field"]: f.get("value", "") for f in row} for row in response.get("results", [])]
-                matched = response.get("statistics", {}).get("recordsMatched")
-                while response.get("nextToken"):  # large results come in pages of up to 10,000 rows
-                    response = logs.get_query_results(queryId=query_id, nextToken=response["nextToken"])
-                    rows += [{f["field"]: f.get("value", "") for f in row} for row in response.get("results", [])]
-                return rows, int(matched) if matched is not None else None
-            if status in QUERY_DONE:
-                raise LogsInsightsQueryError(f"Logs Insights query {query_id} on {self.log_group} ended {status}")
-            if time.monotonic() > deadline:
-                try:
-                    logs.stop_query(queryId=query_id)
-                except Exception:  # noqa: BLE001 - already finished, or not stoppable: the error below says it
-                    self.log.warning("could not stop query %s", query_id)
-                raise LogsInsightsQueryError(
-                    f"Logs Insights query {query_id} on {self.log_group} still {status} after "
-                    f"{self.thresholds.query_timeout_seconds} s (checks.security.query_timeout_seconds)")
-            time.sleep(self.thresholds.poll_seconds)
+        t = self.thresholds
+        return run_insights_query(logs, log_group=self.log_group, window=window, query=query, max_rows=t.max_rows,
+                                  timeout_seconds=t.query_timeout_seconds, poll_seconds=t.poll_seconds,
+                                  timeout_setting="checks.security.query_timeout_seconds")
 
     def judge(self, failed: tuple[list[dict[str, str]], int | None],
               limited: tuple[list[dict[str, str]], int | None]) -> Iterable[Finding]:
