@@ -119,8 +119,10 @@ def describe_pending_maintenance_actions(self: RDSResponse) -> ActionResult:
 
 def describe_update_actions(self: ElastiCacheResponse) -> ActionResult:
     clusters = set(self._get_param("CacheClusterIds") or [])
+    groups = set(self._get_param("ReplicationGroupIds") or [])
     statuses = set(self._get_param("UpdateActionStatus") or [])
     found = [a for a in UPDATE_ACTIONS if (not clusters or a.get("CacheClusterId") in clusters)
+             and (not groups or a.get("ReplicationGroupId") in groups)
              and (not statuses or a.get("UpdateActionStatus") in statuses)]
     size = int(self._get_param("MaxRecords") or 100)
     offset = int(self._get_param("Marker") or 0)

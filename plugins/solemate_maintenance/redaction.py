@@ -29,6 +29,9 @@ _PATTERNS = [
     ),
     # AWS access key ids
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), REPLACEMENT),
+    # Bearer credentials and JSON Web Tokens (application logs quote request headers)
+    (re.compile(r"(?P<keep>(?i:bearer)\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\g<keep>" + REPLACEMENT),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"), REPLACEMENT),
 ]
 
 

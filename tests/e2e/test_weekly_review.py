@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 DAG_ID = "weekly_review"
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-BROKEN = frozenset(sandbox_review.REVIEW_PROBLEMS)
+BROKEN = frozenset(sandbox_review.REVIEW_PROBLEMS) | {"stack_drift"}
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,11 @@ def test_broken_week_alerts_with_what_to_do_and_keeps_secrets_out(sandbox, dag, 
     assert problems["capacity.ecs_tasks|solemate-backend running tasks"] == "P3"
     assert problems["db.dead_tuples|production-postgres/public.cart_events"] == "P3"
     assert problems["db.unused_index|production-postgres/public.cart_events_session_key"] == "P4"
+    # Drift detection was started, waited for (deferred) and read: the hand change, expected and actual.
+    assert outcome.task_states["stack_drift"] == "success" and problems["drift.stack|solemate-platform"] == "P3"
+    drifted = outcome.report["measurements"]["stack_drift"]["tables"]["Drifted resources"]["rows"]
+    assert drifted == [["solemate-platform", "AssetsBucket (AWS::S3::Bucket)", "/VersioningConfiguration/Status",
+                        "Enabled", "Suspended"]]
     assert any(k.startswith("vulnerabilities.critical|") and v == "P2" for k, v in problems.items())
     alerts = {m["payload"]["text"]: json.dumps(m["payload"]) for m in outcome.failure_alerts()}
     assert set(alerts) == {f"[P2] production: {DAG_ID}.{task} failed — {(NOW - timedelta(hours=1)):%Y-%m-%d %H:%M} UTC"

@@ -87,6 +87,16 @@ def test_the_evaluator_refuses_what_the_policies_do_not_name(config, policies):
     retention = policies["log-retention"]
     assert allowed(call("logs", "PutRetentionPolicy", logGroupName="/ecs/production/application"), [retention])[0]
     assert not allowed(call("logs", "PutRetentionPolicy", logGroupName="/aws/lambda/payments"), [retention])[0]
+    # Alarm enforcement: the guide's alarms (per-service names through their wildcard), nobody else's, no delete.
+    enforcement = policies["monitoring-enforcement"]
+    service = config.resources.ecs.services[0].name
+    assert allowed(call("monitoring", "PutMetricAlarm", AlarmName=f"solemate-production-{service}-cpu-high"),
+                   [enforcement])[0]
+    assert allowed(call("monitoring", "PutMetricAlarm", AlarmName="solemate-production-error-rate-high"),
+                   [enforcement])[0]
+    assert not allowed(call("monitoring", "PutMetricAlarm", AlarmName="payments-team-latency"), [enforcement])[0]
+    assert not allowed(call("monitoring", "DeleteAlarms", AlarmNames=["solemate-production-error-rate-high"]),
+                       [enforcement, readonly])[0]
     # The drill may start tasks only in the DR cluster, and switch only the public record.
     task = call("ecs", "RunTask", cluster=config.disaster_recovery.cluster, tags=[{"key": "solemate:purpose",
                                                                                  "value": "dr-drill"}])

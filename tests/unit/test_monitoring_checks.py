@@ -167,6 +167,65 @@ def test_enforcement_fixes_the_alarms_once_and_never_deletes_one(world_with, wor
         world._client("cloudwatch").delete_alarms(AlarmNames=["not-ours"])
 
 
+def test_enforcement_leaves_a_muted_alarm_muted_and_keeps_its_runbook(world_with):
+    world_with("alarm_threshold_drift")
+    alarm = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID][REGION].alarms[f"{PREFIX}-error-rate-high"]
+    alarm.actions_enabled, alarm.description = False, "Runbook: https://wiki.solemate.example/5xx"
+    findings, _, _ = run(alarms_op(enforce=True))
+    alarm = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID][REGION].alarms[f"{PREFIX}-error-rate-high"]
+    assert alarm.threshold == 5.0  # the policy's field is fixed
+    assert alarm.actions_enabled is False and alarm.description == "Runbook: https://wiki.solemate.example/5xx"
+    assert problems(findings) == {("monitoring.alarm.no_actions", f"{PREFIX}-error-rate-high"): "P3"}
+    muted = next(f for f in findings if f["check"] == "monitoring.alarm.no_actions")
+    assert "enable-alarm-actions" in muted["details"]["fix"]
+
+
+def test_alarms_behind_a_composite_alarm_need_no_action_of_their_own():
+    from solemate_maintenance.operators.monitoring.alarms import composite_children
+
+    rule = 'ALARM("api-5xx") AND (ALARM(api-latency) OR NOT OK("db cpu"))'
+    assert composite_children([{"AlarmName": "api-degraded", "AlarmRule": rule}]) == {"api-5xx", "api-latency",
+                                                                                       "db cpu"}
+
+
+def test_the_delivery_metrics_follow_the_streams_destination():
+    from solemate_maintenance.operators.monitoring.log_pipeline import delivery_metric_prefix
+
+    # botocore's key for OpenSearch is lower-case "service"; such a stream also backs up to S3.
+    to_search = {"Destinations": [{"DestinationId": "d-1", "AmazonopensearchserviceDestinationDescription": {
+        "DomainARN": "arn:aws:es:us-east-1:1:domain/logs", "S3DestinationDescription": {}}}]}
+    assert delivery_metric_prefix(to_search) == "DeliveryToAmazonOpenSearchService"
+    to_s3 = {"Destinations": [{"DestinationId": "d-1", "ExtendedS3DestinationDescription": {},
+                               "S3DestinationDescription": {}}]}
+    assert delivery_metric_prefix(to_s3) == "DeliveryToS3"
+
+
+def test_error_lines_show_no_customer_card_or_token():
+    from solemate_maintenance.operators.monitoring.log_pipeline import error_signature
+    from solemate_maintenance.redaction import scrub
+
+    line = ("charge failed for anna@example.com card 4111111111111111 order 5521 "
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl")
+    shown = error_signature(scrub(line))
+    assert "anna@example.com" not in shown and "4111" not in shown and "eyJ" not in shown
+    assert shown == "charge failed for <email> card <id> order <n> Authorization: Bearer ***"
+
+
+def test_a_fixed_size_service_needs_no_scaling_target(world_with):
+    world_with()
+    from solemate_maintenance.config import EcsService
+
+    ecs = CONFIG.resources.ecs.model_copy(update={"services": [
+        *CONFIG.resources.ecs.services, EcsService(name="solemate-cron", min_tasks=1, max_tasks=1),
+        EcsService(name="solemate-search", min_tasks=2, max_tasks=6)]})
+    findings, error, _ = run(EcsScalingPolicyOperator(task_id="auto_scaling", ecs=ecs,
+                                                      policy=CONFIG.monitoring.scaling))
+    assert problems(findings) == {("scaling.target", "solemate-search"): "P2"}
+    assert error is not None
+    fixed = next(f for f in findings if f["resource"] == "solemate-cron")
+    assert fixed["summary"] == "fixed at 1 task(s) (min_tasks = max_tasks): no auto scaling"
+
+
 def test_the_alarms_of_the_account_are_read_page_by_page(world_with):
     world_with("alarm_threshold_drift")
     paged, _, paged_measured = run(alarms_op(page_size=2))
@@ -283,6 +342,17 @@ def test_stack_drift_defers_then_lists_each_drifted_property(world_with):
     world_with()
     findings, measured = run_drift()
     assert not problems(findings) and "match their templates" in measured["headline"]
+
+
+def test_drift_over_more_than_one_page_is_read_whole(world_with):
+    world_with("stack_drift")
+    one = moto_monitoring.STACK_DRIFTS[PLATFORM_STACK][0]
+    moto_monitoring.STACK_DRIFTS[PLATFORM_STACK] = [{**one, "LogicalResourceId": f"Bucket{i:03}"} for i in range(101)]
+    findings, measured = run_drift()  # 100 drifts a page
+    drift = next(f for f in findings if f["check"] == "drift.stack")
+    assert drift["details"]["drifted_resources"] == [f"Bucket{i:03}" for i in range(101)]
+    assert drift["summary"].startswith("101 resource(s) drifted from the template")
+    assert len(measured["tables"]["Drifted resources"]["rows"]) == 101
 
 
 def test_the_drift_waiter_is_the_providers_machinery_with_our_waiter_file():

@@ -82,6 +82,8 @@ class AlarmPolicy(_Strict):
         if single and not (self.namespace and self.metric):
             raise ValueError(f"alarm {self.name!r}: a single-metric alarm needs both namespace and metric")
         if self.expression is not None:
+            if "result" in self.metrics:
+                raise ValueError(f"alarm {self.name!r}: 'result' is the expression's own id; name the metric otherwise")
             if not self.metrics:
                 raise ValueError(f"alarm {self.name!r}: the expression needs its metrics")
             unknown = set(re.findall(r"\b[a-z][a-zA-Z0-9_]*\b", self.expression)) - set(self.metrics) - {"fill"}
@@ -152,7 +154,9 @@ def default_alarms() -> list[AlarmPolicy]:
                dimensions={"CacheClusterId": "{cache_cluster}"}, threshold=80, comparison="GreaterThanThreshold",
                period_seconds=300, evaluation_periods=2),
         _alarm(f"{prefix}-error-rate-high", "warning", "More than 5 % of requests answered with a 5xx.",
-               expression="100 * errors / requests", metrics={
+               # FILL: the ALB publishes no 5xx count while there are none; without it the rate has no
+               # value, and the alarm would sit in INSUFFICIENT_DATA on a healthy day.
+               expression="100 * FILL(errors, 0) / requests", metrics={
                    "errors": AlarmMetric(namespace="AWS/ApplicationELB", metric="HTTPCode_Target_5XX_Count",
                                          dimensions=ALB_DIMENSIONS, statistic="Sum"),
                    "requests": AlarmMetric(namespace="AWS/ApplicationELB", metric="RequestCount",

@@ -34,16 +34,34 @@ FIELDS = ("Namespace", "MetricName", "Dimensions", "Statistic", "Period", "Metri
           "ComparisonOperator", "EvaluationPeriods", "DatapointsToAlarm", "TreatMissingData")
 
 
-def resolve_topics(sns: Any, monitoring: Monitoring, pages: Any) -> dict[str, str | None]:
-    """Each severity's topic ARN (None: the topic does not exist)."""
-    arns = [t["TopicArn"] for page in pages(sns, "list_topics") for t in page.get("Topics", [])]
+def resolve_topics(sns_in: Any, monitoring: Monitoring, pages: Any) -> dict[str, str | None]:
+    """Each severity's topic ARN (None: the topic does not exist). A name is looked up in the task's
+    region; an ARN is asked for in its own region (a topic may live in another region or account)."""
     found: dict[str, str | None] = {}
+    arns: list[str] | None = None
     for severity, topic in monitoring.topics.items():
         if topic.topic.startswith("arn:"):
-            found[severity] = topic.topic if topic.topic in arns else None
-        else:
-            found[severity] = next((a for a in arns if a.rsplit(":", 1)[-1] == topic.topic), None)
+            client = sns_in(topic.topic.split(":")[3])
+            try:
+                client.get_topic_attributes(TopicArn=topic.topic)
+                found[severity] = topic.topic
+            except Exception as exc:
+                if error_code(exc) not in ("NotFound", "NotFoundException"):
+                    raise
+                found[severity] = None
+            continue
+        if arns is None:
+            arns = [t["TopicArn"] for page in pages(sns_in(None), "list_topics") for t in page.get("Topics", [])]
+        found[severity] = next((a for a in arns if a.rsplit(":", 1)[-1] == topic.topic), None)
     return found
+
+
+def composite_children(composites: list[dict[str, Any]]) -> set[str]:
+    """Alarms a composite alarm's rule names: they notify through it, so need no action of their own."""
+    import re
+
+    named = re.compile(r'(?:ALARM|OK|INSUFFICIENT_DATA)\(\s*"?([^")]+?)"?\s*\)')
+    return {name for alarm in composites for name in named.findall(alarm.get("AlarmRule", ""))}
 
 
 class AlarmTargets:
@@ -160,11 +178,13 @@ class CloudWatchAlarmsOperator(MaintenanceCheckOperator):
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         cloudwatch = self.client("cloudwatch")
-        topics = resolve_topics(self.client("sns"), self.monitoring, self.pages)
+        topics = resolve_topics(lambda region: self.client("sns", region), self.monitoring, self.pages)
         targets = AlarmTargets(self.platform, self.environment, self.client("elbv2"))
         existing: dict[str, dict[str, Any]] = {}
+        composites: list[dict[str, Any]] = []
         for page in self.pages(cloudwatch, "describe_alarms", max_page=100,
                                AlarmTypes=["MetricAlarm", "CompositeAlarm"]):
+            composites += page.get("CompositeAlarms", [])
             for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
                 existing[alarm["AlarmName"]] = alarm
         if targets.problem:
@@ -182,8 +202,9 @@ class CloudWatchAlarmsOperator(MaintenanceCheckOperator):
                 wanted = wanted_alarm(policy, values)
                 policy_names.add(wanted["AlarmName"])
                 findings += self._judge(policy, wanted, existing.get(wanted["AlarmName"]), topic, now, changes, rows)
+        children = composite_children(composites)
         silent = sorted(name for name, alarm in existing.items()
-                        if name not in policy_names and not alarm.get("AlarmActions"))
+                        if name not in policy_names and name not in children and not alarm.get("AlarmActions"))
         if silent:
             findings.append(Finding(
                 check="monitoring.alarm.no_actions", resource="other alarms", status=Status.WARNING,
@@ -218,22 +239,31 @@ class CloudWatchAlarmsOperator(MaintenanceCheckOperator):
             changes.append({**wanted, "ActionsEnabled": True, "AlarmActions": actions, "OKActions": actions,
                             "Tags": [MANAGED_TAG]})
             rows.append([name, "(alarm)", "create", "missing"])
+            fixed = enforce and topic is not None
+            if enforce and topic is None:
+                summary = (f"created without an action: the guide's {policy.severity} alarm ({what}) notifies nobody "
+                           f"until the topic {self.monitoring.topics[policy.severity].topic} exists")
+            elif enforce:
+                summary = f"fixed: created the guide's {policy.severity} alarm ({what})"
+            else:
+                summary = f"missing: the guide's {policy.severity} alarm ({what}); nobody is told when this happens"
             return [Finding(check="monitoring.alarm.missing", resource=name,
-                            status=Status.OK if enforce else problem_status(MISSING[policy.severity]),
-                            severity=None if enforce else MISSING[policy.severity],
-                            summary=(f"{'fixed: created' if enforce else 'missing'}: the guide's {policy.severity} "
-                                     "alarm "
-                                     f"({what})" + ("" if enforce else "; nobody is told when this happens")),
-                            details={"expected": comparable(wanted), "fix": fix})]
+                            status=Status.OK if fixed else problem_status(MISSING[policy.severity]),
+                            severity=None if fixed else MISSING[policy.severity], summary=summary,
+                            details={"expected": comparable(wanted),
+                                     "fix": fix if topic or not enforce else
+                                     f"create the {policy.severity} topic; the next run adds it as the action"})]
         expected, current = comparable(wanted), comparable(actual)
         differs = [f for f in FIELDS if expected[f] != current[f]]
         has_topic = topic is not None and topic in actual.get("AlarmActions", [])
         findings: list[Finding] = []
-        if differs or not has_topic and topic or not actual.get("ActionsEnabled", True):
+        if differs or not has_topic and topic:
+            # What people set on purpose stays: a muted alarm (maintenance), a runbook description,
+            # other actions, OK and insufficient-data actions. Only the policy's fields and its topic change.
             merged_actions = list(dict.fromkeys([*actual.get("AlarmActions", []), *([topic] if topic else [])]))
-            change = {**wanted, "AlarmDescription": wanted["AlarmDescription"] or actual.get("AlarmDescription", ""),
-                      "ActionsEnabled": True, "AlarmActions": merged_actions,
-                      "OKActions": actual.get("OKActions", []) or ([topic] if topic else []),
+            change = {**wanted, "AlarmDescription": actual.get("AlarmDescription") or wanted["AlarmDescription"],
+                      "ActionsEnabled": actual.get("ActionsEnabled", True), "AlarmActions": merged_actions,
+                      "OKActions": actual.get("OKActions", []),
                       "InsufficientDataActions": actual.get("InsufficientDataActions", [])}
             changes.append(change)
             fixed = enforce
@@ -251,14 +281,22 @@ class CloudWatchAlarmsOperator(MaintenanceCheckOperator):
                     f"{f} expected {_shown(expected[f])}, actual {_shown(current[f])}" for f in differs)),
                 details={"expected": {f: expected[f] for f in differs}, "actual": {f: current[f] for f in differs},
                          "fix": fix}))
-        if not actual.get("ActionsEnabled", True) or not actual.get("AlarmActions"):
-            rows.append([name, "actions", topic or "its topic", "disabled" if actual.get("AlarmActions") else "none"])
+        if not actual.get("ActionsEnabled", True):
+            # Never re-enabled by enforcement: muting an alarm for maintenance is a person's decision.
+            findings.append(Finding(
+                check="monitoring.alarm.no_actions", resource=name, status=problem_status(MISSING[policy.severity]),
+                severity=MISSING[policy.severity],
+                summary=f"the {policy.severity} alarm ({what}) notifies nobody: its actions are disabled",
+                details={"fix": f"aws cloudwatch enable-alarm-actions --alarm-names {name} (after the maintenance "
+                                "it was muted for); enforcement leaves a muted alarm muted"}))
+        elif not actual.get("AlarmActions"):
+            rows.append([name, "AlarmActions", topic or "its topic", "none"])
             findings.append(Finding(
                 check="monitoring.alarm.no_actions", resource=name,
                 status=Status.OK if fixed else problem_status(MISSING[policy.severity]),
                 severity=None if fixed else MISSING[policy.severity],
                 summary=(("fixed: " if fixed else "") + f"the {policy.severity} alarm ({what}) notifies nobody: "
-                         + ("its actions are disabled" if actual.get("AlarmActions") else "it has no action")),
+                         "it has no action"),
                 details={"fix": fix if topic else f"create the {policy.severity} topic "
                                                   f"({self.monitoring.topics[policy.severity].topic}), then {fix}"}))
         elif topic and not has_topic:
@@ -269,7 +307,8 @@ class CloudWatchAlarmsOperator(MaintenanceCheckOperator):
                 summary=(("fixed: " if fixed else "") + f"does not notify the {policy.severity} topic "
                          f"({topic.rsplit(':', 1)[-1]}); it notifies {', '.join(actual['AlarmActions'])}"),
                 details={"fix": fix}))
-        since = actual.get("StateUpdatedTimestamp")
+        # The transition into the state, not a later evaluation-state update.
+        since = actual.get("StateTransitionedTimestamp") or actual.get("StateUpdatedTimestamp")
         if actual.get("StateValue") == "INSUFFICIENT_DATA" and since is not None:
             since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
             hours = (now - since) / timedelta(hours=1)
@@ -299,8 +338,7 @@ class NotificationPathsOperator(MaintenanceCheckOperator):
         self.monitoring = monitoring
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
-        sns = self.client("sns")
-        topics = resolve_topics(sns, self.monitoring, self.pages)
+        topics = resolve_topics(lambda region: self.client("sns", region), self.monitoring, self.pages)
         for severity, policy in self.monitoring.topics.items():
             arn = topics.get(severity)
             if arn is None:
@@ -310,6 +348,7 @@ class NotificationPathsOperator(MaintenanceCheckOperator):
                                        "nowhere"),
                               details={"fix": f"create it, or correct monitoring.topics.{severity}.topic"})
                 continue
+            sns = self.client("sns", arn.split(":")[3])
             subscriptions = [s for page in self.pages(sns, "list_subscriptions_by_topic", TopicArn=arn)
                              for s in page.get("Subscriptions", [])]
             confirmed = {s["Protocol"] for s in subscriptions if s["SubscriptionArn"] != "PendingConfirmation"}

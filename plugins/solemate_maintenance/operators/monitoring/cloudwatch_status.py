@@ -54,14 +54,17 @@ def schedule_cadence(timetable: Any) -> timedelta | None:
 def heartbeat_alarm_shape(gap_hours: float) -> dict[str, Any]:
     """How an alarm notices a gap of `gap_hours` without a heartbeat, within CloudWatch's limits."""
     if gap_hours > MAX_ALARM_HOURS:
-        # Published once a day by the daily run: two days without the age is missing, and breaching.
+        # Published once a day by the daily run. Missing data is not breaching: when the daily run
+        # stops, its own alarm fires and names it, instead of every weekly and monthly DAG's.
         return {"MetricName": "HeartbeatAgeHours", "Statistic": "Maximum", "Period": 86400, "EvaluationPeriods": 2,
-                "DatapointsToAlarm": 2, "Threshold": float(gap_hours), "ComparisonOperator": "GreaterThanThreshold"}
+                "DatapointsToAlarm": 1, "Threshold": float(gap_hours), "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching"}
     # Under an hour's periods CloudWatch evaluates one day at most; finer periods for short gaps.
     period = 300 if gap_hours < 3 else 3600
     periods = max(1, math.ceil(gap_hours * 3600 / period))
     return {"MetricName": "Heartbeat", "Statistic": "Sum", "Period": period, "EvaluationPeriods": periods,
-            "DatapointsToAlarm": periods, "Threshold": 1.0, "ComparisonOperator": "LessThanThreshold"}
+            "DatapointsToAlarm": periods, "Threshold": 1.0, "ComparisonOperator": "LessThanThreshold",
+            "TreatMissingData": "breaching"}
 
 
 class OvernightAlarmsOperator(MaintenanceCheckOperator):
@@ -179,7 +182,8 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
         cadence = schedule_cadence(getattr(self.dag, "timetable", None)) if self.has_dag() else None
         if cadence is None:  # a schedule that is no cron expression: the daily's gap
             return float(self.status.heartbeat_max_gap_hours)
-        grace = min(cadence, timedelta(minutes=self.status.heartbeat_grace_minutes))
+        # At least two missed runs for the watches (one late run is jitter, not an outage).
+        grace = min(max(cadence, timedelta(minutes=30)), timedelta(minutes=self.status.heartbeat_grace_minutes))
         return (cadence + grace) / timedelta(hours=1)
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
@@ -230,14 +234,18 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
             why = "the report was not written" if self.report_task_id else f"failed: {', '.join(failed) or 'a task'}"
             published.append("no heartbeat: " + (why if not report_ok
                                                  else "not a live run (" + facts.paging_note + ")"))
-        overdue: list[Finding] = []
-        if self.publish_heartbeat_ages and facts.may_page:
-            ages, overdue = self._heartbeat_ages(now, dag_id)
-            data += ages
         for start in range(0, len(data), 1000):
             cloudwatch.put_metric_data(Namespace=self.status.namespace, MetricData=data[start:start + 1000])
+        overdue: list[Finding] = []
+        if self.publish_heartbeat_ages and facts.may_page:
+            # After this DAG's own heartbeat: a broken record of another DAG must not stop it.
+            ages, overdue = self._heartbeat_ages(now, dag_id)
+            if ages:
+                cloudwatch.put_metric_data(Namespace=self.status.namespace, MetricData=ages)
         dashboard_changed = self._ensure_dashboard(cloudwatch, dag_id, gap)
-        alarm_changed = self._ensure_alarm(cloudwatch, dimensions, dag_id, gap)
+        # An age alarm only once the DAG has a heartbeat record (the age it watches is published from it).
+        alarm_changed = self._ensure_alarm(cloudwatch, dimensions, dag_id, gap) \
+            if gap <= MAX_ALARM_HOURS or heartbeat else False
         yield from overdue
         if not self.alerts.sns_topic_arn:
             yield Finding(check="maintenance.heartbeat_alarm", resource=self.alarm_name(dag_id), status=Status.WARNING,
@@ -267,10 +275,19 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
                    for p in page.get("CommonPrefixes", [])]
         data, findings = [], []
         for dag_id in sorted(d for d in dag_ids if d != own_dag_id):
-            record = store.read_json(store.key(dag_id, HEARTBEAT_RECORD))
-            if not record or "last_heartbeat" not in record:
+            try:
+                record = store.read_json(store.key(dag_id, HEARTBEAT_RECORD))
+                if not record or "last_heartbeat" not in record:
+                    continue
+                last = datetime.fromisoformat(record["last_heartbeat"])
+                float(record.get("gap_hours", MAX_ALARM_HOURS))
+            except (ValueError, TypeError, AttributeError) as exc:
+                findings.append(Finding(
+                    check="maintenance.heartbeat_overdue", resource=dag_id, status=Status.WARNING,
+                    severity=Severity.P3, summary=f"its heartbeat record cannot be read: {type(exc).__name__}",
+                    details={"fix": f"delete {store.key(dag_id, HEARTBEAT_RECORD)}; the DAG's next successful run "
+                                    "writes it again"}))
                 continue
-            last = datetime.fromisoformat(record["last_heartbeat"])
             age = (now - last) / timedelta(hours=1)
             data.append({"MetricName": "HeartbeatAgeHours", "Timestamp": now, "Value": round(age, 2), "Unit": "None",
                          "Dimensions": [{"Name": "Environment", "Value": self.environment},
@@ -325,13 +342,22 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
             if error_code(exc) not in ("ResourceNotFound", "DashboardNotFoundError"):
                 raise
             current = {"widgets": []}
-        titles = {w["properties"]["title"] for w in ours}
-        others = [w for w in current.get("widgets", []) if w.get("properties", {}).get("title") not in titles
-                  and not str(w.get("properties", {}).get("title", "")).endswith(f"— {dag_id}")]
-        offset = max((w.get("y", 0) + w.get("height", 0) for w in others), default=0)
+        def is_ours(widget: dict[str, Any]) -> bool:
+            return str(widget.get("properties", {}).get("title", "")).endswith(f"— {dag_id}")
+
+        mine = [w for w in current.get("widgets", []) if is_ours(w)]
+        others = [w for w in current.get("widgets", []) if not is_ours(w)]
+        # A DAG's row stays where it is (seven DAGs share the dashboard); a new one goes below the rest.
+        offset = min((w.get("y", 0) for w in mine), default=None)
+        if offset is None:
+            offset = max((w.get("y", 0) + w.get("height", 0) for w in others), default=0)
         placed = [{**w, "y": w["y"] + offset} for w in ours]
         body = {"widgets": [*others, *placed]}
-        if [w for w in current.get("widgets", []) if w.get("properties", {}).get("title") in titles] == placed:
+
+        def order(widgets: list[dict[str, Any]]) -> list[str]:
+            return sorted(json.dumps(w, sort_keys=True) for w in widgets)
+
+        if order(mine) == order(placed):
             return False
         cloudwatch.put_dashboard(DashboardName=name, DashboardBody=json.dumps(body, sort_keys=True))
         return True
@@ -345,7 +371,7 @@ class MaintenanceStatusOperator(MaintenanceCheckOperator):
                                  "DAG is down, paused or failing before its end. Check the scheduler and the "
                                  "DAG's recent runs in the Airflow UI."),
             "Namespace": self.status.namespace, "Dimensions": dimensions, **heartbeat_alarm_shape(gap_hours),
-            "TreatMissingData": "breaching", "ActionsEnabled": bool(actions), "AlarmActions": actions,
+            "ActionsEnabled": bool(actions), "AlarmActions": actions,
             "OKActions": actions,
         }
         existing = cloudwatch.describe_alarms(AlarmNames=[wanted["AlarmName"]], AlarmTypes=["MetricAlarm"])

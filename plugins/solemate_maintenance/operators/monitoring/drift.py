@@ -6,9 +6,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from solemate_maintenance.aws_errors import error_code
 from solemate_maintenance.config import StackDrift
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
+from solemate_maintenance.redaction import scrub, trim
 
 DRIFTED = ["MODIFIED", "DELETED"]
 SHOWN_DIFFERENCES = 20
@@ -33,13 +35,19 @@ class StackDriftOperator(MaintenanceCheckOperator):
         for stack in self.drift.stacks:
             try:
                 detections[stack] = cloudformation.detect_stack_drift(StackName=stack)["StackDriftDetectionId"]
-            except cloudformation.exceptions.ClientError as exc:
-                if "does not exist" not in str(exc):
+            except Exception as exc:
+                if error_code(exc) != "ValidationError":
                     raise
-                yield Finding(check="drift.stack", resource=stack, status=Status.WARNING, severity=Severity.P3,
-                              summary="the stack does not exist: its resources are not under CloudFormation",
-                              details={"fix": "correct monitoring.drift.stacks, or recreate the stack from its "
-                                              "template"})
+                if "does not exist" in str(exc):
+                    yield Finding(check="drift.stack", resource=stack, status=Status.WARNING, severity=Severity.P3,
+                                  summary="the stack does not exist: its resources are not under CloudFormation",
+                                  details={"fix": "correct monitoring.drift.stacks, or recreate the stack from its "
+                                                  "template"})
+                else:  # e.g. an update in progress: the other stacks are still checked
+                    yield Finding(check="drift.stack", resource=stack, status=Status.WARNING, severity=Severity.P4,
+                                  summary=f"drift detection could not start: {trim(scrub(str(exc)), 200)}",
+                                  details={"fix": "the next run tries again (a stack being updated cannot be "
+                                                  "checked)"})
         if not self.drift.stacks:
             yield Finding(check="drift.stack", resource="stacks", status=Status.SKIPPED,
                           summary="no stack configured (monitoring.drift.stacks)")
@@ -77,12 +85,16 @@ class StackDriftOperator(MaintenanceCheckOperator):
 
     def _judge(self, cloudformation: Any, stack: str, status: dict[str, Any], rows: list[list[str]]
                ) -> Iterable[Finding]:
-        if status["DetectionStatus"] == "DETECTION_FAILED" and status.get("StackDriftStatus") in (None, "UNKNOWN"):
-            yield Finding(check="drift.stack", resource=stack, status=Status.WARNING, severity=Severity.P4,
-                          summary=f"drift detection failed: {status.get('DetectionStatusReason', 'no reason given')}",
+        if status["DetectionStatus"] == "DETECTION_FAILED":
+            # Failed means "some resources could not be checked": what was checked may still say
+            # IN_SYNC, which must not read as "the whole stack is in sync".
+            yield Finding(check="drift.detection", resource=stack, status=Status.WARNING, severity=Severity.P4,
+                          summary=("drift detection incomplete: "
+                                   f"{trim(scrub(status.get('DetectionStatusReason') or 'no reason given'), 300)}"),
                           details={"fix": "usually a resource type drift detection does not support, or a missing "
-                                          "permission to describe it"})
-            return
+                                          "permission to describe it (detection uses the caller's permissions)"})
+            if status.get("StackDriftStatus") in (None, "UNKNOWN"):
+                return
         if status.get("StackDriftStatus") != "DRIFTED":
             yield Finding(check="drift.stack", resource=stack, status=Status.OK,
                           summary=f"in sync with its template ({status.get('StackDriftStatus', 'IN_SYNC')})")

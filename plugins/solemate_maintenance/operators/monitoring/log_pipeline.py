@@ -22,6 +22,26 @@ from solemate_maintenance.window import TimeWindow
 
 FRESHNESS_WINDOW = timedelta(hours=1)
 GIB_IN_MB = 1024
+# DescribeDeliveryStream's destination key -> the prefix of its CloudWatch metrics. A stream to
+# OpenSearch also backs up to S3 (inside its own description): the non-S3 destination is the one.
+DELIVERY_METRICS = {
+    "AmazonopensearchserviceDestinationDescription": "DeliveryToAmazonOpenSearchService",
+    "AmazonOpenSearchServerlessDestinationDescription": "DeliveryToAmazonOpenSearchServerless",
+    "ElasticsearchDestinationDescription": "DeliveryToElasticsearch",
+    "RedshiftDestinationDescription": "DeliveryToRedshift",
+    "SplunkDestinationDescription": "DeliveryToSplunk",
+    "HttpEndpointDestinationDescription": "DeliveryToHttpEndpoint",
+    "ExtendedS3DestinationDescription": "DeliveryToS3",
+    "S3DestinationDescription": "DeliveryToS3",
+}
+
+
+def delivery_metric_prefix(stream: dict[str, Any]) -> str:
+    keys = [key for destination in stream.get("Destinations", []) for key in destination]
+    for key, prefix in DELIVERY_METRICS.items():  # in order: the first non-S3 destination wins
+        if key in keys:
+            return prefix
+    return "DeliveryToS3"
 
 
 class LogPipelineOperator(MaintenanceCheckOperator):
@@ -63,11 +83,7 @@ class LogPipelineOperator(MaintenanceCheckOperator):
                           details={"fix": "check monitoring.log_pipeline.delivery_stream"})
             return
         yield from self._subscriptions(stream["DeliveryStreamARN"])
-        destinations = [key.removesuffix("DestinationDescription") for d in stream.get("Destinations", [])
-                        for key in d if key.endswith("DestinationDescription")]
-        to_opensearch = any(d in ("AmazonopensearchService", "Elasticsearch", "AmazonOpenSearchServerless")
-                            for d in destinations)
-        yield from self._delivery(stream_name, to_opensearch, day)
+        yield from self._delivery(stream_name, delivery_metric_prefix(stream), day)
         if self.pipeline.opensearch_domain:
             yield from self._opensearch(self.pipeline.opensearch_domain, day)
 
@@ -101,9 +117,8 @@ class LogPipelineOperator(MaintenanceCheckOperator):
                           summary=f"no log group matches {', '.join(self.pipeline.subscribed_log_groups)}",
                           details={"fix": "check monitoring.log_pipeline.subscribed_log_groups"})
 
-    def _delivery(self, stream: str, to_opensearch: bool, day: TimeWindow) -> Iterable[Finding]:
+    def _delivery(self, stream: str, target: str, day: TimeWindow) -> Iterable[Finding]:
         dims = {"DeliveryStreamName": stream}
-        target = "DeliveryToAmazonOpenSearchService" if to_opensearch else "DeliveryToS3"
         recent = TimeWindow(start=day.end - FRESHNESS_WINDOW, end=day.end)
         fresh = self.metrics_hook.get_metric_points([
             MetricQuery(id="freshness", namespace="AWS/Firehose", metric=f"{target}.DataFreshness", dimensions=dims,
@@ -242,10 +257,11 @@ class ApplicationErrorsOperator(MaintenanceCheckOperator):
             timeout_setting="checks.security.query_timeout_seconds")
         summary: dict[str, dict[str, Any]] = {}
         for row in rows:
-            text = trim(scrub(row.get(e.message_field) or row.get("@message") or ""), 200)
-            key = error_signature(text)
+            # What is shown is the signature: numbers, ids and e-mail addresses masked (order and card
+            # numbers, customers), secrets scrubbed; the same error on many orders is one line.
+            key = trim(error_signature(scrub(row.get(e.message_field) or row.get("@message") or "")), 200)
             at = _timestamp(row.get("@timestamp", ""))
-            entry = summary.setdefault(key, {"message": text, "count": 0, "first": at, "last": at})
+            entry = summary.setdefault(key, {"message": key, "count": 0, "first": at, "last": at})
             entry["count"] += 1
             if at and (entry["first"] is None or at < entry["first"]):
                 entry["first"] = at
@@ -269,7 +285,7 @@ class ApplicationErrorsOperator(MaintenanceCheckOperator):
             table.append([("NEW " if new else "") + entry["message"], str(entry["count"]), _hm(entry["first"]),
                           _hm(entry["last"])])
             if new and entry["count"] >= e.new_error_min_count:
-                yield Finding(check="logs.errors.new", resource=entry["message"][:80], status=Status.WARNING,
+                yield Finding(check="logs.errors.new", resource=key[:120], status=Status.WARNING,
                               severity=Severity.P3,
                               summary=(f"new error, {entry['count']}x between {_hm(entry['first'])} and "
                                        f"{_hm(entry['last'])} UTC: {entry['message']}"),
@@ -295,7 +311,8 @@ def error_signature(message: str) -> str:
     """The message with numbers and ids masked: one error with many order numbers is one line."""
     import re
 
-    masked = re.sub(r"\b[0-9a-f]{8}-[0-9a-f-]{27}\b", "<id>", message, flags=re.IGNORECASE)
+    masked = re.sub(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", "<email>", message)
+    masked = re.sub(r"\b[0-9a-f]{8}-[0-9a-f-]{27}\b", "<id>", masked, flags=re.IGNORECASE)
     masked = re.sub(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b", "<id>", masked, flags=re.IGNORECASE)
     return re.sub(r"\d+", "<n>", masked)
 

@@ -19,7 +19,8 @@ TRACKED = {"ECSServiceAverageCPUUtilization": "cpu_percent",
 class EcsScalingPolicyOperator(MaintenanceCheckOperator):
     """Each ECS service's auto scaling against the guide (daily, read-only).
 
-    * No scalable target: P2 (the service cannot scale out under load).
+    * No scalable target: P2 (the service cannot scale out under load), unless the service is
+      fixed-size on purpose (``min_tasks`` = ``max_tasks``).
     * Min or max different from the service's ``min_tasks``/``max_tasks``: P3 (max below: capped
       under load; min below: less redundancy).
     * A target-tracking policy missing (CPU 70 %, memory 80 %, requests per target 1000/min) or with
@@ -41,6 +42,10 @@ class EcsScalingPolicyOperator(MaintenanceCheckOperator):
         rows: list[list[str]] = []
         for resource_id, service in ids.items():
             target = targets.get(resource_id)
+            if target is None and service.min_tasks == service.max_tasks:
+                yield Finding(check="scaling.target", resource=service.name, status=Status.OK,
+                              summary=f"fixed at {service.min_tasks} task(s) (min_tasks = max_tasks): no auto scaling")
+                continue
             if target is None:
                 rows.append([service.name, "scalable target", f"{service.min_tasks}-{service.max_tasks}", "none"])
                 yield Finding(check="scaling.target", resource=service.name, status=Status.CRITICAL,

@@ -95,7 +95,12 @@ class PendingUpdatesOperator(MaintenanceCheckOperator):
     def _elasticache(self, now: datetime, rows: list[list[str]]) -> Iterable[Finding]:
         cache = self.client("elasticache")
         cluster = self.platform.elasticache.cluster_id
-        actions = [a for page in self.pages(cache, "describe_update_actions", max_page=100, CacheClusterIds=[cluster],
+        # Redis service updates are reported per replication group when the node belongs to one.
+        node = cache.describe_cache_clusters(CacheClusterId=cluster)["CacheClusters"][0]
+        group = node.get("ReplicationGroupId")
+        scope = {"ReplicationGroupIds": [group]} if group else {"CacheClusterIds": [cluster]}
+        target = f"--replication-group-ids {group}" if group else f"--cache-cluster-ids {cluster}"
+        actions = [a for page in self.pages(cache, "describe_update_actions", max_page=100, **scope,
                                             UpdateActionStatus=OPEN_UPDATE_STATUSES)
                    for a in page["UpdateActions"]]
         for action in actions:
@@ -112,7 +117,7 @@ class PendingUpdatesOperator(MaintenanceCheckOperator):
                          + (f"; apply by {when}" if when else "")),
                 details={"deadline": when or None, "status": action.get("UpdateActionStatus"),
                          "fix": f"aws elasticache batch-apply-update-action --service-update-name {name} "
-                                f"--cache-cluster-ids {cluster}"})
+                                f"{target}"})
         if not actions:
             yield Finding(check="updates.elasticache.service_update", resource=cluster, status=Status.OK,
                           summary="no pending service update")
