@@ -328,7 +328,9 @@ def run_drift():
         operator.execute(context)
     trigger = deferred.value.trigger
     assert trigger.waiter_name == "stack_drift_detection_complete"
-    operator.resume(context, event={"status": "success"}, **deferred.value.kwargs)
+    # As dag.test() resumes it: the trigger's event only (the detections come back from XCom).
+    assert set(deferred.value.kwargs["detections"]) == {PLATFORM_STACK}
+    operator.resume(context, event={"status": "success"})
     return context["ti"].pushed["findings"], context["ti"].pushed[MEASUREMENTS_XCOM_KEY]
 
 

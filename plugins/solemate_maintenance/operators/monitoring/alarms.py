@@ -166,8 +166,9 @@ class CloudWatchAlarmsOperator(MaintenanceCheckOperator):
     and actual); one in INSUFFICIENT_DATA longer than ``insufficient_data_max_hours`` (P3: its data
     stopped); any other alarm of the account without an action (P3). When enforcing, a missing or
     different policy alarm is written (created ones are tagged ``solemate:managed-by``; an updated
-    one keeps its other actions) and its finding says "fixed"; nothing is ever deleted. Either way the
-    report has a table of the changes "applied" or "would apply".
+    one keeps its other actions, its description and its muting) and its finding says "fixed";
+    nothing is ever deleted. Either way the report has a table of the changes "applied" or "would
+    apply".
     """
 
     def __init__(self, *, monitoring: Monitoring, platform: Resources, environment: str, **kwargs: Any) -> None:

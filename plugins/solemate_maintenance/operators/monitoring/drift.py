@@ -13,6 +13,9 @@ from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, Maintenan
 from solemate_maintenance.redaction import scrub, trim
 
 DRIFTED = ["MODIFIED", "DELETED"]
+# The detections a deferred task waits on: kept in XCom (which lasts across deferrals of a try), not
+# only in the deferral's kwargs, which `dag.test()` replaces with the trigger's event.
+DETECTIONS_XCOM_KEY = "drift_detections"
 SHOWN_DIFFERENCES = 20
 
 
@@ -55,7 +58,8 @@ class StackDriftOperator(MaintenanceCheckOperator):
 
     def resume(self, context: Any, event: dict[str, Any] | None = None, detections: dict[str, str] | None = None
                ) -> dict[str, int]:
-        return self.record_findings(context, self._wait_or_judge(context, detections or {}, event))
+        detections = detections or context["ti"].xcom_pull(task_ids=self.task_id, key=DETECTIONS_XCOM_KEY) or {}
+        return self.record_findings(context, self._wait_or_judge(context, detections, event))
 
     def _wait_or_judge(self, context: Any, detections: dict[str, str], event: dict[str, Any] | None = None
                        ) -> Iterable[Finding]:
@@ -69,6 +73,7 @@ class StackDriftOperator(MaintenanceCheckOperator):
             from solemate_maintenance.triggers.waiters import StackDriftDetectedTrigger
 
             poll = self.drift.poll_seconds
+            context["ti"].xcom_push(key=DETECTIONS_XCOM_KEY, value=detections)
             self.defer(trigger=StackDriftDetectedTrigger(
                 detection_id=detections[running[0]], waiter_delay=poll,
                 waiter_max_attempts=max(1, math.ceil(self.drift.timeout_minutes * 60 / poll)),
