@@ -9,7 +9,7 @@ lookback. A backfilled run for last Tuesday 02:00 looks at the hour before last 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -57,7 +57,6 @@ def month_reviewed(context: Any) -> TimeWindow:
     A run without a month-long interval (a manual trigger, a test) reviews the last complete month
     before its date, the month it would have been scheduled for.
     """
-    from datetime import UTC
 
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None and end - start >= timedelta(days=27):
@@ -75,3 +74,8 @@ def month_reviewed(context: Any) -> TimeWindow:
 def report_date(context: Any) -> datetime:
     """The date the run's report is filed under (its logical date): artifacts go next to it."""
     return context.get("logical_date") or run_end(context)
+
+
+def as_utc(value: datetime) -> datetime:
+    """An AWS timestamp in UTC: botocore gives them in the worker's local zone, moto sometimes naive."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

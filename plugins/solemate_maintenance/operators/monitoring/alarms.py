@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from solemate_maintenance.aws_errors import error_code
 from solemate_maintenance.config import AlarmPolicy, Monitoring, Resources
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
-from solemate_maintenance.window import run_end
+from solemate_maintenance.window import as_utc, run_end
 
 MANAGED_TAG = {"Key": "solemate:managed-by", "Value": "solemate-maintenance"}
 MISSING = {"critical": Severity.P2, "warning": Severity.P3}  # a missing or silent alarm, by its severity
@@ -311,7 +311,7 @@ class CloudWatchAlarmsOperator(MaintenanceCheckOperator):
         # The transition into the state, not a later evaluation-state update.
         since = actual.get("StateTransitionedTimestamp") or actual.get("StateUpdatedTimestamp")
         if actual.get("StateValue") == "INSUFFICIENT_DATA" and since is not None:
-            since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+            since = as_utc(since)
             hours = (now - since) / timedelta(hours=1)
             if hours >= self.monitoring.insufficient_data_max_hours:
                 findings.append(Finding(

@@ -7,22 +7,20 @@ updates, and the Fargate platform versions the ECS services run.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from solemate_maintenance.config import PendingUpdates, Resources
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
-from solemate_maintenance.window import run_end
+from solemate_maintenance.window import as_utc, run_end
 
 OPEN_UPDATE_STATUSES = ["not-applied", "waiting-to-start", "in-progress", "stopping", "stopped", "scheduling",
                         "scheduled"]
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return None if value is None else as_utc(value)
 
 
 class PendingUpdatesOperator(MaintenanceCheckOperator):
