@@ -24,7 +24,7 @@ updates with deadlines, the log pipeline's delivery and the day's application er
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag
+from airflow.sdk import dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
@@ -49,6 +49,7 @@ from solemate_maintenance.operators.monitoring.log_pipeline import ApplicationEr
 from solemate_maintenance.operators.monitoring.scaling import EcsScalingPolicyOperator
 from solemate_maintenance.operators.monitoring.updates import PendingUpdatesOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
+from solemate_maintenance.schedules import scheduled_dags
 
 config = load_config()
 DAG_ID = "daily_maintenance"
@@ -58,7 +59,7 @@ resources, checks, monitoring = config.resources, config.checks, config.monitori
 @dag(
     dag_id=DAG_ID,
     description="Daily health, performance and business checks of the SoleMate platform, with report and alerts",
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+    schedule=scheduled_dags(config)[DAG_ID].timetable(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

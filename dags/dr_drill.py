@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag
+from airflow.sdk import Param, TriggerRule, dag
 
 from solemate_maintenance.config import DR_COMPONENTS, known_regions, load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
@@ -48,6 +48,7 @@ from solemate_maintenance.operators.dr.drill_database import (
 from solemate_maintenance.operators.dr.drill_scorecard import DrDrillScorecardOperator
 from solemate_maintenance.operators.dr.drill_system import DrFailoverReadinessOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
+from solemate_maintenance.schedules import scheduled_dags
 
 config = load_config()
 DAG_ID = "dr_drill"
@@ -68,7 +69,7 @@ regions = sorted(set(known_regions()) - {config.regions.primary}) or None
 @dag(
     dag_id=DAG_ID,
     description="Non-destructive DR drill: measures each component's RTO/RPO in the DR region against the guide",
-    schedule=CronTriggerTimetable("0 4 1 * *", timezone="UTC"),
+    schedule=scheduled_dags(config)[DAG_ID].timetable(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -22,7 +22,7 @@ calendar month November, so a backfill of past months reviews each of them:
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag
+from airflow.sdk import TriggerRule, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
@@ -33,6 +33,7 @@ from solemate_maintenance.operators.reviews.audit import SecurityAuditOperator
 from solemate_maintenance.operators.reviews.cost import CostReviewOperator
 from solemate_maintenance.operators.reviews.performance import PerformanceReportOperator
 from solemate_maintenance.operators.reviews.summary import StakeholderSummaryOperator
+from solemate_maintenance.schedules import scheduled_dags
 
 config = load_config()
 DAG_ID = "monthly_review"
@@ -45,7 +46,7 @@ reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
 @dag(
     dag_id=DAG_ID,
     description="Monthly security audit, performance report, cached cost review and stakeholder summary",
-    schedule=CronDataIntervalTimetable("0 6 3 * *", timezone="UTC"),
+    schedule=scheduled_dags(config)[DAG_ID].timetable(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

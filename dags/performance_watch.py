@@ -22,11 +22,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag
+from airflow.sdk import dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
 from solemate_maintenance.operators.watch.performance import PerformanceWatchOperator
+from solemate_maintenance.schedules import scheduled_dags
 
 config = load_config()
 DAG_ID = "performance_watch"
@@ -40,7 +41,7 @@ defaults.update(retry_delay=timedelta(seconds=30), retry_exponential_backoff=Fal
 @dag(
     dag_id=DAG_ID,
     description="The 15-minute performance analysis: incidents opened once, reminded rarely, resolved once",
-    schedule=CronTriggerTimetable(f"*/{watch.interval_minutes} * * * *", timezone="UTC"),
+    schedule=scheduled_dags(config)[DAG_ID].timetable(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag
+from airflow.sdk import dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
@@ -35,6 +35,7 @@ from solemate_maintenance.operators.backups.restore import (
 )
 from solemate_maintenance.operators.backups.restore_validation import RestoreValidationOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
+from solemate_maintenance.schedules import scheduled_dags
 
 config = load_config()
 DAG_ID = "weekly_backup_verification"
@@ -48,7 +49,7 @@ restore_args = {"source_db_instance_identifier": database, "settings": config.re
 @dag(
     dag_id=DAG_ID,
     description="Weekly check of the database backups against the policy, and a real restore test with RTO/RPO",
-    schedule=CronTriggerTimetable("0 3 * * WED", timezone="UTC"),
+    schedule=scheduled_dags(config)[DAG_ID].timetable(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

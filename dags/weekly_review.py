@@ -24,7 +24,7 @@ Every Monday at 04:00 UTC, the operations guide's weekly list beyond backups (th
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag
+from airflow.sdk import dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
@@ -35,6 +35,7 @@ from solemate_maintenance.operators.reviews.capacity import CapacityPlanningOper
 from solemate_maintenance.operators.reviews.certificates import CertificateExpiryOperator
 from solemate_maintenance.operators.reviews.database import DatabaseMaintenanceOperator
 from solemate_maintenance.operators.reviews.vulnerabilities import ImageVulnerabilityOperator
+from solemate_maintenance.schedules import scheduled_dags
 
 config = load_config()
 DAG_ID = "weekly_review"
@@ -47,7 +48,7 @@ reporting = {"bucket": config.reports.bucket, "prefix": config.reports.prefix,
 @dag(
     dag_id=DAG_ID,
     description="Weekly database maintenance review, certificates, image vulnerabilities and capacity planning",
-    schedule=CronTriggerTimetable("0 4 * * MON", timezone="UTC"),
+    schedule=scheduled_dags(config)[DAG_ID].timetable(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

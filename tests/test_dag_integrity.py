@@ -30,7 +30,9 @@ REPORTING_DAG_IDS = ["daily_maintenance", "weekly_backup_verification", "weekly_
                      "dr_drill", "dr_failover"]
 # The watches announce incidents themselves (no report task, no run verdict).
 WATCH_DAG_IDS = ["performance_watch", "database_watch"]
-DAG_IDS = REPORTING_DAG_IDS + WATCH_DAG_IDS
+# The operator's day: one message per checklist, built from the reports (no report of their own).
+REVIEW_DAG_IDS = ["morning_review", "evening_review"]
+DAG_IDS = REPORTING_DAG_IDS + WATCH_DAG_IDS + REVIEW_DAG_IDS
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)

@@ -25,6 +25,10 @@ class ObjectNotReadable(Exception):
     """S3 answered 403: the key is missing (without s3:ListBucket) or may not be read."""
 
 
+class ObjectArchived(ObjectNotReadable):
+    """The object is in Glacier (the reports bucket's lifecycle moved it): it must be restored to be read."""
+
+
 def date_stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H%MZ")
 
@@ -38,6 +42,8 @@ class ReportStore:
         self.region_name = region_name
         # quick: for look-ups that only annotate an alert; one short attempt instead of botocore's retries.
         self.quick = quick
+        # Keys a read found in Glacier: the dashboard and the reviews say so instead of failing.
+        self.archived: list[str] = []
 
     @cached_property
     def s3(self) -> S3Hook:
@@ -88,6 +94,9 @@ class ReportStore:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
                 return None
+            if code == "InvalidObjectState":
+                self.archived.append(key)
+                raise ObjectArchived(f"{self.uri(key)} is in Glacier (restore it to read it)") from exc
             if code in ("AccessDenied", "403", "Forbidden"):
                 raise ObjectNotReadable(f"{self.uri(key)}: {code}") from exc
             raise
@@ -107,6 +116,10 @@ class ReportStore:
 
         try:
             text = self.read_text(key)
+        except ObjectArchived as exc:
+            if log is not None:
+                log.warning("%s", exc)
+            return None
         except ObjectNotReadable as exc:
             if log is not None:
                 log.warning("Cannot read %s (missing, or no s3:GetObject/ListBucket permission)", exc)

@@ -186,6 +186,14 @@ ALARM = {"name": "x-{service}-cpu", "severity": "warning", "namespace": "AWS/ECS
         pytest.param(edited(("monitoring", "alarms"), [{**ALARM, "period_seconds": 45}]),
                      "platform.yaml: monitoring.alarms[0]: alarm 'x-{service}-cpu': CloudWatch accepts a "
                      "period of 10, 20, 30 or a multiple of 60 seconds, not 45", id="alarm-period-not-accepted"),
+        pytest.param(edited(("reviews", "timezone"), "Europe/Berln"),
+                     "platform.yaml: reviews.timezone: unknown time zone 'Europe/Berln' (an IANA name "
+                     "such as Europe/Berlin)", id="review-timezone-typo"),
+        pytest.param(edited(("reviews", "evening"), "08:30"),
+                     "platform.yaml: reviews: morning 09:00 must be before evening 08:30",
+                     id="review-evening-before-morning"),
+        pytest.param(edited(("reviews", "morning"), "9:00"),
+                     "platform.yaml: reviews.morning: String should match pattern", id="review-time-not-hh-mm"),
     ],
 )
 def test_config_errors_are_one_clear_line(text, expected):

@@ -104,6 +104,7 @@ from solemate_maintenance.config.recovery import (
     DrTarget,
     RestoreTest,
 )
+from solemate_maintenance.config.reviews import Reviews
 from solemate_maintenance.config.watch import DatabaseWatch, PerformanceWatch, Watch
 
 CONFIG_ENV_VAR = "MAINTENANCE_CONFIG"
@@ -407,6 +408,7 @@ __all__ = [
     "RdsResources",
     "Regions",
     "Reports",
+    "Reviews",
     "Resources",
     "RestoreTest",
     "RightSizing",

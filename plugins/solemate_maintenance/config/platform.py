@@ -17,6 +17,7 @@ from solemate_maintenance.config.checks import Checks
 from solemate_maintenance.config.logs import ConfigBackup, LogLifecycle, _prefixes_overlap
 from solemate_maintenance.config.monitoring import Monitoring
 from solemate_maintenance.config.recovery import Backups, DisasterRecovery, RestoreTest
+from solemate_maintenance.config.reviews import Reviews
 from solemate_maintenance.config.watch import Watch
 
 
@@ -327,6 +328,7 @@ class PlatformConfig(_Strict):
     right_sizing: RightSizing = RightSizing()
     monthly_summary: MonthlySummary = MonthlySummary()
     monitoring: Monitoring = Monitoring()
+    reviews: Reviews = Reviews()
 
     @model_validator(mode="after")
     def _cross_field(self) -> PlatformConfig:

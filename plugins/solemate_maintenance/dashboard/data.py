@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from solemate_maintenance.report import ReportedFinding, RunReport
-from solemate_maintenance.report_store import ObjectNotReadable, ReportStore
+from solemate_maintenance.report_store import ObjectArchived, ObjectNotReadable, ReportStore
 
 DAG_IDS = ("daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
            "dr_failover")
@@ -91,6 +91,8 @@ def _latest(store: ReportStore, dag_id: str) -> DagStatus:
     try:
         text = store.read_text(key)
         return DagStatus(dag_id, RunReport.model_validate_json(text) if text is not None else None)
+    except ObjectArchived as exc:
+        return DagStatus(dag_id, error=str(exc))
     except ObjectNotReadable as exc:
         return DagStatus(dag_id, error=f"S3 refused {exc} (403: no s3:GetObject, or no s3:ListBucket and missing)")
     except Exception as exc:  # one unreadable DAG must not hide the others
@@ -153,4 +155,9 @@ def collect(store: ReportStore, environment: str, now: datetime) -> Dashboard:
         if measured and isinstance(measured.get("month"), str):
             total = _number(measured.get("total_usd"))
             board.cost_trend.append(TrendPoint(measured["month"][:7], {"total_usd": total}))
+    if store.archived:
+        # The trends skip them; a person who needs one restores it (or shortens the lifecycle's wait).
+        board.errors.append(f"{len(store.archived)} older report(s) are in Glacier and not in the trends: "
+                            + ", ".join(store.uri(key) for key in store.archived[:3])
+                            + (" …" if len(store.archived) > 3 else ""))
     return board

@@ -25,7 +25,7 @@ from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.operators.report import FAILED_STATES
 from solemate_maintenance.run_facts import RunFacts
-from solemate_maintenance.window import TimeWindow, run_end
+from solemate_maintenance.window import TimeWindow, as_utc, run_end
 
 # CloudWatch accepts datapoints up to two weeks old.
 MAX_METRIC_AGE = timedelta(days=14)
@@ -67,6 +67,36 @@ def heartbeat_alarm_shape(gap_hours: float) -> dict[str, Any]:
             "TreatMissingData": "breaching"}
 
 
+def _new_state(item: dict[str, Any]) -> str | None:
+    try:
+        return json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
+    except ValueError:
+        summary = item.get("HistorySummary", "")
+        return "ALARM" if summary.endswith("to ALARM") else None
+
+
+def alarms_fired(operator: MaintenanceCheckOperator, window: TimeWindow
+                 ) -> tuple[dict[str, list[datetime]], dict[str, dict[str, Any]]]:
+    """The alarms that went into ALARM in `window` (their times, UTC), and each one as it is now
+    (absent: deleted since)."""
+    cloudwatch = operator.client("cloudwatch")
+    fired: dict[str, list[datetime]] = defaultdict(list)
+    for page in operator.pages(cloudwatch, "describe_alarm_history", max_page=100, HistoryItemType="StateUpdate",
+                               AlarmTypes=["MetricAlarm", "CompositeAlarm"],  # default: metric alarms only
+                               StartDate=window.start, EndDate=window.end, ScanBy="TimestampAscending"):
+        for item in page["AlarmHistoryItems"]:
+            if _new_state(item) == "ALARM":
+                fired[item["AlarmName"]].append(as_utc(item["Timestamp"]))
+    names = sorted(fired)
+    now_state: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(names), 100):  # DescribeAlarms takes at most 100 names
+        response = cloudwatch.describe_alarms(AlarmNames=names[start:start + 100],
+                                              AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+        for alarm in [*response.get("MetricAlarms", []), *response.get("CompositeAlarms", [])]:
+            now_state[alarm["AlarmName"]] = alarm
+    return dict(fired), now_state
+
+
 class OvernightAlarmsOperator(MaintenanceCheckOperator):
     """CloudWatch alarms that went into ALARM during the look-back (default: since the previous daily run).
 
@@ -86,24 +116,8 @@ class OvernightAlarmsOperator(MaintenanceCheckOperator):
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         window = TimeWindow.ending_at_run(context, self._lookback)
-        cloudwatch = self.client("cloudwatch")
-        fired: dict[str, list[datetime]] = defaultdict(list)
-        for page in self.pages(cloudwatch, "describe_alarm_history", max_page=100, HistoryItemType="StateUpdate",
-                               AlarmTypes=["MetricAlarm", "CompositeAlarm"],  # default: metric alarms only
-                               StartDate=window.start, EndDate=window.end, ScanBy="TimestampAscending"):
-            for item in page["AlarmHistoryItems"]:
-                if self._new_state(item) == "ALARM":
-                    stamp = item["Timestamp"]
-                    # botocore gives CloudWatch's timestamps in the worker's local zone.
-                    fired[item["AlarmName"]].append(stamp.astimezone(UTC) if stamp.tzinfo else
-                                                    stamp.replace(tzinfo=UTC))
+        fired, now_state = alarms_fired(self, window)
         names = sorted(fired)
-        now_state: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(names), 100):  # DescribeAlarms takes at most 100 names
-            response = cloudwatch.describe_alarms(AlarmNames=names[start:start + 100],
-                                                  AlarmTypes=["MetricAlarm", "CompositeAlarm"])
-            for alarm in [*response.get("MetricAlarms", []), *response.get("CompositeAlarms", [])]:
-                now_state[alarm["AlarmName"]] = alarm
         listed = []
         for name in names:
             times = sorted(fired[name])
@@ -127,13 +141,6 @@ class OvernightAlarmsOperator(MaintenanceCheckOperator):
                          + (" …" if len(listed) > 5 else "")) if names else "Overnight alarms: none went into ALARM",
             "alarms": len(names)})
 
-    @staticmethod
-    def _new_state(item: dict[str, Any]) -> str | None:
-        try:
-            return json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
-        except ValueError:
-            summary = item.get("HistorySummary", "")
-            return "ALARM" if summary.endswith("to ALARM") else None
 
 
 class MaintenanceStatusOperator(MaintenanceCheckOperator):
