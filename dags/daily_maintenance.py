@@ -37,6 +37,7 @@ from solemate_maintenance.operators.health.kpi import KpiOperator
 from solemate_maintenance.operators.health.rds import RdsHealthOperator
 from solemate_maintenance.operators.housekeeping.config_backup import ConfigBackupOperator
 from solemate_maintenance.operators.housekeeping.logs import LogLifecycleOperator
+from solemate_maintenance.operators.housekeeping.reports_lifecycle import ReportsLifecycleOperator
 from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator, SecurityEventsOperator
 from solemate_maintenance.operators.housekeeping.unused import UnusedResourcesOperator
 from solemate_maintenance.operators.monitoring.alarms import (
@@ -120,6 +121,7 @@ def daily_maintenance():
         ),
         OpenSecurityGroupsOperator(task_id="open_security_groups", allowed=checks.security.open_ingress_allowed),
         LogLifecycleOperator(task_id="log_lifecycle", lifecycle=config.log_lifecycle),
+        ReportsLifecycleOperator(task_id="reports_lifecycle", config=config),
         UnusedResourcesOperator(
             task_id="unused_resources",
             thresholds=checks.unused_resources,

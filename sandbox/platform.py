@@ -177,6 +177,12 @@ class Platform:
                 '{"level": "error", "msg": "payment provider timeout", "order_id": 4411}',
             ])])
         self._client("s3").create_bucket(Bucket=self.config.reports.bucket)
+        from solemate_maintenance.operators.housekeeping.reports_lifecycle import wanted_rules
+
+        # The reports bucket as the README's set-up leaves it: its lifecycle per prefix.
+        self._client("s3").put_bucket_lifecycle_configuration(
+            Bucket=self.config.reports.bucket,
+            LifecycleConfiguration={"Rules": [rule.as_rule() for rule in wanted_rules(self.config)]})
         self._client("sns").create_topic(Name=SNS_TOPIC)
         self.estate = Estate(self.config, self._client)
         self.estate.create(vpc)

@@ -80,9 +80,11 @@ READ_ONLY_POLICY = "readonly"
 
 def dag_policies(dag_id: str, config: PlatformConfig) -> list[str]:
     """The policies `dag_id`'s tasks need with this config: log-retention only while the daily run
-    enforces retention (``log_lifecycle.enforce``), monitoring-enforcement only while it enforces the
+    enforces retention (``log_lifecycle.enforce``), reports-lifecycle only while it enforces the reports
+    bucket's lifecycle (``reports.lifecycle.enforce``), monitoring-enforcement only while it enforces the
     alarms (``monitoring.enforce``); without them the run only reads the settings."""
-    gated = {"log-retention": config.log_lifecycle.enforce, "monitoring-enforcement": config.monitoring.enforce}
+    gated = {"log-retention": config.log_lifecycle.enforce, "monitoring-enforcement": config.monitoring.enforce,
+             "reports-lifecycle": config.reports.lifecycle.enforce}
     return [name for name in attachments()[dag_id] if gated.get(name, True)]
 
 

@@ -35,7 +35,8 @@ MONITORING_BROKEN = frozenset({"alarm_threshold_drift", "scaling_capped", "pendi
 BROKEN = frozenset({"ecs_under_desired", "rds_high_cpu", "payment_failures", "slow_responses"}) | ESTATE_BROKEN | \
     MONITORING_BROKEN
 CHECK_TASKS = {"application_health", "ecs_services", "rds_health", "elasticache_health", "business_metrics",
-               "performance_kpis", "security_events", "open_security_groups", "log_lifecycle", "unused_resources",
+               "performance_kpis", "security_events", "open_security_groups", "log_lifecycle", "reports_lifecycle",
+               "unused_resources",
                "config_backup", "overnight_alarms", "alarms", "notification_paths", "overview_dashboard",
                "auto_scaling", "pending_updates", "log_pipeline", "application_errors"}
 UNUSED_KINDS = ("unattached_volumes", "unassociated_elastic_ips", "old_rds_snapshots", "idle_load_balancers",

@@ -781,3 +781,80 @@ def test_a_weekly_dags_heartbeat_age_is_published_by_the_daily_run_and_overdue_i
     finally:
         for dag_id in [*records, "broken_dag"]:
             s3.delete_object(Bucket=CONFIG.reports.bucket, Key=f"{prefix}/{dag_id}/heartbeat.json")
+
+
+# -- the reports bucket's lifecycle ------------------------------------------------------------------
+
+def reports_lifecycle(enforce=False):
+    from solemate_maintenance.operators.housekeeping.reports_lifecycle import ReportsLifecycleOperator
+
+    config = CONFIG.model_copy(update={"reports": CONFIG.reports.model_copy(update={
+        "lifecycle": CONFIG.reports.lifecycle.model_copy(update={"enforce": enforce})})})
+    return ReportsLifecycleOperator(task_id="reports_lifecycle", config=config, region_name=REGION)
+
+
+def test_the_reports_bucket_ages_each_prefix_and_enforcement_keeps_other_rules(world):
+    s3 = cached_clients(REGION)("s3")
+    bucket = CONFIG.reports.bucket
+    findings, error, measured = run(reports_lifecycle())
+    assert error is None and problems(findings) == {} and measured["changes"] == 0
+    resources = {f["resource"] for f in findings}
+    prefix = CONFIG.reports.prefix
+    assert {f"s3://{bucket}/{prefix}/daily_maintenance/", f"s3://{bucket}/{prefix}/morning_review/",
+            f"s3://{bucket}/{prefix}/dr_failover/", f"s3://{bucket}/{prefix}/config-backups/",
+            f"s3://{bucket}/{prefix}/cost-explorer-cache/", f"s3://{bucket}/{prefix}/incidents/"} <= resources
+    assert not any("performance_watch" in r for r in resources)  # the watches file nothing under their name
+    # Someone edits the bucket: the daily rule loses Glacier, the incident record's old versions are kept
+    # forever, and a rule of theirs expires the whole bucket after 60 days.
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    saved = [dict(r) for r in rules]
+    for rule in rules:
+        if rule["ID"] == "solemate-reports-daily_maintenance":
+            rule["Transitions"] = [t for t in rule["Transitions"] if t["StorageClass"] != "GLACIER"]
+        if rule["ID"] == "solemate-reports-incidents":
+            rule.pop("NoncurrentVersionExpiration")
+    rules.append({"ID": "theirs", "Filter": {"Prefix": ""}, "Status": "Enabled", "Expiration": {"Days": 60}})
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+    try:
+        findings, error, measured = run(reports_lifecycle())
+        found = problems(findings)
+        assert found[("reports.lifecycle", f"s3://{bucket}/{prefix}/daily_maintenance/")] == "P3"
+        [daily] = [f for f in by_check(findings, "reports.lifecycle")
+                   if f["resource"].endswith("/daily_maintenance/") and f["status"] == "warning"]
+        assert daily["summary"] == (
+            "daily_maintenance reports (reports.lifecycle.reports) lifecycle differs from the policy: expected "
+            "STANDARD_IA after 30 d, GLACIER after 90 d, never expire, actual STANDARD_IA after 30 d, never expire")
+        assert found[("reports.lifecycle", f"s3://{bucket}/{prefix}/incidents/")] == "P3"
+        conflicts = by_check(findings, "reports.lifecycle.conflict")
+        assert conflicts and all("theirs" in f["summary"] for f in conflicts)
+        assert measured["changes"] == 2 and s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == rules
+        # Enforcing: our two rules put back, theirs left alone (only a person may narrow it); twice: nothing more.
+        findings, error, measured = run(reports_lifecycle(enforce=True))
+        assert measured["headline"] == "Reports bucket lifecycle: 2 rule change(s) applied"
+        after = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+        assert after["theirs"]["Expiration"] == {"Days": 60}
+        assert after["solemate-reports-incidents"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
+        findings, error, measured = run(reports_lifecycle(enforce=True))
+        assert measured["changes"] == 0 and set(problems(findings)) == {
+            ("reports.lifecycle.conflict", f["resource"]) for f in conflicts}
+    finally:
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": saved})
+
+
+def test_the_dashboard_says_which_reports_are_in_glacier(world):
+    from solemate_maintenance.dashboard.data import collect
+    from solemate_maintenance.report_store import ReportStore
+
+    s3 = cached_clients(REGION)("s3")
+    store = ReportStore(bucket=CONFIG.reports.bucket, prefix="glacier-test", aws_conn_id=None, region_name=REGION)
+    old = ANCHOR - timedelta(days=120)
+    s3.put_object(Bucket=CONFIG.reports.bucket, Key=store.date_key("weekly_backup_verification", old),
+                  Body=b"{}", StorageClass="GLACIER")
+    s3.put_object(Bucket=CONFIG.reports.bucket, Key=store.latest_key("monthly_review"), Body=b"{}",
+                  StorageClass="GLACIER")
+    board = collect(store, CONFIG.environment, ANCHOR)
+    [monthly] = [d for d in board.dags if d.dag_id == "monthly_review"]
+    assert monthly.state == "unreadable" and monthly.error.endswith("is in Glacier (restore it to read it)")
+    [note] = [e for e in board.errors if "Glacier" in e]
+    assert note.startswith("1 older report(s) are in Glacier and not in the trends: ") and old.strftime("%Y-%m-%d") \
+        in note

@@ -31,7 +31,7 @@ def policies(config):
 
 def test_every_placeholder_is_filled_and_every_dag_is_attached(policies):
     assert set(policies) == {"readonly", "dashboard", "restore-test", "dr-drill", "dr-failover", "log-retention",
-                             "monitoring-enforcement"}
+                             "monitoring-enforcement", "reports-lifecycle"}
     for name, document in policies.items():
         text = json.dumps(document)
         assert "${" not in text, f"{name}: a placeholder is left: {text}"
@@ -87,6 +87,10 @@ def test_the_evaluator_refuses_what_the_policies_do_not_name(config, policies):
     retention = policies["log-retention"]
     assert allowed(call("logs", "PutRetentionPolicy", logGroupName="/ecs/production/application"), [retention])[0]
     assert not allowed(call("logs", "PutRetentionPolicy", logGroupName="/aws/lambda/payments"), [retention])[0]
+    # The reports bucket's lifecycle: that bucket only.
+    reports = policies["reports-lifecycle"]
+    assert allowed(call("s3", "PutBucketLifecycleConfiguration", Bucket=config.reports.bucket), [reports])[0]
+    assert not allowed(call("s3", "PutBucketLifecycleConfiguration", Bucket="solemate-logs-access"), [reports])[0]
     # Alarm enforcement: the guide's alarms (per-service names through their wildcard), nobody else's, no delete.
     enforcement = policies["monitoring-enforcement"]
     service = config.resources.ecs.services[0].name

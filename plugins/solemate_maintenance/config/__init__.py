@@ -50,12 +50,14 @@ from solemate_maintenance.config.checks import (
 )
 from solemate_maintenance.config.logs import (
     LOG_RETENTION_DAYS,
+    ArchiveClass,
     ConfigBackup,
     FirehoseStream,
     LogArchive,
     LogClass,
     LogLifecycle,
     LogTransition,
+    ReportsLifecycle,
     StorageClass,
 )
 from solemate_maintenance.config.monitoring import (
@@ -341,6 +343,7 @@ __all__ = [
     "AlarmMetric",
     "AlarmPolicy",
     "AlbResources",
+    "ArchiveClass",
     "Alerts",
     "ApplicationCheck",
     "AssetReplication",
@@ -408,6 +411,7 @@ __all__ = [
     "RdsResources",
     "Regions",
     "Reports",
+    "ReportsLifecycle",
     "Reviews",
     "Resources",
     "RestoreTest",

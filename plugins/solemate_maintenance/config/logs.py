@@ -45,22 +45,63 @@ class LogArchive(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> LogArchive:
-        days = [t.after_days for t in self.transitions]
-        if days != sorted(set(days)):
-            raise ValueError(f"transitions must be in increasing after_days order, got {days}")
-        for before, after in zip(self.transitions, self.transitions[1:], strict=False):
-            if _WATERFALL.index(after.storage_class) <= _WATERFALL.index(before.storage_class) or \
-                    (before.storage_class, after.storage_class) == ("ONEZONE_IA", "GLACIER_IR"):
-                raise ValueError(f"S3 cannot move objects from {before.storage_class} to {after.storage_class} "
-                                 f"(transitions go down {' > '.join(_WATERFALL)})")
-            if before.storage_class in ("STANDARD_IA", "ONEZONE_IA") and after.after_days - before.after_days < 30:
-                raise ValueError(f"S3 keeps objects in {before.storage_class} at least 30 days before moving them "
-                                 f"on: {after.storage_class} after {after.after_days} days is too soon after "
-                                 f"{before.after_days}")
-        if days and days[-1] >= self.expire_after_days:
-            raise ValueError(f"expire_after_days ({self.expire_after_days}) must come after the last transition "
-                             f"({days[-1]})")
+        check_transitions(self.transitions, self.expire_after_days)
         return self
+
+
+def check_transitions(transitions: list[LogTransition], expire_after_days: int | None) -> None:
+    """The rules S3 itself enforces on a lifecycle rule's transitions and expiry."""
+    days = [t.after_days for t in transitions]
+    if days != sorted(set(days)):
+        raise ValueError(f"transitions must be in increasing after_days order, got {days}")
+    for before, after in zip(transitions, transitions[1:], strict=False):
+        if _WATERFALL.index(after.storage_class) <= _WATERFALL.index(before.storage_class) or \
+                (before.storage_class, after.storage_class) == ("ONEZONE_IA", "GLACIER_IR"):
+            raise ValueError(f"S3 cannot move objects from {before.storage_class} to {after.storage_class} "
+                             f"(transitions go down {' > '.join(_WATERFALL)})")
+        if before.storage_class in ("STANDARD_IA", "ONEZONE_IA") and after.after_days - before.after_days < 30:
+            raise ValueError(f"S3 keeps objects in {before.storage_class} at least 30 days before moving them "
+                             f"on: {after.storage_class} after {after.after_days} days is too soon after "
+                             f"{before.after_days}")
+    if days and expire_after_days is not None and days[-1] >= expire_after_days:
+        raise ValueError(f"expire_after_days ({expire_after_days}) must come after the last transition "
+                         f"({days[-1]})")
+
+
+class ArchiveClass(_Strict):
+    """What the project writes under one prefix of the reports bucket: its lifecycle there."""
+
+    transitions: list[LogTransition] = []
+    expire_after_days: int | None = Field(default=None, gt=0, le=36_500)
+    # In a versioned bucket, an overwritten object's old versions; None: kept as long as the bucket keeps them.
+    noncurrent_expire_after_days: int | None = Field(default=None, gt=0, le=36_500)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ArchiveClass:
+        check_transitions(self.transitions, self.expire_after_days)
+        return self
+
+
+# The guide's pattern for what is read less as it ages: Standard, Standard-IA after 30 days, Glacier after 90.
+_GUIDE_TRANSITIONS = [LogTransition(after_days=30, storage_class="STANDARD_IA"),
+                      LogTransition(after_days=90, storage_class="GLACIER")]
+
+
+class ReportsLifecycle(_Strict):
+    """The reports bucket's lifecycle, one class per kind of object the project writes there."""
+
+    # false: the daily run only reports the differences (and the changes it would make).
+    enforce: bool = False
+    # Every DAG's reports, reviews and charts (<reports.prefix>/<dag_id>/): one rule per DAG.
+    reports: ArchiveClass = ArchiveClass(transitions=_GUIDE_TRANSITIONS)
+    # The daily configuration backups (<reports.prefix>/<config_backup.prefix>/).
+    config_backups: ArchiveClass = ArchiveClass(transitions=_GUIDE_TRANSITIONS, expire_after_days=400)
+    # Cost Explorer's answers for settled months (<reports.prefix>/<cost.cache_prefix>/): never read again
+    # after a re-run of their month; a cache miss only costs a Cost Explorer call.
+    cost_cache: ArchiveClass = ArchiveClass(expire_after_days=400)
+    # The incident record: rewritten by every watch, so it never ages; its old versions (in a versioned
+    # bucket, ~100 a day) do.
+    incidents: ArchiveClass = ArchiveClass(noncurrent_expire_after_days=7)
 
 
 class LogClass(_Strict):

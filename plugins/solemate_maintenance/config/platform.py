@@ -14,7 +14,7 @@ from pydantic import (
 
 from solemate_maintenance.config.base import BucketName, Percent, SeverityName, _Strict, known_regions
 from solemate_maintenance.config.checks import Checks
-from solemate_maintenance.config.logs import ConfigBackup, LogLifecycle, _prefixes_overlap
+from solemate_maintenance.config.logs import ConfigBackup, LogLifecycle, ReportsLifecycle, _prefixes_overlap
 from solemate_maintenance.config.monitoring import Monitoring
 from solemate_maintenance.config.recovery import Backups, DisasterRecovery, RestoreTest
 from solemate_maintenance.config.reviews import Reviews
@@ -250,6 +250,8 @@ class Reports(_Strict):
     # A run's report compares with the previous logical date's; when that run is still going (a
     # concurrent backfill), the report waits for it this long, then says the comparison was impossible.
     previous_report_wait_minutes: int = Field(default=60, ge=0, le=24 * 60)
+    # Standard, Standard-IA, Glacier per prefix; checked daily (reports_lifecycle), applied when enforcing.
+    lifecycle: ReportsLifecycle = ReportsLifecycle()
 
 
 

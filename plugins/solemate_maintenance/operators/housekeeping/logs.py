@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
-from solemate_maintenance.aws_errors import error_code
 from solemate_maintenance.config import LogArchive, LogClass, LogLifecycle
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
+from solemate_maintenance.operators.housekeeping import bucket_lifecycle
+from solemate_maintenance.operators.housekeeping.bucket_lifecycle import WantedRule
 
 RULE_ID_PREFIX = "solemate-log-class-"
 LISTED = 20  # log groups named per finding; the report's table lists every change
@@ -24,30 +25,15 @@ def _days(value: int | None) -> str:
     return "never expire" if value is None else f"{value} days"
 
 
+def wanted_rule(log_class: str, archive: LogArchive) -> WantedRule:
+    return WantedRule(rule_id=f"{RULE_ID_PREFIX}{log_class}", bucket=archive.bucket, prefix=archive.prefix,
+                      transitions=tuple((t.after_days, t.storage_class) for t in archive.transitions),
+                      expire_after_days=archive.expire_after_days, label=f"{log_class} archive",
+                      enforce_key="log_lifecycle.enforce")
+
+
 def expected_rule(log_class: str, archive: LogArchive) -> dict[str, Any]:
-    rule: dict[str, Any] = {"ID": f"{RULE_ID_PREFIX}{log_class}", "Filter": {"Prefix": archive.prefix},
-                            "Status": "Enabled", "Expiration": {"Days": archive.expire_after_days}}
-    if archive.transitions:
-        rule["Transitions"] = [{"Days": t.after_days, "StorageClass": t.storage_class} for t in archive.transitions]
-    return rule
-
-
-def _rule_prefix(rule: dict[str, Any]) -> str | None:
-    if "Prefix" in rule:  # the legacy form
-        return rule["Prefix"]
-    filt = rule.get("Filter") or {}
-    if "Prefix" in filt:
-        return filt["Prefix"]
-    if not filt:
-        return ""
-    return None  # tag or "And" filters: not a whole-prefix rule
-
-
-def _effective(rule: dict[str, Any]) -> dict[str, Any]:
-    """What a rule does to current objects, comparable with `expected_rule`."""
-    transitions = sorted((t.get("Days"), t.get("StorageClass")) for t in rule.get("Transitions") or [])
-    return {"transitions": [{"after_days": d, "storage_class": c} for d, c in transitions],
-            "expire_after_days": (rule.get("Expiration") or {}).get("Days")}
+    return wanted_rule(log_class, archive).as_rule()
 
 
 class LogLifecycleOperator(MaintenanceCheckOperator):
@@ -189,7 +175,7 @@ class LogLifecycleOperator(MaintenanceCheckOperator):
                 continue
             resource = f"s3://{archive.bucket}/{archive.prefix}"
             if archive.bucket not in rules_of:
-                rules_of[archive.bucket] = self._bucket_rules(s3, archive.bucket)
+                rules_of[archive.bucket] = bucket_lifecycle.bucket_rules(s3, archive.bucket)
             rules = rules_of[archive.bucket]
             if rules is None:
                 findings.append(Finding(
@@ -198,63 +184,10 @@ class LogLifecycleOperator(MaintenanceCheckOperator):
                     details={"fix": f"create the bucket or correct log_lifecycle.classes.{class_name}.archive.bucket"}))
                 continue
             archived.add(class_name)
-            want = expected_rule(class_name, archive)
-            expected = _effective(want)
-            # Every enabled rule whose prefix covers the archive's objects acts on them.
-            covering = [r for r in rules if r.get("Status") == "Enabled" and _rule_prefix(r) is not None
-                        and archive.prefix.startswith(_rule_prefix(r) or "")]
-            exact = [r for r in covering if _rule_prefix(r) == archive.prefix]
-            earlier = [r for r in covering if r.get("ID") != want["ID"] and (r.get("Expiration") or {}).get("Days")
-                       and r["Expiration"]["Days"] < archive.expire_after_days]
-            matches = any(_effective(r) == expected for r in exact)
-            shown_actual = "; ".join(self._describe(_effective(r)) for r in exact) or "none"
-            fixed = False
-            if not matches:
-                changes.append({"target": resource, "change": "put_bucket_lifecycle_configuration",
-                                "from": shown_actual if exact else "no rule", "to": self._describe(expected),
-                                "bucket": archive.bucket, "rule": want})
-                fixed = self.lifecycle.enforce
-                findings.append(Finding(
-                    check="logs.archive_lifecycle", resource=resource,
-                    status=Status.OK if fixed else Status.WARNING, severity=None if fixed else Severity.P3,
-                    summary=(f"{'fixed: ' if fixed else ''}{class_name} archive lifecycle "
-                             f"{'differs from' if exact else 'missing for'} the policy: expected "
-                             f"{self._describe(expected)}, actual {shown_actual}"),
-                    details={"expected": expected, "actual": [_effective(r) for r in exact],
-                             "fix": "applied by this run" if fixed else "set log_lifecycle.enforce: true to apply"}))
-            if earlier:
-                findings.append(Finding(
-                    check="logs.archive_lifecycle.conflict", resource=resource, status=Status.WARNING,
-                    severity=Severity.P3,
-                    summary=(f"rule(s) {', '.join(str(r.get('ID', '?')) for r in earlier)} on {archive.bucket} expire "
-                             f"{class_name} logs after {min(r['Expiration']['Days'] for r in earlier)} days, before "
-                             f"the policy's {archive.expire_after_days}"),
-                    details={"rules": [r.get("ID") for r in earlier],
-                             "fix": "narrow or change those rules by hand; enforcement never touches other rules"}))
-            elif matches:
-                findings.append(Finding(check="logs.archive_lifecycle", resource=resource, status=Status.OK,
-                                        summary=f"{class_name} archive lifecycle matches the policy",
-                                        details={"expected": expected}))
+            findings += bucket_lifecycle.compare(wanted_rule(class_name, archive), rules,
+                                                 check="logs.archive_lifecycle", enforce=self.lifecycle.enforce,
+                                                 changes=changes)
         return findings, archived
-
-    @staticmethod
-    def _bucket_rules(s3: Any, bucket: str) -> list[dict[str, Any]] | None:
-        """The bucket's lifecycle rules; [] without a configuration, None without the bucket."""
-        try:
-            return s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-        except s3.exceptions.NoSuchBucket:
-            return None
-        except Exception as exc:  # NoSuchLifecycleConfiguration comes as a plain ClientError
-            if error_code(exc) != "NoSuchLifecycleConfiguration":
-                raise
-            return []
-
-    @staticmethod
-    def _describe(effective: dict[str, Any]) -> str:
-        steps = [f"{t['storage_class']} after {t['after_days']} d" for t in effective["transitions"]]
-        steps.append(f"expire after {effective['expire_after_days']} d" if effective["expire_after_days"]
-                     else "never expire")
-        return ", ".join(steps)
 
     def _firehose(self) -> Iterable[Finding]:
         for stream in self.lifecycle.firehose_streams:
@@ -289,37 +222,10 @@ class LogLifecycleOperator(MaintenanceCheckOperator):
         return "unknown destination"
 
     def _apply(self, changes: list[dict[str, Any]]) -> None:
-        logs, s3 = self.client("logs"), self.client("s3")
+        logs = self.client("logs")
         for change in changes:
             if "log_group" in change:
                 logs.put_retention_policy(logGroupName=change["log_group"], retentionInDays=change["days"])
                 self.log.info("applied %s on %s: %s -> %s", change["change"], change["target"], change["from"],
                               change["to"])
-        # One read and one write per bucket (classes may share one), changing only this policy's rules.
-        by_bucket: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for change in changes:
-            if "bucket" in change:
-                by_bucket[change["bucket"]].append(change)
-        for bucket, bucket_changes in by_bucket.items():
-            try:
-                current = s3.get_bucket_lifecycle_configuration(Bucket=bucket)
-            except Exception as exc:
-                if error_code(exc) != "NoSuchLifecycleConfiguration":
-                    raise
-                current = {"Rules": []}
-            rules = list(current["Rules"])
-            for change in bucket_changes:
-                want = change["rule"]
-                kept = next((r for r in rules if r.get("ID") == want["ID"]), None)
-                merged = {**(kept or {}), **want}  # keeps e.g. its noncurrent-version and multipart settings
-                merged.pop("Prefix", None)  # the legacy form cannot be combined with Filter
-                if "Transitions" not in want:
-                    merged.pop("Transitions", None)
-                rules = [r for r in rules if r.get("ID") != want["ID"]] + [merged]
-            kwargs: dict[str, Any] = {}
-            if current.get("TransitionDefaultMinimumObjectSize"):
-                kwargs["TransitionDefaultMinimumObjectSize"] = current["TransitionDefaultMinimumObjectSize"]
-            s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules}, **kwargs)
-            for change in bucket_changes:
-                self.log.info("applied %s on %s: %s -> %s", change["change"], change["target"], change["from"],
-                              change["to"])
+        bucket_lifecycle.apply(self.client("s3"), changes, self.log)
