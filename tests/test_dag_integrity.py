@@ -27,7 +27,7 @@ def test_no_import_errors(dagbag):
 
 
 REPORTING_DAG_IDS = ["daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review",
-                     "dr_drill", "dr_failover"]
+                     "dr_drill", "dr_failover", "airflow_housekeeping"]
 # The watches announce incidents themselves (no report task, no run verdict).
 WATCH_DAG_IDS = ["performance_watch", "database_watch"]
 # The operator's day: one message per checklist, built from the reports (no report of their own).

@@ -69,6 +69,7 @@ def scheduled_dags(config: PlatformConfig) -> dict[str, Schedule]:
         Schedule("weekly_review", "0 4 * * MON"),
         Schedule("monthly_review", "0 6 3 * *", interval=True),
         Schedule("dr_drill", "0 4 1 * *"),
+        Schedule("airflow_housekeeping", "0 5 * * SUN"),
         Schedule("morning_review", reviews.cron("morning"), reviews.timezone, record="review.json"),
         Schedule("evening_review", reviews.cron("evening"), reviews.timezone, record="review.json"),
     ]

@@ -16,7 +16,7 @@ from tests.iam_policy import allowed, is_read_only, resource_arns
 HARMLESS_WRITES = {"iam:GenerateCredentialReport", "logs:StartQuery", "logs:StopQuery", "cloudformation:ValidateTemplate",
                    "cloudformation:DetectStackDrift", "cloudformation:DetectStackResourceDrift"}
 DAG_IDS = {"daily_maintenance", "performance_watch", "database_watch", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
-           "dr_failover", "morning_review", "evening_review"}
+           "dr_failover", "morning_review", "evening_review", "airflow_housekeeping"}
 
 
 @pytest.fixture(scope="module")

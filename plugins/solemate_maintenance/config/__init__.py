@@ -48,6 +48,7 @@ from solemate_maintenance.config.checks import (
     UnusedResourcesCheck,
     VulnerabilityCheck,
 )
+from solemate_maintenance.config.housekeeping import CLEANABLE_TABLES, AirflowHousekeeping
 from solemate_maintenance.config.logs import (
     LOG_RETENTION_DAYS,
     ArchiveClass,
@@ -340,6 +341,8 @@ def _load_cached(path: Path, _mtime_key: float, size: int) -> PlatformConfig:
     return parse_config(text, str(path))
 
 __all__ = [
+    "CLEANABLE_TABLES",
+    "AirflowHousekeeping",
     "AlarmMetric",
     "AlarmPolicy",
     "AlbResources",

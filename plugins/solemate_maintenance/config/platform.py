@@ -14,6 +14,7 @@ from pydantic import (
 
 from solemate_maintenance.config.base import BucketName, Percent, SeverityName, _Strict, known_regions
 from solemate_maintenance.config.checks import Checks
+from solemate_maintenance.config.housekeeping import AirflowHousekeeping
 from solemate_maintenance.config.logs import ConfigBackup, LogLifecycle, ReportsLifecycle, _prefixes_overlap
 from solemate_maintenance.config.monitoring import Monitoring
 from solemate_maintenance.config.recovery import Backups, DisasterRecovery, RestoreTest
@@ -331,6 +332,7 @@ class PlatformConfig(_Strict):
     monthly_summary: MonthlySummary = MonthlySummary()
     monitoring: Monitoring = Monitoring()
     reviews: Reviews = Reviews()
+    airflow_housekeeping: AirflowHousekeeping = AirflowHousekeeping()
 
     @model_validator(mode="after")
     def _cross_field(self) -> PlatformConfig:

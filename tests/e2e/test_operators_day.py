@@ -243,3 +243,92 @@ def test_a_review_with_missing_sources_names_them_and_still_sends(sandbox, week)
     [message] = slack
     assert "*Not available for this review*" in message["payload"]["text"]
 
+
+
+# -- Airflow's own upkeep (airflow_housekeeping) -------------------------------------------------------
+
+HOUSEKEEPING_RUN = datetime.now(UTC).replace(second=0, microsecond=0)
+OLD_ROWS = 5
+
+
+def metadata_log_rows(event: str) -> int:
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(Log).filter(Log.event == event).count()
+
+
+@pytest.fixture(scope="module")
+def old_metadata(sandbox, week, airflow_db, monkeypatch_module):
+    """Five audit-log rows 200 days old and two of today; old task log files; the metadata connection."""
+    from airflow.configuration import conf
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for n in range(OLD_ROWS + 2):
+            row = Log(event="solemate-housekeeping-test", extra=str(n))
+            row.dttm = HOUSEKEEPING_RUN - timedelta(days=200 if n < OLD_ROWS else 1)
+            session.add(row)
+    monkeypatch_module.setenv("AIRFLOW_CONN_AIRFLOW_METADATA_DB", json.dumps(
+        {"conn_type": "generic", "extra": {"sql_alchemy_conn": conf.get("database", "sql_alchemy_conn")}}))
+    folder = airflow_db / "logs" / "dag_id=retired_dag" / "run_id=old" / "task_id=t"
+    folder.mkdir(parents=True, exist_ok=True)
+    old_log = folder / "attempt=1.log"
+    old_log.write_text("x" * 2000)
+    stamp = (HOUSEKEEPING_RUN - timedelta(days=45)).timestamp()
+    import os
+
+    os.utime(old_log, (stamp, stamp))
+    return old_log
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def housekeeping_report(sandbox, run) -> dict:
+    s3 = sandbox.client("s3")
+    key = f"{sandbox.config.reports.prefix}/airflow_housekeeping/{run.run_id}/report.json"
+    return json.loads(s3.get_object(Bucket=sandbox.config.reports.bucket, Key=key)["Body"].read())
+
+
+def test_housekeeping_is_a_dry_run_by_default_and_shows_what_would_go(sandbox, old_metadata):
+    run = parsed_dag("airflow_housekeeping").test(logical_date=HOUSEKEEPING_RUN)
+    assert str(run.state) == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    measured = housekeeping_report(sandbox, run)["measurements"]
+    metadata = measured["metadata_cleanup"]
+    [log_row] = [r for r in metadata["tables"]["Metadata tables"]["rows"] if r[0] == "log"]
+    assert log_row[1] == 180 and log_row[4] == OLD_ROWS  # past its 180 days; nothing deleted
+    assert metadata["mode"].startswith("dry run") and metadata["rows_past_retention"] >= OLD_ROWS
+    assert metadata_log_rows("solemate-housekeeping-test") == OLD_ROWS + 2
+    assert measured["task_logs"]["files_past_retention"] >= 1 and old_metadata.exists()
+
+
+def test_housekeeping_cleans_exports_the_archive_and_removes_old_logs_when_configured(
+        sandbox, old_metadata, tmp_path, monkeypatch):
+    raw = yaml.safe_load(sandbox.config_path.read_text())
+    raw["airflow_housekeeping"]["clean"] = True
+    path = tmp_path / "platform.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("MAINTENANCE_CONFIG", str(path))
+    run = parsed_dag("airflow_housekeeping").test(logical_date=HOUSEKEEPING_RUN + timedelta(minutes=1))
+    assert str(run.state) == "success", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    report = housekeeping_report(sandbox, run)
+    metadata = report["measurements"]["metadata_cleanup"]
+    assert metadata_log_rows("solemate-housekeeping-test") == 2  # today's kept
+    # The run itself adds rows as it goes (its task instances, XComs): the table says what was deleted.
+    [log_row] = [r for r in metadata["tables"]["Metadata tables"]["rows"] if r[0] == "log"]
+    assert log_row[4] == OLD_ROWS and metadata["headline"].startswith(f"Airflow metadata: {metadata['rows_past_retention']}")
+    assert any("log" in name for name in metadata["exported"]), metadata["exported"]
+    assert metadata["archive_tables_left"] == []
+    s3 = sandbox.client("s3")
+    exported = s3.list_objects_v2(Bucket=sandbox.config.reports.bucket,
+                                  Prefix=f"{sandbox.config.reports.prefix}/airflow_housekeeping/by-logical-date/")
+    csvs = [o["Key"] for o in exported.get("Contents", []) if o["Key"].endswith(".csv")]
+    assert csvs and "solemate-housekeeping-test" in s3.get_object(
+        Bucket=sandbox.config.reports.bucket, Key=next(k for k in csvs if "log" in k))["Body"].read().decode()
+    assert not old_metadata.exists() and not old_metadata.parent.exists()
