@@ -17,6 +17,9 @@
 * The 15-minute watch (bench/watch.py): AWS calls per run (GetMetricData, S3), the worker-seconds of
   one run as a worker runs it (a process parsing the DAG file and running the task), and the
   CloudWatch bill per day (GetMetricData is billed per metric requested).
+* The operator's day (bench/operators_day.py): each review's AWS calls, parse and task CPU over a
+  seeded week; Airflow's metadata rows after a year of the schedules, with and without the weekly
+  `airflow db clean` of airflow_housekeeping.
 Exits 1 when a target is missed.
 """
 
@@ -55,6 +58,12 @@ TARGETS = {
     "watch_worker_s": 10.0,
     # GetMetricData bills per metric requested: 96 runs a day.
     "watch_cloudwatch_usd_per_day": 0.05,
+    # The reviews (issue 22): AWS calls (S3 reads of the reports, a few listings, the status publish)
+    # and the worker-seconds of one review, per review.
+    "review_aws_calls": 40.0,
+    "review_worker_s": 5.0,
+    # Airflow's metadata rows after a year of the schedules, with the weekly airflow db clean.
+    "metadata_rows_year_with_cleanup": 300_000.0,
 }
 
 TRIVIAL_DAG = """
@@ -178,6 +187,27 @@ def watch() -> dict[str, float]:
             "watch_cloudwatch_usd_per_day": measured["cloudwatch_usd_per_day"]}
 
 
+def operators_day() -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}"}
+    done = subprocess.run([sys.executable, "-m", "bench.operators_day"], env=env, cwd=REPO, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(f"operator's day bench failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    for dag_id, review in measured["reviews"].items():
+        print(f"  {dag_id}: task {review['task_cpu_s']:.2f} s CPU + parse {review['parse_s']:.2f} s, "
+              f"{review['aws_calls']} AWS calls")
+    print(f"  per task: {measured['rows_per_task']}")
+    for dag_id, year in measured["by_dag"].items():
+        print(f"  {dag_id:<28} {year['runs']:>6} runs x {year['tasks']:>2} tasks: {year['rows']:>9,} rows a year")
+    print(f"  metadata rows after a year: {measured['metadata_rows_year_without_cleanup']:,} without cleanup, "
+          f"{measured['metadata_rows_year_with_cleanup']:,} with the weekly airflow db clean")
+    reviews = measured["reviews"].values()
+    return {"review_aws_calls": max(r["aws_calls"] for r in reviews),
+            "review_worker_s": max(r["worker_s"] for r in reviews),
+            "metadata_rows_year_with_cleanup": measured["metadata_rows_year_with_cleanup"]}
+
+
 def main() -> int:
     print("DAG parsing:")
     results = dag_parse()
@@ -195,6 +225,8 @@ def main() -> int:
     results.update(cost_explorer())
     print("The 15-minute performance watch (a worker's process per run):")
     results.update(watch())
+    print("The operator's day (the reviews; Airflow's metadata over a year):")
+    results.update(operators_day())
     missed = 0
     print(f"\n{'measure':<32}{'value':>10}{'target':>10}")
     for name, value in results.items():

@@ -35,7 +35,7 @@ def date_stamp(moment: datetime) -> str:
 
 class ReportStore:
     def __init__(self, *, bucket: str, prefix: str, aws_conn_id: str | None, region_name: str | None,
-                 quick: bool = False) -> None:
+                 quick: bool = False, cache_reads: bool = False) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.aws_conn_id = aws_conn_id
@@ -44,6 +44,10 @@ class ReportStore:
         self.quick = quick
         # Keys a read found in Glacier: the dashboard and the reviews say so instead of failing.
         self.archived: list[str] = []
+        # cache_reads: for one task that reads the same reports from several angles (a review); never
+        # for a store that writes what it then reads back.
+        self._texts: dict[str, str | None] | None = {} if cache_reads else None
+        self._stamps: dict[str, list[str]] | None = {} if cache_reads else None
 
     @cached_property
     def s3(self) -> S3Hook:
@@ -88,11 +92,15 @@ class ReportStore:
         """
         from botocore.exceptions import ClientError
 
+        if self._texts is not None and key in self._texts:
+            return self._texts[key]
         try:
             body = self.s3.conn.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
+                if self._texts is not None:
+                    self._texts[key] = None
                 return None
             if code == "InvalidObjectState":
                 self.archived.append(key)
@@ -100,7 +108,10 @@ class ReportStore:
             if code in ("AccessDenied", "403", "Forbidden"):
                 raise ObjectNotReadable(f"{self.uri(key)}: {code}") from exc
             raise
-        return body.decode("utf-8")
+        text = body.decode("utf-8")
+        if self._texts is not None:
+            self._texts[key] = text
+        return text
 
     def read_json(self, key: str) -> Any | None:
         """The object's JSON, None when it does not exist or may not be read."""
@@ -153,10 +164,15 @@ class ReportStore:
         return self._read_dated(dag_id, stamps, log)
 
     def _dated_stamps(self, dag_id: str) -> list[str]:
+        if self._stamps is not None and dag_id in self._stamps:
+            return self._stamps[dag_id]
         prefix = self.key(dag_id, "by-logical-date") + "/"
-        return sorted({key[len(prefix):].split("/", 1)[0] for key in
-                       self.s3.list_keys(bucket_name=self.bucket, prefix=prefix) or []
-                       if key.endswith("/report.json")})
+        stamps = sorted({key[len(prefix):].split("/", 1)[0] for key in
+                         self.s3.list_keys(bucket_name=self.bucket, prefix=prefix) or []
+                         if key.endswith("/report.json")})
+        if self._stamps is not None:
+            self._stamps[dag_id] = stamps
+        return stamps
 
     def _read_dated(self, dag_id: str, stamps: list[str], log: Any) -> list[RunReport]:
         reports = [self.read_report(self.key(dag_id, "by-logical-date", stamp, "report.json"), log=log)

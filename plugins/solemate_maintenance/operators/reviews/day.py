@@ -163,7 +163,9 @@ class DayReviewOperator(MaintenanceCheckOperator):
 
     @cached_property
     def store(self) -> ReportStore:
-        return self.report_store(self.config.reports.bucket, self.config.reports.prefix)
+        # A review reads the same daily reports for several sections: each is fetched once.
+        return ReportStore(bucket=self.config.reports.bucket, prefix=self.config.reports.prefix,
+                           aws_conn_id=self.aws_conn_id, region_name=self.region_name, cache_reads=True)
 
     def _daily_reports(self, end: datetime, count: int) -> list[RunReport]:
         """The daily reports for dates before `end`, newest first."""
