@@ -13,9 +13,15 @@ calendar month November, so a backfill of past months reviews each of them:
 * `cost_review`: Cost Explorer, the month by service against the previous one, the biggest movers,
   anomalies, the forecast of the month in progress (live runs), the optional budget; a chart.
   Answers are cached in the reports bucket: a re-run of a month makes no Cost Explorer call.
-* `stakeholder_summary` (after the three): incidents by severity from the month's daily reports,
-  KPI attainment, backups and restore tests, the DR drill, cost and the audit, as Markdown and HTML
-  in the reports bucket, e-mailed once to `monthly_summary.recipients`.
+* `thresholds_review`: the guide's "review monitoring thresholds": per CloudWatch alarm and per daily
+  check threshold, how often it fired, time in ALARM, flapping, never fired, the month's p99 against
+  the threshold, and a suggestion (P4). Nothing is changed.
+* `backup_strategy`: the guide's "review backup strategy": the month's restore tests against RTO/RPO,
+  failed AWS Backup jobs, the newest recovery point's worst age, storage by vault.
+* `stakeholder_summary` (after those): incidents by severity from the month's daily reports, MTTA
+  and MTTR per severity from the incident record, KPI attainment, backups, restore tests and the
+  backup strategy, the thresholds review, the DR drill, cost and the audit, as Markdown and HTML in
+  the reports bucket, e-mailed once to `monthly_summary.recipients`.
 * `report` / `run_verdict`: as in `daily_maintenance`.
 """
 
@@ -30,9 +36,11 @@ from solemate_maintenance.incidents import incident_key
 from solemate_maintenance.operators.housekeeping.security import OpenSecurityGroupsOperator
 from solemate_maintenance.operators.report import PublishReportOperator, RunVerdictOperator
 from solemate_maintenance.operators.reviews.audit import SecurityAuditOperator
+from solemate_maintenance.operators.reviews.backup_strategy import BackupStrategyOperator
 from solemate_maintenance.operators.reviews.cost import CostReviewOperator
 from solemate_maintenance.operators.reviews.performance import PerformanceReportOperator
 from solemate_maintenance.operators.reviews.summary import StakeholderSummaryOperator
+from solemate_maintenance.operators.reviews.thresholds import ThresholdReviewOperator
 from solemate_maintenance.schedules import scheduled_dags
 
 config = load_config()
@@ -71,6 +79,10 @@ def monthly_review():
     )
     cost = CostReviewOperator(task_id="cost_review", settings=config.cost, bucket=config.reports.bucket,
                               reports_prefix=config.reports.prefix)
+    thresholds = ThresholdReviewOperator(task_id="thresholds_review", bucket=config.reports.bucket,
+                                         reports_prefix=config.reports.prefix)
+    backups = BackupStrategyOperator(task_id="backup_strategy", policy=config.backups, dr_region=config.regions.dr,
+                                     bucket=config.reports.bucket, reports_prefix=config.reports.prefix)
     summary = StakeholderSummaryOperator(
         task_id="stakeholder_summary",
         summary=config.monthly_summary,
@@ -78,11 +90,13 @@ def monthly_review():
         environment=config.environment,
         bucket=config.reports.bucket,
         reports_prefix=config.reports.prefix,
-        review_tasks={"performance": "performance_report", "cost": "cost_review", "audit": "security_audit"},
+        review_tasks={"performance": "performance_report", "cost": "cost_review", "audit": "security_audit",
+                      "backups": "backup_strategy", "thresholds": "thresholds_review"},
+        incident_key=incident_key(config),
         trigger_rule=TriggerRule.ALL_DONE,  # a failed audit is part of the month's story, not a reason to skip it
     )
-    reviews = [audit, open_ports, performance, cost]
-    [audit, performance, cost] >> summary
+    reviews = [audit, open_ports, performance, cost, thresholds, backups]
+    [audit, performance, cost, thresholds, backups] >> summary
     checks_done = [*reviews, summary]
     report = PublishReportOperator(task_id="report",
                                    previous_report_wait_minutes=config.reports.previous_report_wait_minutes,

@@ -299,6 +299,27 @@ def prune(record: IncidentRecord, now: datetime, keep_resolved: timedelta) -> No
                             if a.outcome in ("pending", "failed") or now - a.at <= ANNOUNCEMENT_HISTORY]
 
 
+def response_times(record: IncidentRecord, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:
+    """Per severity, of the incidents that began in [start, end): how many, MTTA (acknowledged after
+    the on-call contact was told) and MTTR (resolved after the problem began), in minutes."""
+    by_severity: dict[str, list[Incident]] = {}
+    for incident in record.incidents.values():
+        if start <= incident.started_at < end:
+            by_severity.setdefault(incident.severity.value, []).append(incident)
+
+    def mean(values: list[float]) -> float | None:
+        return round(sum(values) / len(values), 1) if values else None
+
+    return {severity: {
+        "incidents": len(incidents),
+        "acknowledged": sum(1 for i in incidents if i.acknowledged_at),
+        "mtta_minutes": mean([(i.acknowledged_at - i.responding_since).total_seconds() / 60
+                              for i in incidents if i.acknowledged_at]),
+        "resolved": sum(1 for i in incidents if i.resolved_at),
+        "mttr_minutes": mean([(i.resolved_at - i.started_at).total_seconds() / 60 for i in incidents if i.resolved_at]),
+    } for severity, incidents in sorted(by_severity.items())}
+
+
 def incident_key(config: Any) -> str:
     """Where the environment's record lives in the reports bucket."""
     prefix = config.reports.prefix.strip("/")

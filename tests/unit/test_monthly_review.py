@@ -342,3 +342,49 @@ def test_account_public_access_block_covers_buckets_and_an_unreadable_bucket_doe
     found = problems(findings)
     assert found == {("security.s3_unreadable", "solemate-cloudtrail"): "P3"}  # the account block covers the rest
     assert [f["status"] for f in by_check(findings, "security.cloudtrail")] == ["ok"]  # the audit went on
+
+
+# -- the "review" items' data: thresholds and backup strategy (pure rules, fixed dates) ------------
+
+def test_alarm_suggestions_name_flapping_chronic_and_lax_alarms_and_change_nothing():
+    from solemate_maintenance.operators.reviews.thresholds import suggest_alarm
+
+    assert suggest_alarm(fired=14, share_in_alarm=0.01, p99=90, threshold=80, operator="GreaterThanThreshold") \
+        .startswith("flapping (14 times into ALARM)")
+    assert suggest_alarm(fired=2, share_in_alarm=0.35, p99=90, threshold=80, operator="GreaterThanThreshold") \
+        .startswith("in ALARM 35% of the month")
+    lax = suggest_alarm(fired=0, share_in_alarm=0, p99=20, threshold=80, operator="GreaterThanThreshold")
+    assert lax == "never fired, p99 20 is under half the threshold 80: consider about 30 so that it fires before users notice"
+    assert suggest_alarm(fired=0, share_in_alarm=0, p99=60, threshold=80,
+                         operator="GreaterThanThreshold").startswith("never fired: keep it")
+    assert suggest_alarm(fired=3, share_in_alarm=0.02, p99=85, threshold=80, operator="GreaterThanThreshold") == "keep"
+    # A bad-when-low alarm (payment success under 95 %) far above its threshold is lax the other way.
+    assert suggest_alarm(fired=0, share_in_alarm=0, p99=99.9, threshold=40,
+                         operator="LessThanThreshold").startswith("never fired, p99 99.9 is far from")
+
+
+def test_time_in_alarm_counts_only_the_month():
+    from solemate_maintenance.operators.reviews.thresholds import ThresholdReviewOperator
+    from solemate_maintenance.window import TimeWindow
+
+    month = TimeWindow(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    at = lambda day, hour: datetime(2026, 11, day, hour, tzinfo=UTC)  # noqa: E731
+    # In ALARM since October, OK on the 2nd at 06:00; again from the 10th 00:00 to 12:00.
+    changes = [(at(2, 6), "ALARM", "OK"), (at(10, 0), "OK", "ALARM"), (at(10, 12), "ALARM", "OK")]
+    assert ThresholdReviewOperator._time_in_alarm(changes, month, "OK") == timedelta(days=1, hours=18)
+    # Still in ALARM when the month ends: counted to its end, not to now.
+    assert ThresholdReviewOperator._time_in_alarm([(at(30, 12), "OK", "ALARM")], month, "OK") == timedelta(hours=12)
+    assert ThresholdReviewOperator._time_in_alarm([], month, "ALARM") == timedelta(days=30)
+
+
+def test_the_newest_recovery_points_worst_age_includes_the_gap_into_the_month():
+    from solemate_maintenance.operators.reviews.backup_strategy import worst_age
+    from solemate_maintenance.window import TimeWindow
+
+    month = TimeWindow(datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
+    daily = [datetime(2026, 1, 31, 5, tzinfo=UTC) + timedelta(days=n) for n in range(29)]
+    assert worst_age(daily, month) == timedelta(hours=24)
+    # Four nightly backups failed (10th to 13th): the newest point got five days old.
+    gap = [d for d in daily if not datetime(2026, 2, 10, tzinfo=UTC) < d < datetime(2026, 2, 13, 12, tzinfo=UTC)]
+    assert worst_age(gap, month) == timedelta(days=5)
+    assert worst_age([], month) is None

@@ -32,14 +32,16 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
     :param environment: shown in the title.
     :param bucket: reports bucket; :param reports_prefix: the reports' key prefix.
     :param review_tasks: this DAG's tasks whose measurements the summary quotes, by role
-        (``performance``, ``cost``, ``audit``).
+        (``performance``, ``cost``, ``audit``, ``backups``, ``thresholds``).
+    :param incident_key: the incident record's key in the bucket (MTTA and MTTR per severity); None: none.
     :param daily_dag_id / backup_dag_id / drill_dag_id: whose reports tell the month's story.
     """
 
     template_fields: Sequence[str] = (*MaintenanceCheckOperator.template_fields, "bucket")
 
     def __init__(self, *, summary: MonthlySummary, alerts: Alerts, environment: str, bucket: str,
-                 reports_prefix: str, review_tasks: dict[str, str], daily_dag_id: str = "daily_maintenance",
+                 reports_prefix: str, review_tasks: dict[str, str], incident_key: str | None = None,
+                 daily_dag_id: str = "daily_maintenance",
                  backup_dag_id: str = "weekly_backup_verification", drill_dag_id: str = "dr_drill",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -49,6 +51,7 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
         self.bucket = bucket
         self.reports_prefix = reports_prefix
         self.review_tasks = review_tasks
+        self.incident_key = incident_key
         self.daily_dag_id, self.backup_dag_id, self.drill_dag_id = daily_dag_id, backup_dag_id, drill_dag_id
 
     def checked_window(self, context: Any) -> TimeWindow:
@@ -62,8 +65,11 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
                     for role, task_id in self.review_tasks.items()}
         sections = [
             ("Incidents", self._incidents(store, month)),
+            ("Incident response (MTTA / MTTR)", self._response(store, month)),
             ("Service levels (KPIs)", _kpis(measured.get("performance", {}))),
             ("Backups and restore tests", self._restore_tests(store, month)),
+            ("Backup strategy", _strategy(measured.get("backups", {}))),
+            ("Monitoring thresholds", _thresholds(measured.get("thresholds", {}))),
             ("Disaster recovery drill", self._drill(store, month)),
             ("Cost", _cost(measured.get("cost", {}))),
             ("Security audit", [[measured.get("audit", {}).get("headline", "not measured this month")]]),
@@ -129,6 +135,26 @@ class StakeholderSummaryOperator(MaintenanceCheckOperator):
                 ["new problems by severity", ", ".join(f"{s}: {new.get(s, 0)}" for s in SEVERITIES)],
                 ["days whose worst finding was P1 / P2", f"{worst_days.get('P1', 0)} / {worst_days.get('P2', 0)}"]]
 
+    def _response(self, store: ReportStore, month: TimeWindow) -> list[list[Any]]:
+        """Mean time to acknowledge and to resolve, per severity, of the incidents that began in the month."""
+        from solemate_maintenance.incidents import IncidentRecord, response_times
+
+        if not self.incident_key:
+            return [["no incident record configured"]]
+        try:
+            text = store.read_text(self.incident_key)
+            record = IncidentRecord.model_validate_json(text) if text else None
+        except Exception as exc:  # the rest of the summary must still go out
+            return [[f"incident record unreadable ({type(exc).__name__})"]]
+        if record is None:
+            return [["no incident record yet"]]
+        rows = [[severity, stats["incidents"], f"{stats['acknowledged']} acknowledged", _minutes(stats["mtta_minutes"]),
+                 f"{stats['resolved']} resolved", _minutes(stats["mttr_minutes"])]
+                for severity, stats in response_times(record, month.start, month.end).items()]
+        if not rows:
+            return [["no incident began this month (the record keeps resolved incidents watch.keep_resolved_days)"]]
+        return [["severity", "incidents", "acknowledged", "MTTA", "resolved", "MTTR"], *rows]
+
     def _restore_tests(self, store: ReportStore, month: TimeWindow) -> list[list[Any]]:
         rows = []
         for report in self._reports(store, self.backup_dag_id, month):
@@ -162,6 +188,26 @@ def _cost(cost: dict[str, Any]) -> list[list[Any]]:
     change = f"{100 * (cost['total_usd'] - previous) / previous:+.0f} % on the month before" if previous else ""
     return [["total", f"${cost['total_usd']:,.2f}", change],
             ["anomalies", len(cost.get("tables", {}).get("Cost anomalies", {}).get("rows", [])), month]]
+
+
+def _strategy(backups: dict[str, Any]) -> list[list[Any]]:
+    if "backup_jobs" not in backups:
+        return [["not measured"]]
+    vaults = ", ".join(f"{name}: {'—' if gb is None else f'{gb} GB'}" for name, gb in backups["vault_gb"].items())
+    worst = backups.get("worst_recovery_point_age_hours")
+    return [["restore tests", backups["restore_tests"], f"{backups['restore_tests_missing_target']} missed the RTO "
+             f"{backups['rto_target_minutes']} min / RPO {backups['rpo_target_minutes']} min target"],
+            ["backup jobs", backups["backup_jobs"], f"{backups['backup_jobs_failed']} failed"],
+            ["newest recovery point, worst age", "—" if worst is None else f"{worst} h", ""],
+            ["storage by vault", vaults, ""]]
+
+
+def _thresholds(thresholds: dict[str, Any]) -> list[list[Any]]:
+    if "alarms" not in thresholds:
+        return [["not measured"]]
+    return [[f"{thresholds['alarms']} alarms and {thresholds['check_thresholds']} check thresholds reviewed: "
+             f"{thresholds['never_fired']} alarm(s) never fired, {thresholds['flapping']} flapped, "
+             f"{thresholds['suggestions']} suggestion(s) in the monthly report (nothing was changed)"]]
 
 
 def _minutes(value: Any) -> str:
