@@ -24,7 +24,7 @@ updates with deadlines, the log pipeline's delivery and the day's application er
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag
+from airflow.sdk import TriggerRule, dag
 
 from solemate_maintenance.config import load_config
 from solemate_maintenance.dag_defaults import maintenance_defaults, maintenance_status
@@ -120,8 +120,9 @@ def daily_maintenance():
             thresholds=checks.security,
         ),
         OpenSecurityGroupsOperator(task_id="open_security_groups", allowed=checks.security.open_ingress_allowed),
-        LogLifecycleOperator(task_id="log_lifecycle", lifecycle=config.log_lifecycle),
-        ReportsLifecycleOperator(task_id="reports_lifecycle", config=config),
+        log_lifecycle := LogLifecycleOperator(task_id="log_lifecycle", lifecycle=config.log_lifecycle),
+        reports_lifecycle := ReportsLifecycleOperator(task_id="reports_lifecycle", config=config,
+                                                      trigger_rule=TriggerRule.ALL_DONE),
         UnusedResourcesOperator(
             task_id="unused_resources",
             thresholds=checks.unused_resources,
@@ -163,6 +164,8 @@ def daily_maintenance():
         **reporting,
     )
     checks_done = [*health_checks, *housekeeping, *monitoring_checks]
+    # One after the other: when the log archives live in the reports bucket, both rewrite its lifecycle.
+    log_lifecycle >> reports_lifecycle
     checks_done >> report
     [*checks_done, report] >> RunVerdictOperator(task_id="run_verdict", report_task_id="report", **reporting)
     # The daily run also publishes how old the weekly and monthly DAGs' heartbeats are (their alarms

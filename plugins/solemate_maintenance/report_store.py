@@ -181,3 +181,5 @@ class ReportStore:
 
     def write(self, key: str, text: str) -> None:
         self.s3.load_string(text, key=key, bucket_name=self.bucket, replace=True)
+        if self._texts is not None:
+            self._texts[key] = text

@@ -363,18 +363,23 @@ def test_alarm_suggestions_name_flapping_chronic_and_lax_alarms_and_change_nothi
                          operator="LessThanThreshold").startswith("never fired, p99 99.9 is far from")
 
 
-def test_time_in_alarm_counts_only_the_month():
+def test_time_in_alarm_counts_only_the_covered_month_and_says_when_it_cannot_know():
     from solemate_maintenance.operators.reviews.thresholds import ThresholdReviewOperator
     from solemate_maintenance.window import TimeWindow
 
     month = TimeWindow(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
     at = lambda day, hour: datetime(2026, 11, day, hour, tzinfo=UTC)  # noqa: E731
+    time_in_alarm = ThresholdReviewOperator._time_in_alarm
     # In ALARM since October, OK on the 2nd at 06:00; again from the 10th 00:00 to 12:00.
     changes = [(at(2, 6), "ALARM", "OK"), (at(10, 0), "OK", "ALARM"), (at(10, 12), "ALARM", "OK")]
-    assert ThresholdReviewOperator._time_in_alarm(changes, month, "OK") == timedelta(days=1, hours=18)
+    assert time_in_alarm(changes, month, {}) == timedelta(days=1, hours=18)
     # Still in ALARM when the month ends: counted to its end, not to now.
-    assert ThresholdReviewOperator._time_in_alarm([(at(30, 12), "OK", "ALARM")], month, "OK") == timedelta(hours=12)
-    assert ThresholdReviewOperator._time_in_alarm([], month, "ALARM") == timedelta(days=30)
+    assert time_in_alarm([(at(30, 12), "OK", "ALARM")], month, {}) == timedelta(hours=12)
+    # No transition: the state now held all month only if it last changed before the month.
+    assert time_in_alarm([], month, {"StateValue": "ALARM", "StateUpdatedTimestamp": at(1, 0) - timedelta(days=3)}) \
+        == timedelta(days=30)
+    assert time_in_alarm([], month, {"StateValue": "OK", "StateUpdatedTimestamp": at(3, 0) + timedelta(days=40)}) \
+        is None
 
 
 def test_the_newest_recovery_points_worst_age_includes_the_gap_into_the_month():

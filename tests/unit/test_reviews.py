@@ -44,9 +44,10 @@ def test_review_windows_in_the_team_time_zone(kind, fire, start, mode):
     assert (window.start, window.end, found_mode) == (utc(start), utc(fire), mode)
 
 
-def test_a_team_reviewing_every_day_still_gets_the_weekend_on_monday():
+def test_a_team_reviewing_every_day_has_no_weekend_roll_up():
+    # Saturday's and Sunday's reviews happened: Monday's morning covers Sunday night only.
     window, mode = review_window("morning", utc("2026-11-30T09:00"), config(days="every-day"))
-    assert mode == "monday" and window.start == utc("2026-11-27T18:00")
+    assert mode == "" and window.start == utc("2026-11-29T18:00")
     sunday, mode = review_window("morning", utc("2026-11-29T09:00"), config(days="every-day"))
     assert mode == "" and sunday.start == utc("2026-11-28T18:00")
 
@@ -98,3 +99,29 @@ def test_an_hour_before_the_next_day_is_still_today():
     window, mode = review_window("evening", utc("2026-12-03T22:30"), BERLIN)
     assert mode == "" and window.start == utc("2026-12-02T23:00") and window.end - window.start == timedelta(
         hours=23, minutes=30)
+
+
+def test_the_evening_automation_window_reaches_back_to_the_previous_evening_review():
+    from solemate_maintenance.operators.reviews.day import previous_evening_review
+
+    new_york = config(timezone="America/New_York")
+    # Monday 18:00 in New York (23:00 UTC): the Friday evening review before it, so the weekend's runs
+    # (Sunday's airflow_housekeeping, the daily runs at 02:00 UTC) are all checked by someone.
+    monday = utc("2026-11-30T23:00")
+    start = previous_evening_review(monday, new_york)
+    assert start == utc("2026-11-27T23:00")
+    dags = scheduled_dags(new_york)
+    assert dags["airflow_housekeeping"].fires(start, monday) == [utc("2026-11-29T05:00")]
+    assert len(dags["daily_maintenance"].fires(start, monday)) == 3  # Saturday, Sunday and Monday 02:00 UTC
+
+
+def test_a_retention_that_db_clean_would_undercut_is_refused_not_applied():
+    from solemate_maintenance.operators.housekeeping.airflow_db import MetadataCleanupOperator
+
+    settings = SHIPPED.airflow_housekeeping.model_copy(update={"retention_days": {"dag_run": 365, "xcom": 30}})
+    cleanup = MetadataCleanupOperator(task_id="metadata_cleanup", settings=settings, bucket="b", reports_prefix="r")
+    groups = cleanup._by_retention()
+    # Cleaning dag_version (90 days) makes airflow db clean delete its dag_runs too, kept 365 days here.
+    assert "dag_run" in cleanup._conflicts(90, groups[90])
+    # A dependant kept shorter (xcom, 30 days) is only cleaned later than its own retention: no conflict.
+    assert cleanup._conflicts(365, groups[365]) == []

@@ -40,8 +40,9 @@ class AirflowHousekeeping(_Strict):
             if table not in CLEANABLE_TABLES:
                 raise ValueError(f"{table!r} is not a table `airflow db clean` cleans; one of "
                                  f"{', '.join(CLEANABLE_TABLES)}")
-            if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
-                raise ValueError(f"{table}: retention must be a whole number of days from 1 to 3650, not {days!r}")
+            if not isinstance(days, int) or isinstance(days, bool) or not 7 <= days <= 3650:
+                raise ValueError(f"{table}: retention must be a whole number of days from 7 to 3650 (younger rows "
+                                 f"may belong to runs still going), not {days!r}")
         return value
 
     def retention_of(self, table: str) -> int:

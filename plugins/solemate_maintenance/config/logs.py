@@ -96,9 +96,13 @@ class ReportsLifecycle(_Strict):
     reports: ArchiveClass = ArchiveClass(transitions=_GUIDE_TRANSITIONS)
     # The daily configuration backups (<reports.prefix>/<config_backup.prefix>/).
     config_backups: ArchiveClass = ArchiveClass(transitions=_GUIDE_TRANSITIONS, expire_after_days=400)
-    # Cost Explorer's answers for settled months (<reports.prefix>/<cost.cache_prefix>/): never read again
-    # after a re-run of their month; a cache miss only costs a Cost Explorer call.
-    cost_cache: ArchiveClass = ArchiveClass(expire_after_days=400)
+    # Cost Explorer's answers (<reports.prefix>/<cost.cache_prefix>/): read again only when a month is
+    # re-reviewed. Never Glacier (a cache it cannot read sends the review back to Cost Explorer, which
+    # forgets months after 13) and never expired by default, for the same reason.
+    cost_cache: ArchiveClass = ArchiveClass(transitions=[LogTransition(after_days=30, storage_class="STANDARD_IA")])
+    # Airflow's metadata rows airflow_housekeeping deleted, as CSV (<reports.prefix>/airflow-archive/): kept a
+    # year; they may hold run configurations, so not forever.
+    airflow_archive: ArchiveClass = ArchiveClass(transitions=_GUIDE_TRANSITIONS, expire_after_days=365)
     # The incident record: rewritten by every watch, so it never ages; its old versions (in a versioned
     # bucket, ~100 a day) do.
     incidents: ArchiveClass = ArchiveClass(noncurrent_expire_after_days=7)
@@ -174,6 +178,7 @@ class ConfigBackup(_Strict):
     secret_name_prefixes: list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9 :_@/+=.-]+$")]] = Field(
         default=[], max_length=10)  # ListSecrets takes at most 10 filter values
     ssm_path_prefixes: list[str] = []
-    prefix: str = "config-backups"
+    # Under reports.prefix; never empty: its lifecycle (expiry) would then cover every report.
+    prefix: str = Field(default="config-backups", pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
     # A secret with rotation on whose next rotation is this far past is overdue.
     rotation_grace_hours: int = Field(default=24, ge=0, le=24 * 30)

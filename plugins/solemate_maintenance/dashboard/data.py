@@ -11,7 +11,7 @@ from solemate_maintenance.report import ReportedFinding, RunReport
 from solemate_maintenance.report_store import ObjectArchived, ObjectNotReadable, ReportStore
 
 DAG_IDS = ("daily_maintenance", "weekly_backup_verification", "weekly_review", "monthly_review", "dr_drill",
-           "dr_failover")
+           "dr_failover", "airflow_housekeeping")
 SEVERITIES = ("P1", "P2", "P3", "P4")
 TREND_RUNS = 12  # weekly restore tests and monthly cost reviews: about three months and a year
 

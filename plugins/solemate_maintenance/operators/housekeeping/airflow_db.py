@@ -30,6 +30,8 @@ from solemate_maintenance.redaction import scrub, trim
 from solemate_maintenance.window import report_date, run_end
 
 ARCHIVE_TABLE_PREFIX = "_airflow_deleted__"
+# Where the exported rows go in the reports bucket (under reports.prefix), with a lifecycle of their own.
+ARCHIVE_PREFIX = "airflow-archive"
 CLI_TIMEOUT_SECONDS = 15 * 60
 
 # Rows per table, and Airflow's archive tables, through SQLAlchemy in the child process.
@@ -60,8 +62,13 @@ def metadata_url(conn_id: str) -> str:
     conn = BaseHook.get_connection(conn_id)
     register_connection_secrets(conn_id)
     extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else {}
-    url = extra.get("sql_alchemy_conn") or conn.get_uri()
-    return re.sub(r"^postgres://", "postgresql://", url)
+    url = re.sub(r"^postgres://", "postgresql://", extra.get("sql_alchemy_conn") or conn.get_uri())
+    from urllib.parse import urlsplit
+
+    from solemate_maintenance.notifiers.delivery import register_secrets
+
+    register_secrets(url, urlsplit(url).password)  # neither the URL nor its password in any log
+    return url
 
 
 def _parse_counts(output: str) -> dict[str, int]:
@@ -126,6 +133,14 @@ class MetadataCleanupOperator(MaintenanceCheckOperator):
             groups[self.settings.retention_of(table)].append(table)
         return dict(sorted(groups.items()))
 
+    def _conflicts(self, days: int, tables: list[str]) -> list[str]:
+        """Tables `airflow db clean` would clean along with `tables` (their dependants) at `days`, although
+        their own retention is longer: cleaning the group would delete them early."""
+        from airflow.utils.db_cleanup import _effective_table_names
+
+        effective, _ = _effective_table_names(table_names=tables)
+        return [t for t in effective if t not in tables and self.settings.retention_of(t) > days]
+
     def collect_findings(self, context: Any) -> Iterable[Finding]:
         settings = self.settings
         url = metadata_url(settings.metadata_conn_id)
@@ -133,20 +148,37 @@ class MetadataCleanupOperator(MaintenanceCheckOperator):
         before, _ = self._rows(url)
         eligible: dict[str, int] = {}
         cutoffs: dict[str, str] = {}
+        cleaned: set[str] = set()
+        blocked: list[Finding] = []
         for days, tables in self._by_retention().items():
             cutoff = (end - timedelta(days=days)).isoformat()
             present = [t for t in tables if t in before]
             if not present:
                 continue
+            if conflicts := self._conflicts(days, present):
+                blocked.append(Finding(
+                    check="airflow.metadata_retention", resource=", ".join(present), status=Status.WARNING,
+                    severity=Severity.P3,
+                    summary=(f"not cleaned: at {days} days airflow db clean also deletes the rows of "
+                             f"{', '.join(f'{t} ({settings.retention_of(t)} days)' for t in conflicts)}, which "
+                             "depend on them, before their own retention"),
+                    details={"fix": f"give {', '.join(conflicts)} at most {days} days in "
+                                    "airflow_housekeeping.retention_days, or these tables as long"}))
+                continue
             base = ["db", "clean", "--clean-before-timestamp", cutoff, "--tables", ",".join(present),
-                    "--batch-size", str(settings.batch_size), "-y"]
-            eligible.update(_parse_counts(self._cli(url, *base, "--dry-run")))
+                    "--batch-size", str(settings.batch_size), "--error-on-cleanup-failure", "-y"]
+            for table, count in _parse_counts(self._cli(url, *base, "--dry-run")).items():
+                # A dependant cleaned with a longer-kept group is counted there too: the larger count holds.
+                eligible[table] = max(count, eligible.get(table, 0))
             cutoffs.update(dict.fromkeys(present, cutoff[:10]))
             if settings.clean:
                 self._cli(url, *base, *(["--skip-archive"] if settings.archive == "drop" else []))
+                cleaned.update(present)
         exported: list[str] = []
-        if settings.clean and settings.archive == "export":
-            exported = self._export_archives(url, context)
+        if settings.clean and settings.archive == "export" and cleaned:
+            # Never Airflow's own migration table _xcom_archive: drop-archived would drop it whole.
+            exported = self._export_archives(url, context, sorted(cleaned - {"_xcom_archive"}))
+        yield from blocked
         after, archives = self._rows(url)
         total = sum(eligible.values())
         rows = [[table, settings.retention_of(table), cutoffs.get(table, "—"), before.get(table, 0),
@@ -180,18 +212,20 @@ class MetadataCleanupOperator(MaintenanceCheckOperator):
                                                         f"{', '.join(archives[:3])}",
                           details={"fix": "airflow db export-archived, then airflow db drop-archived"})
 
-    def _export_archives(self, url: str, context: Any) -> list[str]:
-        """Export Airflow's archive tables as CSV next to the report, then drop them (only once exported)."""
+    def _export_archives(self, url: str, context: Any, tables: list[str]) -> list[str]:
+        """Export the archive tables of `tables` as CSV to the reports bucket's ``airflow-archive/`` (its own
+        lifecycle: the rows may hold run configurations), then drop them, only once exported."""
         store = self.report_store(self.bucket, self.reports_prefix)
-        dag_id = context["ti"].dag_id
+        stamp = report_date(context).strftime("%Y-%m-%dT%H%MZ")
         with tempfile.TemporaryDirectory(prefix="airflow-archive-") as folder:
-            self._cli(url, "db", "export-archived", "--export-format", "csv", "--output-path", folder)
+            self._cli(url, "db", "export-archived", "--export-format", "csv", "--output-path", folder,
+                      "--tables", ",".join(tables), "-y")
             files = sorted(Path(folder).glob("*.csv"))
             for path in files:
-                key = store.date_key(dag_id, report_date(context), f"archived/{path.name}")
+                key = store.key(ARCHIVE_PREFIX, stamp, path.name)
                 store.s3.load_file(str(path), key=key, bucket_name=self.bucket, replace=True)
             if files:
-                self._cli(url, "db", "drop-archived", "-y")
+                self._cli(url, "db", "drop-archived", "--tables", ",".join(tables), "-y")
         return [path.stem for path in files]
 
 

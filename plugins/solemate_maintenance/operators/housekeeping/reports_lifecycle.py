@@ -1,5 +1,6 @@
 """The reports bucket's lifecycle: what the project writes there (reports, reviews and charts, the
-configuration backups, the Cost Explorer cache, the incident record) ages per prefix, the guide's
+configuration backups, the Cost Explorer cache, the incident record, Airflow's exported metadata) ages
+per prefix, the guide's
 way (Standard, Standard-IA, Glacier). Read-only unless ``reports.lifecycle.enforce`` is true."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from solemate_maintenance.config import ArchiveClass, PlatformConfig
 from solemate_maintenance.findings import Finding, Severity, Status
 from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, MaintenanceCheckOperator
 from solemate_maintenance.operators.housekeeping import bucket_lifecycle
+from solemate_maintenance.operators.housekeeping.airflow_db import ARCHIVE_PREFIX
 from solemate_maintenance.operators.housekeeping.bucket_lifecycle import WantedRule
 
 RULE_ID_PREFIX = "solemate-reports-"
@@ -46,6 +48,8 @@ def wanted_rules(config: PlatformConfig) -> list[WantedRule]:
                       "Cost Explorer cache", "cost_cache"))
     record_dir = incident_key(config).rsplit("/", 1)[0]
     rules.append(rule("incidents", record_dir + "/", lifecycle.incidents, "incident record", "incidents"))
+    rules.append(rule("airflow-archive", under(ARCHIVE_PREFIX), lifecycle.airflow_archive,
+                      "Airflow's exported metadata", "airflow_archive"))
     return rules
 
 

@@ -15,6 +15,8 @@ from solemate_maintenance.operators.base import MEASUREMENTS_XCOM_KEY, Maintenan
 from solemate_maintenance.window import TimeWindow, as_utc, month_reviewed
 
 FAILED_STATES = ("FAILED", "ABORTED", "EXPIRED")
+# How far back AWS Backup lists jobs.
+JOBS_KEPT = timedelta(days=30)
 
 
 def worst_age(created: list[datetime], month: TimeWindow) -> timedelta | None:
@@ -55,30 +57,42 @@ class BackupStrategyOperator(MaintenanceCheckOperator):
         return month_reviewed(context)
 
     def collect_findings(self, context: Any) -> Iterable[Finding]:
+        from airflow.sdk.timezone import utcnow
+
         month = self.checked_window(context)
         label = f"{month.start:%B %Y}"
         tests = self._restore_tests(month)
+        # AWS Backup lists the jobs of the last 30 days: the part of the month before that is not known
+        # (a fact of the wall clock; a backfill of an older month says so instead of "no failed job").
+        covered = TimeWindow(max(month.start, utcnow() - JOBS_KEPT), month.end)
         backup = self.client("backup")
-        jobs = [job for page in self.pages(backup, "list_backup_jobs", ByCreatedAfter=month.start - timedelta(days=2),
-                                           ByCreatedBefore=month.end) for job in page.get("BackupJobs", [])]
-        in_month = [j for j in jobs if month.start <= as_utc(j["CreationDate"]) < month.end]
+        jobs = [] if covered.start >= covered.end else [
+            job for page in self.pages(backup, "list_backup_jobs", ByCreatedAfter=covered.start - timedelta(days=2),
+                                       ByCreatedBefore=covered.end) for job in page.get("BackupJobs", [])]
+        in_month = [j for j in jobs if covered.start <= as_utc(j["CreationDate"]) < covered.end]
         states = Counter(j.get("State", "?") for j in in_month)
         failed = [j for j in in_month if j.get("State") in FAILED_STATES]
-        completed = [as_utc(j.get("CompletionDate") or j["CreationDate"]) for j in jobs
-                     if j.get("State") == "COMPLETED"]
-        worst = worst_age(completed, month)
-        vaults = [self._vault(self.policy.backup_vault, None), self._vault(self.policy.dr_backup_vault, self.dr_region)]
+        vaults, points = [], []
+        for name, region in ((self.policy.backup_vault, None), (self.policy.dr_backup_vault, self.dr_region)):
+            summary, found = self._vault(name, region)
+            vaults.append(summary)
+            points += found if region is None else []  # the primary vault's points: what a restore starts from
+        worst, worst_resource = self._worst_age(jobs, points, covered)
         rto_target, rpo_target = self.policy.database_rto_minutes, self.policy.database_rpo_minutes
         missed = [t for t in tests
                   if (t[2] is not None and t[2] > rto_target) or (t[3] is not None and t[3] > rpo_target)]
+        coverage = "the whole month" if covered.start == month.start else \
+            ("none of it (AWS Backup lists 30 days of jobs)" if covered.start >= covered.end
+             else f"from {covered.start:%Y-%m-%d} (AWS Backup lists 30 days of jobs)")
         context["ti"].xcom_push(key=MEASUREMENTS_XCOM_KEY, value={
             "headline": (f"Backups, {label}: {len(tests)} restore test(s) ({len(missed)} missed a target), "
                          f"{len(failed)} failed backup job(s) of {len(in_month)}, newest recovery point at worst "
-                         f"{_age(worst)} old"),
+                         f"{_age(worst)} old ({worst_resource or 'no resource'}); jobs known for {coverage}"),
             "restore_tests": len(tests), "restore_tests_missing_target": len(missed),
-            "rto_target_minutes": rto_target, "rpo_target_minutes": rpo_target,
+            "rto_target_minutes": rto_target, "rpo_target_minutes": rpo_target, "jobs_coverage": coverage,
             "backup_jobs": len(in_month), "backup_jobs_failed": len(failed), "job_states": dict(states),
             "worst_recovery_point_age_hours": None if worst is None else round(worst.total_seconds() / 3600, 1),
+            "worst_recovery_point_resource": worst_resource,
             "vault_gb": {name: gb for name, gb, _ in vaults},
             "tables": {
                 "Restore tests": {"columns": ["date", "validation", "RTO (min)", "data RPO (min)"],
@@ -88,7 +102,7 @@ class BackupStrategyOperator(MaintenanceCheckOperator):
                                                  str(j.get("ResourceArn", "")).rsplit(":", 1)[-1], j.get("State"),
                                                  j.get("StatusMessage", "")] for j in failed]},
                 "Storage by vault": {"columns": ["vault", "GB", "recovery points"],
-                                     "rows": [[name, gb, points] for name, gb, points in vaults]}}})
+                                     "rows": [[name, gb, count] for name, gb, count in vaults]}}})
         if missed:
             yield Finding(check="backups.strategy.restore_targets", resource=label, status=Status.WARNING,
                           severity=Severity.P3, summary=f"{len(missed)} restore test(s) missed the RTO "
@@ -96,13 +110,35 @@ class BackupStrategyOperator(MaintenanceCheckOperator):
         if failed:
             yield Finding(check="backups.strategy.failed_jobs", resource=label, status=Status.WARNING,
                           severity=Severity.P3, summary=f"{len(failed)} of {len(in_month)} backup job(s) failed")
-        if worst is not None and worst > timedelta(hours=self.policy.snapshot_max_age_hours):
-            yield Finding(check="backups.strategy.recovery_point_age", resource=label, status=Status.WARNING,
-                          severity=Severity.P3, summary=f"the newest recovery point was {_age(worst)} old at worst "
-                                                        f"(policy {self.policy.snapshot_max_age_hours} h)")
-        if not (missed or failed) and (worst is None or worst <= timedelta(hours=self.policy.snapshot_max_age_hours)):
+        too_old = worst is not None and worst > timedelta(hours=self.policy.snapshot_max_age_hours)
+        if too_old:
+            yield Finding(check="backups.strategy.recovery_point_age", resource=worst_resource or label,
+                          status=Status.WARNING, severity=Severity.P3,
+                          summary=f"the newest recovery point of {worst_resource} was {_age(worst)} old at worst "
+                                  f"in {label} (policy {self.policy.snapshot_max_age_hours} h)")
+        if not (missed or failed or too_old):
             yield Finding(check="backups.strategy", resource=label, status=Status.OK,
-                          summary=f"{len(tests)} restore test(s) within target, no failed backup job")
+                          summary=f"{len(tests)} restore test(s) within target, no failed backup job in {coverage}")
+
+    @staticmethod
+    def _worst_age(jobs: list[dict[str, Any]], points: list[dict[str, Any]],
+                   covered: TimeWindow) -> tuple[timedelta | None, str | None]:
+        """Per protected resource (one backing up daily must not hide one that stopped), the longest its newest
+        recovery point got old in `covered`; the worst resource."""
+        created: dict[str, list[datetime]] = {}
+        for job in jobs:
+            if job.get("State") == "COMPLETED" and job.get("ResourceArn"):
+                created.setdefault(job["ResourceArn"], []).append(as_utc(job.get("CompletionDate")
+                                                                         or job["CreationDate"]))
+        for point in points:
+            if point.get("ResourceArn") and point.get("CreationDate"):
+                created.setdefault(point["ResourceArn"], []).append(as_utc(point["CreationDate"]))
+        ages = {arn: worst_age(times, covered) for arn, times in created.items()}
+        ages = {arn: age for arn, age in ages.items() if age is not None}
+        if not ages or covered.start >= covered.end:
+            return None, None
+        arn = max(ages, key=lambda key: ages[key])
+        return ages[arn], arn.rsplit(":", 1)[-1]
 
     def _restore_tests(self, month: TimeWindow) -> list[tuple[str, str, float | None, float | None]]:
         store = self.report_store(self.bucket, self.reports_prefix)
@@ -113,15 +149,15 @@ class BackupStrategyOperator(MaintenanceCheckOperator):
                           measured.get("rto_minutes"), measured.get("data_rpo_minutes")))
         return tests
 
-    def _vault(self, name: str, region: str | None) -> tuple[str, float | None, int]:
+    def _vault(self, name: str, region: str | None) -> tuple[tuple[str, float | None, int], list[dict[str, Any]]]:
         backup = self.client("backup", region)
         try:
             points = [p for page in self.pages(backup, "list_recovery_points_by_backup_vault", BackupVaultName=name)
                       for p in page.get("RecoveryPoints", [])]
         except backup.exceptions.ResourceNotFoundException:
-            return name, None, 0
+            return (name, None, 0), []
         size = sum(p.get("BackupSizeInBytes") or 0 for p in points)
-        return name, round(size / 1e9, 2), len(points)
+        return (name, round(size / 1e9, 2), len(points)), points
 
 
 def _minutes(value: Any) -> str:

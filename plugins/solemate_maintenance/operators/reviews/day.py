@@ -106,16 +106,22 @@ def review_window(kind: ReviewKind, fire: datetime, config: PlatformConfig) -> t
     zone = ZoneInfo(reviews.timezone)
     local = datetime.fromtimestamp(fire.timestamp(), zone)  # not Airflow's pendulum: plain arithmetic
     mode = {0: "monday", 4: "friday"}.get(local.weekday(), "")
-    mode = mode if (kind, mode) in (("morning", "monday"), ("evening", "friday")) else ""
+    # A team that reviews every day has seen its weekend already: Monday is a day like the others.
+    mode = mode if (kind, mode) in (("morning", "monday"), ("evening", "friday")) and \
+        not (mode == "monday" and reviews.days == "every-day") else ""
     if kind == "morning":
-        evening = Schedule("evening_review", reviews.cron("evening"), reviews.timezone)
-        # On Monday reach back to before Saturday (Friday's evening review), whatever the review days are.
-        before = local - timedelta(days=2) if mode == "monday" else local
-        earlier = evening.fires(before - timedelta(days=4), before)
-        start = earlier[-1] if earlier else before - timedelta(hours=15)
+        # Since the evening review before (Friday's on a Monday, as the evening review skips weekends).
+        start = previous_evening_review(local, config)
     else:
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     return TimeWindow(as_utc(start), local.astimezone(UTC)), mode
+
+
+def previous_evening_review(moment: datetime, config: PlatformConfig) -> datetime:
+    reviews = config.reviews
+    evening = Schedule("evening_review", reviews.cron("evening"), reviews.timezone)
+    earlier = evening.fires(moment - timedelta(days=4), moment)
+    return earlier[-1] if earlier else moment - timedelta(hours=24)
 
 
 def _local(moment: datetime, zone: ZoneInfo, *, date: bool = False) -> str:
@@ -226,7 +232,7 @@ class DayReviewOperator(MaintenanceCheckOperator):
                               f"{_local(window.end, zone, date=True)}", link, link_label="incident record"))
         return Section(title, lines, "incident record")
 
-    def _alarm_section(self, window: TimeWindow) -> Section:
+    def _alarm_section(self, window: TimeWindow, live: bool = True) -> Section:
         from solemate_maintenance.operators.monitoring.cloudwatch_status import alarms_fired
 
         zone = ZoneInfo(self.config.reviews.timezone)
@@ -238,10 +244,12 @@ class DayReviewOperator(MaintenanceCheckOperator):
         lines = []
         for name, times in sorted(fired.items(), key=lambda item: item[1][0]):
             state = now.get(name, {}).get("StateValue", "deleted")
+            # A past date's review does not know how the alarm stood then: today's state would mislead.
+            shown = f"; now {state}" if live else ""
             lines.append(Line(
-                f"{name}: went into ALARM {len(times)}×, first at {_local(times[0], zone, date=True)}; now {state}",
+                f"{name}: went into ALARM {len(times)}×, first at {_local(times[0], zone, date=True)}{shown}",
                 f"https://console.aws.amazon.com/cloudwatch/home?region={quote(region)}#alarmsV2:alarm/{quote(name)}",
-                "P3" if state == "ALARM" else "P4", "alarm"))
+                "P3" if live and state == "ALARM" else "P4", "alarm"))
         return Section("Alarms that fired", lines or [Line("no alarm went into ALARM")], "CloudWatch alarm history")
 
     def _backup_section(self, window: TimeWindow) -> Section:
@@ -321,6 +329,8 @@ class DayReviewOperator(MaintenanceCheckOperator):
 
     def _kpi_section(self, title: str, reports: list[RunReport]) -> Section:
         """The newest report's KPIs against the average of the ones before it (newest first)."""
+        if not reports:
+            raise SourceMissing(f"{DAILY} reports: none readable for the KPIs")
         latest, before = reports[0], reports[1:]
         now = self._kpi_values(latest)
         earlier: dict[str, list[float]] = {}
@@ -340,9 +350,11 @@ class DayReviewOperator(MaintenanceCheckOperator):
             lines.append(Line("the daily run measured no KPI", latest.report_url or None, "MISSING"))
         return Section(title, lines, f"{DAILY} {latest.checked_label} and {len(before)} before")
 
-    def _automation_section(self, window: TimeWindow, end: datetime) -> tuple[Section, list[Finding]]:
-        """Every scheduled DAG due today (up to the grace before now): did it run, did it pass."""
+    def _automation_section(self, end: datetime) -> tuple[Section, list[Finding]]:
+        """Every scheduled DAG due since the previous evening review (weekend runs on Monday; a run that
+        review left to its grace included), up to the grace before now: did it run, did it pass."""
         grace = timedelta(minutes=self.config.reviews.run_grace_minutes)
+        window = TimeWindow(as_utc(previous_evening_review(end, self.config)) - grace, end)
         zone = ZoneInfo(self.config.reviews.timezone)
         lines: list[Line] = []
         findings: list[Finding] = []
@@ -362,7 +374,9 @@ class DayReviewOperator(MaintenanceCheckOperator):
             lines.append(line)
             findings += [finding] if finding else []
         return Section("Maintenance automation", sorted(lines, key=_severity_rank) or
-                       [Line("no scheduled DAG was due yet today")], "reports and the incident record"), findings
+                       [Line("no scheduled DAG was due since the last evening review")],
+                       f"reports and the incident record, runs due since {_local(window.start, zone, date=True)}"), \
+            findings
 
     def _watch_progress(self, dag_id: str, due: list[datetime], record: Any, zone: ZoneInfo,
                         link: str | None) -> tuple[Line, Finding | None]:
@@ -370,10 +384,10 @@ class DayReviewOperator(MaintenanceCheckOperator):
             return Line(f"{dag_id}: unknown (the incident record could not be read)", link, "MISSING", "Airflow"), None
         watched = record.watched_until.get(dag_id)
         if watched is not None and as_utc(watched) >= due[-1]:
-            return Line(f"{dag_id}: {len(due)} runs due today, watching (last window ended "
+            return Line(f"{dag_id}: {len(due)} runs due, watching (last window ended "
                         f"{_local(as_utc(watched), zone)})", link, link_label="Airflow"), None
         since = f"since {_local(as_utc(watched), zone, date=True)}" if watched else "at all"
-        summary = f"has not watched {since}: {len(due)} runs were due today, the last at {_local(due[-1], zone)}"
+        summary = f"has not watched {since}: {len(due)} runs were due, the last at {_local(due[-1], zone)}"
         return (Line(f"{dag_id}: {summary}", link, "DID NOT RUN", "Airflow"),
                 Finding(check="review.dag_not_run", resource=dag_id, status=Status.WARNING, severity=Severity.P3,
                         summary=summary, details={"fix": f"check the scheduler and {dag_id}'s runs in Airflow"}))
@@ -475,7 +489,8 @@ class DayReviewOperator(MaintenanceCheckOperator):
 
     # -- the review ------------------------------------------------------------------------------------
 
-    def build(self, context: Any) -> tuple[Review, list[Finding]]:
+    def build(self, context: Any, *, live: bool = True) -> tuple[Review, list[Finding]]:
+        """`live`: the review is about the present, so an alarm's state now belongs in it."""
         fire = run_end(context)
         window, mode = review_window(self.review, fire, self.config)
         zone = ZoneInfo(self.config.reviews.timezone)
@@ -484,11 +499,15 @@ class DayReviewOperator(MaintenanceCheckOperator):
         findings: list[Finding] = []
         sections: list[Section] = []
 
-        def add(build: Callable[[], Section | None]) -> None:
+        def add(build: Callable[[], Section | None], name: str) -> None:
             try:
                 section = build()
             except SourceMissing as exc:
                 self._missing.append(str(exc))
+                return
+            except Exception as exc:  # one unreadable source must not cost the review the others
+                self.log.warning("review section %s could not be built", name, exc_info=True)
+                self._missing.append(f"{name}: could not be built ({_error(exc)})")
                 return
             if section is not None:
                 sections.append(section)
@@ -503,37 +522,47 @@ class DayReviewOperator(MaintenanceCheckOperator):
         label = {"morning": "Morning review", "evening": "Evening review"}[self.review]
         subtitle = {"monday": ": the weekend", "friday": ": and the week"}.get(mode, "")
         title = f"{label}{subtitle} — {_local(fire, zone, date=True)} {zone.key} ({self.config.environment})"
+        trend_days = self.config.reviews.kpi_trend_days
         if self.review == "morning":
             add(lambda: self._incident_section(window, "Weekend incidents" if mode == "monday"
-                                               else "Incidents since the evening review"))
-            add(lambda: self._alarm_section(window))
+                                               else "Incidents since the evening review"), "incident record")
+            add(lambda: self._alarm_section(window, live), "CloudWatch alarm history")
 
             def backups() -> Section:
-                section = self._backup_section(window)
+                try:
+                    section = self._backup_section(window)
+                except Exception as exc:  # the restore test (from S3) is still worth its line
+                    self._missing.append(str(exc) if isinstance(exc, SourceMissing) else
+                                         f"AWS Backup jobs: {_error(exc)}")
+                    section = Section("Backups", [], "the latest restore test")
                 restore = self._restore_line(fire)
                 if restore is not None:
                     section.lines.append(restore)
+                return section if section.lines else None
+
+            add(backups, "backups")
+            add(lambda: self._health_section(daily()), "system health")
+            add(lambda: self._kpi_section(f"KPIs against the {trend_days} days before",
+                                          self._daily_reports(fire, trend_days + 1)), "KPIs")
+            add(lambda: self._findings_section("Security", daily(), SECURITY_TASKS,
+                                               all_ok="no security event or open port ({checked} checks)"), "security")
+        else:
+            add(lambda: self._incident_section(window, "Today's incidents"), "incident record")
+            add(lambda: self._kpi_section("Today's KPIs (the latest daily run, against the days before)",
+                                          self._daily_reports(fire, trend_days + 1)), "KPIs")
+
+            def automation() -> Section:
+                section, not_run = self._automation_section(fire)
+                findings.extend(not_run)
                 return section
 
-            add(backups)
-            add(lambda: self._health_section(daily()))
-            add(lambda: self._kpi_section(f"KPIs against the {self.config.reviews.kpi_trend_days} days before",
-                                          self._daily_reports(fire, self.config.reviews.kpi_trend_days + 1)))
-            add(lambda: self._findings_section("Security", daily(), SECURITY_TASKS,
-                                               all_ok="no security event or open port ({checked} checks)"))
-        else:
-            add(lambda: self._incident_section(window, "Today's incidents"))
-            add(lambda: self._kpi_section("Today's KPIs (the latest daily run, against the days before)",
-                                          self._daily_reports(fire, self.config.reviews.kpi_trend_days + 1)))
-            automation, not_run = self._automation_section(window, fire)
-            sections.append(automation)
-            findings += not_run
+            add(automation, "maintenance automation")
             add(lambda: self._findings_section("Monitoring health", daily(), MONITORING_TASKS,
-                                               all_ok="all {checked} monitoring checks passed"))
+                                               all_ok="all {checked} monitoring checks passed"), "monitoring health")
             if mode == "friday":
-                add(lambda: self._week_section(fire))
-                add(lambda: self._pending_updates_section(daily()))
-                add(lambda: self._changes_section(daily(), fire))
+                add(lambda: self._week_section(fire), "the week's performance")
+                add(lambda: self._pending_updates_section(daily()), "pending security updates")
+                add(lambda: self._changes_section(daily(), fire), "changes since last Friday")
         if self._stale:
             self._missing.append(self._stale)
         archived = sorted(set(self.store.archived))
@@ -551,9 +580,11 @@ class DayReviewOperator(MaintenanceCheckOperator):
 
         from solemate_maintenance.run_facts import RunFacts
 
-        review, findings = self.build(context)
         facts = RunFacts.from_context(context, page_max_age_hours=self.config.alerts.page_max_age_hours,
                                       now=utcnow())
+        review, findings = self.build(context, live=not facts.is_past and not facts.is_backfill)
+        # What the review says, before the run-kind tag: a retry or a clear that finds the same is the same.
+        digest = hashlib.sha256(render_markdown(review, self.config.reviews.max_lines).encode()).hexdigest()
         if facts.tag:
             review.title += facts.tag
         dag_id = context["ti"].dag_id
@@ -569,9 +600,11 @@ class DayReviewOperator(MaintenanceCheckOperator):
             "review_uri": self.store.uri(keys["review.md"]), "review_url": self.store.browse_url(keys["review.md"]),
             "sections": [s.title for s in review.sections], "missing": review.missing})
         yield from findings
-        yield from self._send(review, markdown, keys["review-sent.json"], facts, context)
+        yield from self._send(review, digest, keys["review-sent.json"], facts, context)
 
-    def _send(self, review: Review, markdown: str, sent_key: str, facts: Any, context: Any) -> Iterable[Finding]:
+    def _send(self, review: Review, digest: str, sent_key: str, facts: Any, context: Any) -> Iterable[Finding]:
+        """Each channel once per date: a channel that already has this review is skipped, one that failed
+        (or has an older version, then marked "updated") gets it."""
         from solemate_maintenance.notifiers.delivery import send_email, send_slack
 
         resource = f"{review.kind} review {review.window.end:%Y-%m-%d}"
@@ -579,37 +612,37 @@ class DayReviewOperator(MaintenanceCheckOperator):
             yield Finding(check="review.delivery", resource=resource, status=Status.SKIPPED,
                           summary="a backfill: the review is stored, not sent")
             return
-        digest = hashlib.sha256(markdown.encode()).hexdigest()
-        sent = self.store.read_json(sent_key) or {}
-        if sent.get("sha256") == digest:
-            yield Finding(check="review.delivery", resource=resource, status=Status.OK,
-                          summary=f"already sent at {sent.get('at')}; unchanged, not sent again")
-            return
-        updated = bool(sent)
-        title = ("(updated) " if updated else "") + review.title
         alerts = self.config.alerts
         recipients = self.config.reviews.email or alerts.digest_email
-        deliveries = {"slack": send_slack(kind="review", conn_id=alerts.slack_conn_id,
-                                          text=render_slack(review, self.config.reviews.max_lines, title),
-                                          attachments=[], alerts=alerts, context=context)}
+        sent: dict[str, Any] = self.store.read_json(sent_key) or {}
+        lines = self.config.reviews.max_lines
+        channels = {"slack": lambda title: send_slack(
+            kind="review", conn_id=alerts.slack_conn_id, text=render_slack(review, lines, title), attachments=[],
+            alerts=alerts, context=context)}
         if recipients:
-            deliveries["email"] = send_email(kind="review", to=recipients, subject=title,
-                                             html=render_html(review, self.config.reviews.max_lines, title),
-                                             alerts=alerts, context=context)
-        failed = {name: d.error for name, d in deliveries.items() if not d.ok}
-        delivered = [name for name, d in deliveries.items() if d.ok]
-        if delivered:
-            self.store.write(sent_key, json.dumps({"sha256": digest, "at": datetime.now(UTC).isoformat(),
-                                                   "channels": delivered}))
-        for name, error in failed.items():
-            yield Finding(check="review.delivery", resource=f"{resource} ({name})", status=Status.WARNING,
-                          severity=Severity.P3, summary=f"not delivered by {name}: {error}; the review is in the "
-                                                        "reports bucket")
-        if delivered:
-            yield Finding(check="review.delivery", resource=resource, status=Status.OK,
-                          summary=f"{'updated review ' if updated else ''}sent to {', '.join(delivered)}"
-                                  + ("" if recipients else " (no e-mail recipients: reviews.email, "
-                                                           "alerts.digest_email)"))
+            channels["email"] = lambda title: send_email(
+                kind="review", to=recipients, subject=title,
+                html=render_html(review, lines, title), alerts=alerts, context=context)
+        else:
+            yield Finding(check="review.delivery", resource=f"{resource} (email)", status=Status.SKIPPED,
+                          summary="no e-mail recipients (reviews.email, alerts.digest_email)")
+        for name, send in channels.items():
+            before = sent.get(name) or {}
+            if before.get("sha256") == digest:
+                yield Finding(check="review.delivery", resource=f"{resource} ({name})", status=Status.OK,
+                              summary=f"already sent at {before.get('at')}; unchanged, not sent again")
+                continue
+            updated = bool(before)
+            delivery = send(("(updated) " if updated else "") + review.title)
+            if not delivery.ok:
+                yield Finding(check="review.delivery", resource=f"{resource} ({name})", status=Status.WARNING,
+                              severity=Severity.P3, summary=f"not delivered by {name}: {delivery.error}; the review "
+                                                            "is in the reports bucket, a re-run sends it")
+                continue
+            sent[name] = {"sha256": digest, "at": datetime.now(UTC).isoformat()}
+            self.store.write(sent_key, json.dumps(sent))  # at once: a crash later must not resend this one
+            yield Finding(check="review.delivery", resource=f"{resource} ({name})", status=Status.OK,
+                          summary=f"{'updated review ' if updated else ''}sent by {name}")
 
 
 def _change(value: float, average: float) -> str:

@@ -197,8 +197,10 @@ def _strategy(backups: dict[str, Any]) -> list[list[Any]]:
     worst = backups.get("worst_recovery_point_age_hours")
     return [["restore tests", backups["restore_tests"], f"{backups['restore_tests_missing_target']} missed the RTO "
              f"{backups['rto_target_minutes']} min / RPO {backups['rpo_target_minutes']} min target"],
-            ["backup jobs", backups["backup_jobs"], f"{backups['backup_jobs_failed']} failed"],
-            ["newest recovery point, worst age", "—" if worst is None else f"{worst} h", ""],
+            ["backup jobs", backups["backup_jobs"], f"{backups['backup_jobs_failed']} failed; known for "
+             f"{backups.get('jobs_coverage', 'the whole month')}"],
+            ["newest recovery point, worst age", "—" if worst is None else f"{worst} h",
+             backups.get("worst_recovery_point_resource") or ""],
             ["storage by vault", vaults, ""]]
 
 

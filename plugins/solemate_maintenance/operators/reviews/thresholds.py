@@ -24,6 +24,8 @@ FLAPPING_TRANSITIONS = 10
 CHRONIC_SHARE = 0.2
 # An alarm that never fired and whose metric's p99 stays under this share of the threshold may be too lax.
 LAX_SHARE = 0.5
+# How long CloudWatch keeps an alarm's history.
+HISTORY_KEPT = timedelta(days=14)
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -111,54 +113,89 @@ class ThresholdReviewOperator(MaintenanceCheckOperator):
     # -- CloudWatch alarms ------------------------------------------------------------------------------
 
     def _alarms(self, month: TimeWindow) -> tuple[list[list[Any]], list[Finding]]:
+        """How often each alarm fired comes from the month's daily reports (their overnight_alarms findings
+        list every entry into ALARM): CloudWatch keeps alarm history 14 days only. Time in ALARM comes
+        from that history, over the part of the month it still covers (said in the table)."""
+        from airflow.sdk.timezone import utcnow
+
         cloudwatch = self.client("cloudwatch")
         alarms = [a for page in self.pages(cloudwatch, "describe_alarms", max_page=100, AlarmTypes=["MetricAlarm"])
                   for a in page.get("MetricAlarms", [])]
+        fired = self._fired_per_daily_reports(month)
+        # What CloudWatch still has: the last 14 days from now (a fact of the wall clock, not of the run).
+        covered = TimeWindow(max(month.start, utcnow() - HISTORY_KEPT), month.end)
         history: dict[str, list[tuple[datetime, str, str]]] = defaultdict(list)
-        for page in self.pages(cloudwatch, "describe_alarm_history", max_page=100, HistoryItemType="StateUpdate",
-                               AlarmTypes=["MetricAlarm"], StartDate=month.start, EndDate=month.end,
-                               ScanBy="TimestampAscending"):
-            for item in page["AlarmHistoryItems"]:
-                try:
-                    data = json.loads(item.get("HistoryData") or "{}")
-                except ValueError:
-                    continue
-                history[item["AlarmName"]].append((as_utc(item["Timestamp"]),
-                                                   data.get("oldState", {}).get("stateValue", ""),
-                                                   data.get("newState", {}).get("stateValue", "")))
+        if covered.start < covered.end:
+            for page in self.pages(cloudwatch, "describe_alarm_history", max_page=100, HistoryItemType="StateUpdate",
+                                   AlarmTypes=["MetricAlarm"], StartDate=covered.start, EndDate=covered.end,
+                                   ScanBy="TimestampAscending"):
+                for item in page["AlarmHistoryItems"]:
+                    try:
+                        data = json.loads(item.get("HistoryData") or "{}")
+                    except ValueError:
+                        continue
+                    history[item["AlarmName"]].append((as_utc(item["Timestamp"]),
+                                                       data.get("oldState", {}).get("stateValue", ""),
+                                                       data.get("newState", {}).get("stateValue", "")))
         p99 = self._p99(alarms, month)
         rows, findings = [], []
         for alarm in sorted(alarms, key=lambda a: a["AlarmName"]):
             name = alarm["AlarmName"]
-            changes = sorted(history.get(name, []))
-            fired = sum(1 for _, _, new in changes if new == "ALARM")
-            in_alarm = self._time_in_alarm(changes, month, alarm.get("StateValue", ""))
-            share = in_alarm / (month.end - month.start)
+            times = fired.get(name, 0)
+            in_alarm = self._time_in_alarm(sorted(history.get(name, [])), covered, alarm) \
+                if covered.start < covered.end else None
+            share = in_alarm / (covered.end - covered.start) if in_alarm is not None else 0.0
             threshold = alarm.get("Threshold")
             operator = alarm.get("ComparisonOperator", "GreaterThanThreshold")
-            suggestion = suggest_alarm(fired=fired, share_in_alarm=share, p99=p99.get(name), threshold=threshold,
+            suggestion = suggest_alarm(fired=times, share_in_alarm=share, p99=p99.get(name), threshold=threshold,
                                        operator=operator)
-            rows.append([name, fired, _hours(in_alarm), _shown(p99.get(name)), threshold, suggestion])
+            shown = "unknown" if in_alarm is None else f"{_hours(in_alarm)} since {covered.start:%d %b}"
+            rows.append([name, times, shown, _shown(p99.get(name)), threshold, suggestion])
             if suggestion != "keep":
                 findings.append(Finding(check="thresholds.alarm", resource=name, status=Status.WARNING,
                                         severity=Severity.P4, summary=suggestion,
-                                        details={"times_into_alarm": fired, "hours_in_alarm": round(
-                                            in_alarm.total_seconds() / 3600, 2), "p99": p99.get(name),
-                                                 "threshold": threshold}))
+                                        details={"times_into_alarm": times, "p99": p99.get(name),
+                                                 "threshold": threshold, "hours_in_alarm": None if in_alarm is None
+                                                 else round(in_alarm.total_seconds() / 3600, 2)}))
         return rows, findings
 
+    def _fired_per_daily_reports(self, month: TimeWindow) -> dict[str, int]:
+        store = self.report_store(self.bucket, self.reports_prefix)
+        times: dict[str, set[str]] = defaultdict(set)
+        for report in store.reports_between(self.daily_dag_id, month.start, month.end + timedelta(days=1),
+                                            log=self.log):
+            for finding in report.findings:
+                if finding.check != "cloudwatch.overnight_alarm" or finding.resource == "alarms":
+                    continue
+                for stamp in finding.details.get("times") or []:
+                    try:
+                        moment = as_utc(datetime.fromisoformat(stamp))
+                    except (TypeError, ValueError):
+                        continue
+                    if month.start <= moment < month.end:
+                        times[finding.resource].add(moment.isoformat())
+        return {name: len(stamps) for name, stamps in times.items()}
+
     @staticmethod
-    def _time_in_alarm(changes: list[tuple[datetime, str, str]], month: TimeWindow, state_now: str) -> timedelta:
-        """ALARM time inside the month, from its transitions (the state before the first one is its old state)."""
-        state = changes[0][1] if changes else state_now
-        since = month.start
-        total = timedelta(0)
+    def _time_in_alarm(changes: list[tuple[datetime, str, str]], covered: TimeWindow,
+                       alarm: dict[str, Any]) -> timedelta | None:
+        """ALARM time inside `covered` from its transitions; the state before the first is its old state.
+        Without a transition, the alarm's state now held throughout only if it last changed before; else
+        unknown."""
+        if changes:
+            state = changes[0][1]
+        else:
+            updated = alarm.get("StateUpdatedTimestamp")
+            if updated is None or as_utc(updated) > covered.start:
+                return None
+            state = alarm.get("StateValue", "")
+        since, total = covered.start, timedelta(0)
         for moment, _, new in changes:
             if state == "ALARM":
                 total += moment - since
             state, since = new, moment
         if state == "ALARM":
-            total += month.end - since
+            total += covered.end - since
         return total
 
     def _p99(self, alarms: list[dict[str, Any]], month: TimeWindow) -> dict[str, float]:
