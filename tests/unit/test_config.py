@@ -194,6 +194,17 @@ ALARM = {"name": "x-{service}-cpu", "severity": "warning", "namespace": "AWS/ECS
                      id="review-evening-before-morning"),
         pytest.param(edited(("reviews", "morning"), "9:00"),
                      "platform.yaml: reviews.morning: String should match pattern", id="review-time-not-hh-mm"),
+        pytest.param(edited(("config_backup", "prefix"), "daily_maintenance"),
+                     "platform.yaml: config_backup.prefix: 'daily_maintenance' is where a DAG's reports live(s) in "
+                     "the reports bucket", id="config-backup-prefix-is-a-dag-directory"),
+        pytest.param(edited(("config_backup", "prefix"), ""),
+                     "platform.yaml: config_backup.prefix: String should match pattern", id="config-backup-prefix-empty"),
+        pytest.param(edited(("airflow_housekeeping", "retention_days"), {"xcom": 1}),
+                     "platform.yaml: airflow_housekeeping.retention_days: xcom: retention must be a whole number of "
+                     "days from 7 to 3650", id="metadata-retention-too-short"),
+        pytest.param(edited(("airflow_housekeeping", "retention_days"), {"xcoms": 30}),
+                     "platform.yaml: airflow_housekeeping.retention_days: 'xcoms' is not a table `airflow db clean` "
+                     "cleans", id="metadata-retention-unknown-table"),
     ],
 )
 def test_config_errors_are_one_clear_line(text, expected):

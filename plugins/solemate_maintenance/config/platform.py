@@ -365,6 +365,22 @@ class PlatformConfig(_Strict):
                 raise ValueError(f"log_lifecycle.classes.{name}.archive: bucket {archive.bucket!r} prefix "
                                  f"{archive.prefix!r} covers the reports (reports.prefix {self.reports.prefix!r}): its "
                                  f"expiry after {archive.expire_after_days} days would delete them")
+        # Each prefix of the reports bucket has a lifecycle rule of its own (reports_lifecycle): two kinds of
+        # object under one prefix would get one kind's expiry.
+        from solemate_maintenance.schedules import scheduled_dags
+
+        taken = {**{dag_id: "a DAG's reports" for dag_id in [*scheduled_dags(self), "dr_failover"]},
+                 self.watch.state_prefix: "watch.state_prefix (the incident record)",
+                 "airflow-archive": "Airflow's exported metadata"}
+        for key, prefix in (("config_backup.prefix", self.config_backup.prefix), ("cost.cache_prefix",
+                                                                                   self.cost.cache_prefix)):
+            top = prefix.strip("/").split("/", 1)[0]
+            if top in taken:
+                raise ValueError(f"{key}: {prefix!r} is where {taken[top]} live(s) in the reports bucket; their "
+                                 "lifecycles would mix: choose another prefix")
+        if self.config_backup.prefix.strip("/").split("/", 1)[0] == self.cost.cache_prefix.strip("/").split("/", 1)[0]:
+            raise ValueError(f"cost.cache_prefix: {self.cost.cache_prefix!r} shares its first part with "
+                             f"config_backup.prefix {self.config_backup.prefix!r}; their lifecycles would mix")
         return self
 
     def drill_restore_settings(self) -> RestoreTest:
