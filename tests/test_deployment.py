@@ -5,6 +5,7 @@ own configuration options."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -124,6 +125,12 @@ def test_every_connection_and_setting_the_dags_read_is_wired_from_the_env_file(c
     # Required ones fail `docker compose up` with their name while unset.
     required = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?set \1 in \.env\}", (REPO / "docker-compose.yaml").read_text()))
     assert {"AIRFLOW_CONN_PLATFORM_DB", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET"} <= required
+
+
+def test_airflow_housekeeping_reaches_the_metadata_database_the_deployment_uses(compose):
+    environment = compose["x-airflow-common"]["environment"]
+    connection = json.loads(environment[f"AIRFLOW_CONN_{load_config().airflow_housekeeping.metadata_conn_id.upper()}"])
+    assert connection["extra"]["sql_alchemy_conn"] == environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
 def test_the_env_example_holds_no_secret(env_example):
