@@ -639,7 +639,7 @@ class DayReviewOperator(MaintenanceCheckOperator):
                               severity=Severity.P3, summary=f"not delivered by {name}: {delivery.error}; the review "
                                                             "is in the reports bucket, a re-run sends it")
                 continue
-            sent[name] = {"sha256": digest, "at": datetime.now(UTC).isoformat()}
+            sent[name] = {"sha256": digest, "at": datetime.now(UTC).isoformat()}  # when it was sent: a wall-clock fact
             self.store.write(sent_key, json.dumps(sent))  # at once: a crash later must not resend this one
             yield Finding(check="review.delivery", resource=f"{resource} ({name})", status=Status.OK,
                           summary=f"{'updated review ' if updated else ''}sent by {name}")
